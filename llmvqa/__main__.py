@@ -1,0 +1,5 @@
+import sys
+
+from llmvqa.cli import main
+
+sys.exit(main())

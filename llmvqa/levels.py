@@ -1,0 +1,82 @@
+"""The five quality levels and their weights — defined once for the whole project.
+
+Q-Align's rule: the score is the softmax over the five level words' logits,
+dotted with the weights 5..1. Levels from a continuous score use five
+equal-width intervals over the dataset-wide range (or quantiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+LEVELS: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad")
+"""Level words, best first."""
+
+WEIGHTS: tuple[float, ...] = (5.0, 4.0, 3.0, 2.0, 1.0)
+"""Score of each level on the 1–5 scale (same order as LEVELS)."""
+
+LEVEL_TO_WEIGHT = dict(zip(LEVELS, WEIGHTS))
+
+
+def to_100(score_1_5: float) -> float:
+    """Map a 1–5 score to 0–100 (1 → 0, 5 → 100)."""
+    return (float(score_1_5) - 1.0) * 25.0
+
+
+def expected_score(probs: Sequence[float]) -> float:
+    """Expected 1–5 score of a level distribution given in LEVELS order."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.shape != (len(LEVELS),):
+        raise ValueError(f"expected {len(LEVELS)} level probabilities, got shape {p.shape}")
+    return float(p @ np.asarray(WEIGHTS))
+
+
+def level_spread(probs: Sequence[float]) -> float:
+    """Standard deviation of the level distribution on the 1–5 scale (an uncertainty)."""
+    p = np.asarray(probs, dtype=np.float64)
+    w = np.asarray(WEIGHTS)
+    mu = float(p @ w)
+    return float(np.sqrt(max(0.0, p @ (w - mu) ** 2)))
+
+
+def level_of_score(score_1_5: float) -> str:
+    """Nearest level word for a 1–5 score (4.5+ excellent, 3.5–4.5 good, ...)."""
+    idx = int(np.clip(np.rint(5.0 - float(score_1_5)), 0, 4))
+    return LEVELS[idx]
+
+
+def levels_from_values(
+    values: Sequence[float],
+    method: str = "equal",
+    lo: float | None = None,
+    hi: float | None = None,
+    higher_is_better: bool = True,
+) -> list[str]:
+    """Map raw scores to level words.
+
+    method="equal": five equal-width intervals over [lo, hi] (default: the
+    dataset-wide min/max, Q-Align). method="quantile": five equal-count bins.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return []
+    if not higher_is_better:
+        v = -v
+        lo, hi = (None if hi is None else -hi), (None if lo is None else -lo)
+    if method == "equal":
+        lo = float(v.min()) if lo is None else float(lo)
+        hi = float(v.max()) if hi is None else float(hi)
+        span = hi - lo
+        if span <= 0:
+            rank = np.full(v.shape, 2)
+        else:
+            # bin 0 = worst ... 4 = best
+            rank = np.clip(np.floor((v - lo) / span * 5.0), 0, 4).astype(int)
+    elif method == "quantile":
+        edges = np.quantile(v, [0.2, 0.4, 0.6, 0.8])
+        rank = np.searchsorted(edges, v, side="right")
+    else:
+        raise ValueError(f"unknown level method {method!r}; use 'equal' or 'quantile'")
+    return [LEVELS[4 - int(r)] for r in rank]

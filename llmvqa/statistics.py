@@ -1,0 +1,64 @@
+"""Named, interpretable statistics the encoders produce — one registry.
+
+Each statistic has a documented meaning and direction. SIG's default experts
+calibrate them to 0–1 quality scores, the model sees them as a "stats token",
+and explanations quote them. Encoders must emit exactly these names (a test
+checks it); add a statistic here first, then in its encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STREAMS: tuple[str, ...] = ("technical", "motion", "semantic")
+
+
+@dataclass(frozen=True)
+class Statistic:
+    name: str
+    stream: str
+    meaning: str
+    higher_is_better: bool | None
+    """True/False: direction of quality; None: neither end is good per se (e.g. amount of motion)."""
+    typical: tuple[float, float]
+    """Values that map to 0 and 1 when the model reads the statistic (normalize(); not a calibration)."""
+
+
+_S = Statistic
+STATISTICS: tuple[Statistic, ...] = (
+    # technical — computed on the sampled frames (luma unless noted)
+    _S("sharpness", "technical", "log variance of the Laplacian on the native-resolution luma (higher = crisper edges)", True, (2, 9)),
+    _S("noise", "technical", "estimated noise sigma in 8-bit units from the finest wavelet band (Donoho MAD); higher = noisier", False, (0, 20)),
+    _S("blockiness", "technical", "ratio of luma jumps on the 8-px block grid to jumps off it (1 = none; higher = compression blocks)", False, (1, 2)),
+    _S("underexposure", "technical", "fraction of pixels with luma below 16 (crushed shadows)", False, (0, 0.5)),
+    _S("overexposure", "technical", "fraction of pixels with luma above 239 (blown highlights)", False, (0, 0.5)),
+    _S("brightness", "technical", "mean luma in [0, 1]; both ends are bad", None, (0, 1)),
+    _S("contrast", "technical", "RMS contrast: standard deviation of luma in [0, 1]", True, (0, 0.35)),
+    _S("colorfulness", "technical", "Hasler–Süsstrunk colorfulness (0 = gray; ~100 = very colorful)", True, (0, 100)),
+    # motion — on low-resolution grayscale frames, between consecutive sampled frames
+    _S("dynamic_degree", "motion", "mean optical-flow magnitude as a fraction of the frame diagonal per second (how much moves)", None, (0, 0.2)),
+    _S("jitter", "motion", "high-frequency energy of the global (camera) motion path, fraction of diagonal (shake/stutter)", False, (0, 0.02)),
+    _S("flicker", "motion", "std of frame-to-frame mean-luma change after removing the linear trend, 8-bit units", False, (0, 10)),
+    _S("warping_error", "motion", "mean absolute error after warping the previous frame by the flow, 8-bit units (temporal inconsistency)", False, (0, 20)),
+    _S("frozen_ratio", "motion", "fraction of consecutive sampled-frame pairs that are near-identical (frozen/duplicated frames)", False, (0, 1)),
+    # semantic — per-frame embeddings
+    _S("semantic_consistency", "semantic", "mean cosine similarity between consecutive frame embeddings (1 = same content throughout)", True, (0.5, 1)),
+    _S("semantic_mutation", "semantic", "1 − minimum cosine similarity of any frame to the first frame (content changing identity)", False, (0, 0.5)),
+    _S("prompt_alignment", "semantic", "similarity of the text prompt to the video content (present only when a prompt is given)", True, (0, 0.7)),
+)
+
+STAT_BY_NAME: dict[str, Statistic] = {s.name: s for s in STATISTICS}
+PROMPT_STATS: tuple[str, ...] = ("prompt_alignment",)
+"""Statistics that exist only when a text prompt is given (not stored in the feature cache)."""
+
+
+def normalize(name: str, value: float) -> float:
+    """Scale a statistic to about [0, 1] by its typical range (clipped to [-1, 2]) for model input."""
+    lo, hi = STAT_BY_NAME[name].typical
+    return float(min(2.0, max(-1.0, (float(value) - lo) / (hi - lo))))
+
+
+def stats_of_stream(stream: str) -> tuple[str, ...]:
+    if stream not in STREAMS:
+        raise ValueError(f"unknown stream {stream!r}; streams are {STREAMS}")
+    return tuple(s.name for s in STATISTICS if s.stream == stream)
