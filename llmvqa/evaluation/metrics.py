@@ -1,0 +1,79 @@
+"""MOS-correlation metrics as plain functions of two arrays (pyiqa conventions).
+
+PLCC and RMSE are computed after the standard 4-parameter logistic fit of the
+predictions to the human scores (VQEG): f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import optimize, stats
+
+
+def _pair(pred, mos) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(pred, dtype=np.float64).ravel()
+    m = np.asarray(mos, dtype=np.float64).ravel()
+    if p.shape != m.shape:
+        raise ValueError(f"pred has {p.size} values but mos has {m.size}")
+    if p.size < 3:
+        raise ValueError(f"need at least 3 pairs to correlate, got {p.size}")
+    if not (np.isfinite(p).all() and np.isfinite(m).all()):
+        raise ValueError("pred and mos must be finite")
+    return p, m
+
+
+def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    return (b1 - b2) / (1.0 + np.exp(-(x - b3) / (np.abs(b4) + 1e-12))) + b2
+
+
+def fit_logistic(pred, mos) -> np.ndarray:
+    """Map predictions onto the MOS scale with the 4-parameter logistic (falls back to linear if the fit fails)."""
+    p, m = _pair(pred, mos)
+    beta0 = [m.max(), m.min(), float(np.mean(p)), float(np.std(p)) / 4 + 1e-6]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            beta, _ = optimize.curve_fit(logistic_4, p, m, p0=beta0, maxfev=20000)
+        fitted = logistic_4(p, *beta)
+        if np.isfinite(fitted).all():
+            return fitted
+    except (RuntimeError, ValueError):
+        pass
+    a, b = np.polyfit(p, m, 1)
+    return a * p + b
+
+
+def srcc(pred, mos) -> float:
+    """Spearman rank-order correlation."""
+    p, m = _pair(pred, mos)
+    return float(stats.spearmanr(p, m).statistic)
+
+
+def krcc(pred, mos) -> float:
+    """Kendall rank-order correlation (tau-b)."""
+    p, m = _pair(pred, mos)
+    return float(stats.kendalltau(p, m).statistic)
+
+
+def plcc(pred, mos, fit: bool = True) -> float:
+    """Pearson linear correlation, after the 4-parameter logistic fit by default."""
+    p, m = _pair(pred, mos)
+    if fit:
+        p = fit_logistic(p, m)
+    return float(stats.pearsonr(p, m).statistic)
+
+
+def rmse(pred, mos, fit: bool = True) -> float:
+    """Root-mean-square error on the MOS scale, after the logistic fit by default."""
+    p, m = _pair(pred, mos)
+    if fit:
+        p = fit_logistic(p, m)
+    return float(np.sqrt(np.mean((p - m) ** 2)))
+
+
+def correlation_report(pred, mos) -> dict[str, float]:
+    """SRCC, PLCC, KRCC, RMSE and the number of pairs."""
+    p, m = _pair(pred, mos)
+    return {"srcc": srcc(p, m), "plcc": plcc(p, m), "krcc": krcc(p, m), "rmse": rmse(p, m), "n": int(p.size)}
