@@ -1,0 +1,60 @@
+"""Hierarchical chain of thought (SIG): dimension statements → group ratings → overall rating.
+
+Every level is stated by a sentence of ``prompts/v1/answers.yaml`` (dimension / group /
+overall), so the model always reads a level at the same kind of position; the prose around
+them comes from ``prompts/v1/cot.yaml`` and never contains a level word. The text ends with
+the overall sentence. Deterministic for a given ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from llmvqa.prompts import load_yaml
+from llmvqa.sig.experts import Dimension, load_dimensions
+
+
+def level_sentence(kind: str, level: str, subject: str = "", version: str = "v1") -> str:
+    """The answers.yaml sentence of ``kind`` (overall / group / dimension) stating ``level``."""
+    template = load_yaml("answers", version)[kind]
+    return template.format(level=level, group=subject, dimension=subject)
+
+
+def stats_note(dim: Dimension, stats: Mapping[str, float] | None, rng: random.Random, version: str = "v1") -> str:
+    """" (measured: sharpness 5.21, ...)" for the statistics behind ``dim``, or "" when none are known."""
+    if not stats:
+        return ""
+    values = ", ".join(f"{s.replace('_', ' ')} {stats[s]:.3g}" for s in dim.statistics if s in stats)
+    if not values:
+        return ""
+    return rng.choice(load_yaml("cot", version)["stats"]).format(values=values)
+
+
+def dimension_statement(
+    dim: Dimension, level: str, rng: random.Random, stats: Mapping[str, float] | None = None, version: str = "v1"
+) -> str:
+    """One phrasing of the dimension's impact, followed by its level sentence."""
+    phr = rng.choice(load_yaml("cot", version)["dimension"][level])
+    note = stats_note(dim, stats, rng, version) if stats and rng.random() < 0.5 else ""
+    text = phr.format(name=dim.name, Name=dim.name[:1].upper() + dim.name[1:], definition=dim.definition, stats=note)
+    return f"{text} {level_sentence('dimension', level, dim.name, version)}"
+
+
+def build_cot(
+    levels: Mapping[str, str], rng: random.Random, stats: Mapping[str, float] | None = None, version: str = "v1"
+) -> str:
+    """The full hierarchical CoT for a record's ``levels`` (dimensions, groups, "overall")."""
+    spec = load_dimensions(version)
+    phr = load_yaml("cot", version)
+    parts = [rng.choice(phr["intro"])]
+    for group in spec.groups:
+        dims = [d for d in spec.of_group(group) if d.key in levels]
+        if not dims or group not in levels:
+            continue
+        parts.extend(dimension_statement(d, levels[d.key], rng, stats, version) for d in dims)
+        parts.append(rng.choice(phr["group_intro"]).format(group=group))
+        parts.append(level_sentence("group", levels[group], group, version))
+    parts.append(rng.choice(phr["overall_intro"]))
+    parts.append(level_sentence("overall", levels["overall"], version=version))
+    return " ".join(parts)
