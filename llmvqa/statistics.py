@@ -28,19 +28,19 @@ _S = Statistic
 STATISTICS: tuple[Statistic, ...] = (
     # technical — computed on the sampled frames (luma unless noted)
     _S("sharpness", "technical", "log variance of the Laplacian on the native-resolution luma (higher = crisper edges)", True, (2, 9)),
-    _S("noise", "technical", "estimated noise sigma in 8-bit units from the finest wavelet band (Donoho MAD); higher = noisier", False, (0, 20)),
+    _S("noise", "technical", "estimated noise sigma in 8-bit units: robust (MAD) spread of a fine high-pass band of the native-resolution luma (Immerkaer mask); higher = noisier", False, (0, 20)),
     _S("blockiness", "technical", "ratio of luma jumps on the 8-px block grid to jumps off it (1 = none; higher = compression blocks)", False, (1, 2)),
     _S("underexposure", "technical", "fraction of pixels with luma below 16 (crushed shadows)", False, (0, 0.5)),
     _S("overexposure", "technical", "fraction of pixels with luma above 239 (blown highlights)", False, (0, 0.5)),
     _S("brightness", "technical", "mean luma in [0, 1]; both ends are bad", None, (0, 1)),
-    _S("contrast", "technical", "RMS contrast: standard deviation of luma in [0, 1]", True, (0, 0.35)),
+    _S("contrast", "technical", "RMS contrast: per-frame standard deviation of luma in [0, 1], averaged over frames", True, (0, 0.35)),
     _S("colorfulness", "technical", "Hasler–Süsstrunk colorfulness (0 = gray; ~100 = very colorful)", True, (0, 100)),
     # motion — on low-resolution grayscale frames, between consecutive sampled frames
-    _S("dynamic_degree", "motion", "mean optical-flow magnitude as a fraction of the frame diagonal per second (how much moves)", None, (0, 0.2)),
-    _S("jitter", "motion", "high-frequency energy of the global (camera) motion path, fraction of diagonal (shake/stutter)", False, (0, 0.02)),
-    _S("flicker", "motion", "std of frame-to-frame mean-luma change after removing the linear trend, 8-bit units", False, (0, 10)),
+    _S("dynamic_degree", "motion", "mean optical-flow magnitude between consecutive sampled frames as a fraction of the frame diagonal, per second (how much moves)", None, (0, 0.2)),
+    _S("jitter", "motion", "RMS distance of the global (camera) motion path from its smoothed version, fraction of diagonal (shake/stutter)", False, (0, 0.01)),
+    _S("flicker", "motion", "std of the frame-to-frame luma change (measured on motion-compensated pixels) after removing the linear trend, 8-bit units; scene cuts left out", False, (0, 5)),
     _S("warping_error", "motion", "mean absolute error after warping the previous frame by the flow, 8-bit units (temporal inconsistency)", False, (0, 20)),
-    _S("frozen_ratio", "motion", "fraction of consecutive sampled-frame pairs that are near-identical (frozen/duplicated frames)", False, (0, 1)),
+    _S("frozen_ratio", "motion", "fraction of consecutive sampled-frame pairs that are near-identical (frozen/duplicated frames; threshold MotionConfig.frozen_threshold)", False, (0, 1)),
     # semantic — per-frame embeddings
     _S("semantic_consistency", "semantic", "mean cosine similarity between consecutive frame embeddings (1 = same content throughout)", True, (0.5, 1)),
     _S("semantic_mutation", "semantic", "1 − minimum cosine similarity of any frame to the first frame (content changing identity)", False, (0, 0.5)),

@@ -1,0 +1,113 @@
+"""Video -> VideoFeatures: decode once, run the technical, motion and semantic encoders.
+
+    from llmvqa.encoders.pipeline import FeatureExtractor
+    fx = FeatureExtractor()                 # loads the models once
+    feats = fx.extract("clip.mp4")          # VideoFeatures (prompt-independent)
+    fx.prompt_stats(feats, "a cat surfing") # {"prompt_alignment": ...}
+
+When the technical and semantic encoders name the same vision backbone, one model is
+loaded and shared. ``timings`` holds the wall seconds of each stage of the last extraction
+(``load`` = probe + decode, then one entry per encoder), ``cpu_timings`` the CPU seconds of
+this process (all threads) for the same stages; ``load_seconds`` is the model loading.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from llmvqa.encoders.backbones import load_vision_backbone
+from llmvqa.encoders.cache import content_hash
+from llmvqa.encoders.config import EncoderConfig
+from llmvqa.encoders.motion import MotionEncoder
+from llmvqa.encoders.semantic import SemanticEncoder
+from llmvqa.encoders.technical import TechnicalEncoder
+from llmvqa.features import VideoFeatures
+from llmvqa.statistics import PROMPT_STATS, STREAMS, stats_of_stream
+from llmvqa.video.loader import load_clip
+from llmvqa.video.types import Clip
+
+
+class FeatureExtractor:
+    """Loads the three encoders once; ``extract(path)`` / ``extract_clip(clip)`` give VideoFeatures."""
+
+    def __init__(self, config: EncoderConfig | None = None, device: str | torch.device = "cpu"):
+        self.config = config or EncoderConfig()
+        self.device = torch.device(device)
+        self.key = self.config.key()
+        self.timings: dict[str, float] = {}
+        self.cpu_timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        tech_cfg, sem_cfg = self.config.technical, self.config.semantic
+        tech_backbone = load_vision_backbone(tech_cfg.backbone, self.device)
+        self.shared_backbone = sem_cfg.backbone == tech_cfg.backbone
+        sem_backbone = tech_backbone if self.shared_backbone else load_vision_backbone(sem_cfg.backbone, self.device)
+        self.technical = TechnicalEncoder(tech_cfg, backbone=tech_backbone)
+        self.motion = MotionEncoder(self.config.motion, device=self.device)
+        self.semantic = SemanticEncoder(sem_cfg, backbone=sem_backbone)
+        _ = self.semantic.text_encoder  # loads lazily otherwise: pay (and time) it here
+        self.load_seconds = time.perf_counter() - t0
+
+    def extract(self, path: str | os.PathLike, content_hash_: str | None = None) -> VideoFeatures:
+        """Features of the video at ``path`` (raises VideoError for a bad video)."""
+        digest = content_hash_ or content_hash(path)
+        t0, c0 = time.perf_counter(), time.process_time()
+        clip = load_clip(Path(path), nframes=self.config.nframes, limits=self.config.limits)
+        load_s, load_cpu = time.perf_counter() - t0, time.process_time() - c0
+        features = self.extract_clip(clip)
+        self.timings = {"load": load_s, **self.timings}
+        self.cpu_timings = {"load": load_cpu, **self.cpu_timings}
+        features.meta.update(path=str(path), content_hash=digest)
+        return features
+
+    def extract_clip(self, clip: Clip) -> VideoFeatures:
+        """Features of already-decoded frames (meta has no content_hash: such features are not cached)."""
+        timings: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        tokens: dict[str, torch.Tensor] = {}
+        stats: dict[str, float] = {}
+        basis = None
+        for stream in STREAMS:
+            t, c = time.perf_counter(), time.process_time()
+            if stream == "semantic":
+                tokens[stream], s, basis = self.semantic(clip)
+            else:
+                tokens[stream], s = getattr(self, stream)(clip)
+            stats.update(s)
+            timings[stream], cpu[stream] = time.perf_counter() - t, time.process_time() - c
+        self.timings, self.cpu_timings = timings, cpu
+        for stream in STREAMS:  # every stream reports exactly its registry statistics
+            names = [n for n in stats_of_stream(stream) if n not in PROMPT_STATS]
+            missing = [n for n in names if n not in stats]
+            if missing:
+                raise RuntimeError(f"{stream} encoder did not report statistics {missing}")
+        meta = {
+            "path": clip.info.path,
+            "encoder_key": self.key,
+            "alignment_space": str(getattr(self.semantic, "alignment_space", "")),
+            "num_frames": str(len(clip.frames)),
+            "width": str(clip.info.width),
+            "height": str(clip.info.height),
+            "fps": f"{clip.info.fps:g}",
+            "duration": f"{clip.info.duration:g}",
+        }
+        tokens = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tokens.items()}
+        basis = basis.detach().to("cpu", torch.float32).contiguous() if basis is not None else None
+        stats = {k: float(v) for k, v in stats.items() if k not in PROMPT_STATS}
+        return VideoFeatures(tokens=tokens, stats=stats, alignment_basis=basis, meta=meta)
+
+    def prompt_stats(self, features: VideoFeatures, prompt: str | None) -> dict[str, float]:
+        """``{"prompt_alignment": float}`` for a non-empty prompt, else ``{}``."""
+        if not prompt or not prompt.strip() or features.alignment_basis is None:
+            return {}
+        space = features.meta.get("alignment_space")
+        mine = str(getattr(self.semantic, "alignment_space", ""))
+        if space and mine and space != mine:
+            raise ValueError(
+                f"features were extracted in alignment space {space!r} but this extractor uses {mine!r}; "
+                "re-extract them with the same encoder settings"
+            )
+        return {"prompt_alignment": float(self.semantic.prompt_alignment(features.alignment_basis, prompt))}
