@@ -1,0 +1,138 @@
+"""S2I-Bench-style evaluation of generated justifications (plain functions of texts).
+
+Per answer:
+
+- level agreement: of the levels the answer states (answers.yaml level sentences, parsed by
+  ``llmvqa.sig.validate.stated_levels``) for keys the reference has a level for, the fraction
+  equal to the reference level (None when it states none of them);
+- coverage: the fraction of the dimensions/groups the question asks about that the answer
+  mentions, by name (``clarity``), key (``sharpness``) or definition;
+- self-consistency: the overall level sentence(s) of the text state the level read from the
+  score (``level_of_score``); an answer with no overall sentence, or two that disagree, fails;
+- optional LLM-judge scores (``llmvqa.evaluation.judge``).
+
+``evaluate_bench`` runs an answering function over bench entries (``llmvqa.sig.bench``) and
+averages; per-entry failures are recorded and skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+from llmvqa.levels import level_of_score
+from llmvqa.sig.experts import load_dimensions
+from llmvqa.sig.validate import stated_levels
+
+
+def level_agreement(answer: str, reference_levels: Mapping[str, str], version: str = "v1") -> float | None:
+    """Fraction of the answer's stated levels (for keys the reference has) that equal the reference."""
+    stated = [(k, lv) for k, lv in stated_levels(answer, version)[0] if k in reference_levels]
+    if not stated:
+        return None
+    return sum(lv == reference_levels[k] for k, lv in stated) / len(stated)
+
+
+def _mentions(key: str, version: str) -> tuple[str, ...]:
+    spec = load_dimensions(version)
+    if key in spec.dimensions:
+        d = spec.dimensions[key]
+        return (d.name, d.key.replace("_", " "), d.definition)
+    return (key.replace("_", " "),)
+
+
+def coverage(answer: str, asked: Sequence[str], version: str = "v1") -> float | None:
+    """Fraction of the asked dimension/group keys the answer mentions (None when nothing is asked)."""
+    keys = [k for k in asked if k != "overall"]
+    if not keys:
+        return None
+    text = answer.lower()
+    return sum(any(m.lower() in text for m in _mentions(k, version)) for k in keys) / len(keys)
+
+
+def self_consistent(answer: str, score: float | None = None, version: str = "v1", level: str | None = None) -> bool:
+    """True when every overall level sentence in ``answer`` states the level of the 1–5 ``score``
+    (``level_of_score``) — or ``level`` when given, e.g. the most likely level — and there is one."""
+    if level is None:
+        if score is None:
+            raise ValueError("self_consistent needs a score or a level")
+        level = level_of_score(score)
+    overall = [lv for k, lv in stated_levels(answer, version)[0] if k == "overall"]
+    return bool(overall) and all(lv == level for lv in overall)
+
+
+@dataclass
+class AnswerScores:
+    """The scores of one answer."""
+
+    id: str
+    """Bench entry id (or video)."""
+    level_agreement: float | None = None
+    """See ``level_agreement``."""
+    coverage: float | None = None
+    """See ``coverage``."""
+    self_consistent: bool | None = None
+    """See ``self_consistent`` (None without a score)."""
+    judge: dict[str, float] = field(default_factory=dict)
+    """LLM-judge scores (0–5 each), empty without a judge."""
+
+
+def score_answer(entry: Mapping, answer: str, score: float | None = None, version: str = "v1") -> AnswerScores:
+    """All text scores of ``answer`` to a bench entry ({"id", "levels", "dimensions_asked", ...})."""
+    return AnswerScores(
+        id=str(entry.get("id", entry.get("video", ""))),
+        level_agreement=level_agreement(answer, entry.get("levels") or {}, version),
+        coverage=coverage(answer, entry.get("dimensions_asked") or [], version),
+        self_consistent=None if score is None else self_consistent(answer, score, version),
+    )
+
+
+def _mean(values) -> float | None:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize(scores: Sequence[AnswerScores]) -> dict:
+    """Means over answers (each over the answers it applies to) and how many each mean covers."""
+    out: dict = {"n": len(scores)}
+    for name in ("level_agreement", "coverage", "self_consistent"):
+        vals = [getattr(s, name) for s in scores if getattr(s, name) is not None]
+        out[name] = _mean(vals)
+        out[f"{name}_n"] = len(vals)
+    judged = [s.judge for s in scores if s.judge]
+    if judged:
+        out["judge"] = {k: _mean(j.get(k) for j in judged) for k in judged[0]}
+        out["judge_n"] = len(judged)
+    return out
+
+
+AnswerFn = Callable[[Mapping], tuple[str, float | None]]
+"""entry → (answer text, the model's overall 1–5 score or None)."""
+
+
+def evaluate_bench(entries: Sequence[Mapping], answer_fn: AnswerFn, judge: Callable | None = None,
+                   version: str = "v1", progress: bool = False) -> dict:
+    """Answer every entry, score the answers; {"summary", "items", "failures"}.
+
+    ``judge(question, reference, answer) -> {criterion: 0–5}`` when given (see judge.py).
+    """
+    from tqdm import tqdm
+
+    items, failures, scored = [], [], []
+    for entry in tqdm(entries, desc="bench", unit="q", disable=not progress):
+        try:
+            answer, score = answer_fn(entry)
+            s = score_answer(entry, answer, score, version)
+            if judge is not None:
+                s.judge = judge(entry["question"], entry["reference"], answer)
+        except Exception as err:  # noqa: BLE001 — one bad video/answer must not stop the run
+            failures.append({"id": str(entry.get("id", "")), "error": f"{type(err).__name__}: {err}"})
+            continue
+        scored.append(s)
+        items.append({**asdict(s), "question": entry.get("question"), "answer": answer, "score": score})
+    return {"summary": summarize(scored), "items": items, "failures": failures}
+
+
+__all__ = ["AnswerFn", "AnswerScores", "coverage", "evaluate_bench", "level_agreement", "score_answer",
+           "self_consistent", "summarize"]
