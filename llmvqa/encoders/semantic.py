@@ -1,0 +1,183 @@
+"""Semantic stream: per-frame embeddings of resized frames, content-stability statistics and
+the basis for prompt alignment.
+
+- tokens: backbone embedding of each used frame (short side to ``size``, center crop);
+- semantic_consistency / semantic_mutation (see :mod:`llmvqa.statistics`) from the cosine
+  similarities of those embeddings;
+- alignment_basis, a unit vector in a text space, so that prompt alignment is
+  ``cosine(text_embedding(prompt), alignment_basis)`` and needs no video at prompt time:
+  - classifier backbone (offline EfficientNet-Lite0): per frame, the probability-weighted mean of
+    the MiniLM embeddings of the top-k ImageNet class names, averaged over frames;
+  - CLIP / SigLIP backbone: the mean of the unit image embeddings (the model's joint space).
+
+The offline basis only knows 1000 ImageNet classes: it flags a wrong subject, it does not grade
+fine prompt fidelity (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmvqa.encoders.backbones import EfficientNetLite0Backbone, VisionBackbone, load_vision_backbone
+from llmvqa.encoders.technical import select_frames
+from llmvqa.encoders.text import TextEncoder, load_text_encoder
+from llmvqa.errors import ConfigError, ModelError
+from llmvqa.video.types import Clip
+from llmvqa.video.views import resized
+
+
+@dataclass
+class SemanticConfig:
+    """Settings of the semantic encoder."""
+
+    backbone: str = "efficientnet_lite0"
+    """Vision backbone: "efficientnet_lite0" (offline), "timm:<name>", or a HF id / local folder (CLIP/SigLIP for real prompt alignment)."""
+    text_encoder: str = "auto"
+    """Text space of prompt alignment: "auto" (the backbone's own text tower for CLIP/SigLIP, else "minilm"), "minilm", or a HF id / folder."""
+    nframes_used: int = 8
+    """Frames (evenly spread over the clip's sampled frames) that give tokens and statistics."""
+    size: int = 224
+    """Side of the resized, center-cropped frames the backbone sees."""
+    top_k: int = 5
+    """Classifier backbones: ImageNet classes per frame whose names form the alignment basis."""
+    class_template: str = "a photo of a {}"
+    """Sentence around a class name before it is embedded (matches how prompts describe content)."""
+
+    def __post_init__(self) -> None:
+        for name in ("nframes_used", "size", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"SemanticConfig.{name}", f"must be a positive integer, got {value!r}", None)
+        if self.top_k > 1000:
+            raise ConfigError("SemanticConfig.top_k", f"must be <= 1000 (ImageNet classes), got {self.top_k}", None)
+        if not self.backbone or not self.text_encoder:
+            raise ConfigError("SemanticConfig", "backbone and text_encoder must be non-empty", "use the defaults")
+        if "{}" not in self.class_template:
+            raise ConfigError(
+                "SemanticConfig.class_template", f"must contain '{{}}', got {self.class_template!r}", None
+            )
+
+
+def consistency_stats(emb: torch.Tensor) -> dict[str, float]:
+    """semantic_consistency and semantic_mutation of per-frame embeddings (T, D)."""
+    e = F.normalize(emb.float(), dim=-1)  # (T, D)
+    if len(e) < 2:
+        return {"semantic_consistency": 1.0, "semantic_mutation": 0.0}
+    consecutive = (e[1:] * e[:-1]).sum(-1)  # (T-1,)
+    to_first = e[1:] @ e[0]  # (T-1,)
+    return {
+        "semantic_consistency": float(consecutive.mean()),
+        "semantic_mutation": float(1.0 - to_first.min()),
+    }
+
+
+class SemanticEncoder:
+    """``__call__(clip) -> (tokens (T, D), stats, alignment_basis (E,))``; models load on first use.
+
+    Pass ``backbone`` (and ``text_encoder``) to share already-loaded models with other encoders.
+    """
+
+    def __init__(
+        self,
+        cfg: SemanticConfig | None = None,
+        backbone: VisionBackbone | None = None,
+        text_encoder: TextEncoder | None = None,
+    ):
+        self.cfg = cfg or SemanticConfig()
+        self._backbone = backbone
+        self._text = text_encoder
+        self._name_cache: dict[int, torch.Tensor] = {}
+
+    @property
+    def backbone(self) -> VisionBackbone:
+        if self._backbone is None:
+            self._backbone = load_vision_backbone(self.cfg.backbone)
+        return self._backbone
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        if self._text is None:
+            name = self.cfg.text_encoder
+            if name == "auto":
+                name = self.cfg.backbone if self.backbone.joint_space else "minilm"
+            elif self.backbone.joint_space and name != self.cfg.backbone:
+                raise ConfigError(
+                    "SemanticConfig.text_encoder",
+                    f"{name!r} cannot read the image-text space of {self.cfg.backbone!r}",
+                    'use "auto" (the backbone\'s own text tower)',
+                )
+            self._text = load_text_encoder(name, backbone=self.backbone)
+        return self._text
+
+    @property
+    def alignment_space(self) -> str:
+        """Names the text space of alignment_basis (store it with the features; bases from different spaces do not compare)."""
+        if self.backbone.joint_space:
+            return f"joint:{self.backbone.name}"
+        space = f"classes:{self.backbone.name}:top{self.cfg.top_k}:{self.text_encoder.name}"
+        if self.cfg.class_template != SemanticConfig.class_template:
+            space += f":{self.cfg.class_template}"
+        return space
+
+    def views(self, clip: Clip | np.ndarray) -> np.ndarray:
+        """The resized frames the backbone sees: uint8 (T, size, size, 3)."""
+        frames = clip.frames if isinstance(clip, Clip) else np.asarray(clip)
+        return resized(frames[select_frames(len(frames), self.cfg.nframes_used)], self.cfg.size)
+
+    def _class_name_embeddings(self, ids: list[int]) -> torch.Tensor:
+        """Text embeddings (len(ids), E) of class names, cached per class."""
+        classes = self.backbone.classes
+        missing = [i for i in ids if i not in self._name_cache]
+        if missing:
+            texts = [self.cfg.class_template.format(classes[i]) for i in missing]
+            for i, e in zip(missing, self.text_encoder.embed(texts), strict=True):
+                self._name_cache[i] = e
+        return torch.stack([self._name_cache[i] for i in ids])
+
+    def class_basis(self, probs: torch.Tensor) -> torch.Tensor:
+        """(T, C) class probabilities -> unit (E,) vector: per-frame top-k name mix, averaged."""
+        top_p, top_i = probs.topk(min(self.cfg.top_k, probs.shape[-1]), dim=-1)  # (T, k)
+        w = top_p / top_p.sum(-1, keepdim=True)  # (T, k)
+        ids = sorted(set(top_i.flatten().tolist()))
+        table = self._class_name_embeddings(ids)  # (U, E)
+        pos = torch.tensor([[ids.index(i) for i in row] for row in top_i.tolist()])  # (T, k)
+        per_frame = (w.unsqueeze(-1) * table[pos]).sum(1)  # (T, E)
+        return F.normalize(per_frame.mean(0), dim=-1)
+
+    def __call__(self, clip: Clip | np.ndarray) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+        images = self.views(clip)
+        bb = self.backbone
+        if isinstance(bb, EfficientNetLite0Backbone):
+            tokens, probs = bb.embed_and_probs(images)  # one forward: (T, 1280), (T, 1000)
+        else:
+            tokens = bb.embed(images)  # (T, D)
+            probs = None if bb.joint_space or bb.classes is None else bb.class_probs(images)
+        if bb.joint_space:
+            basis = F.normalize(F.normalize(tokens, dim=-1).mean(0), dim=-1)  # (E,)
+        elif probs is not None:
+            basis = self.class_basis(probs)
+        else:
+            basis = None  # neither a joint space nor class names: no prompt alignment for this backbone
+        return tokens, consistency_stats(tokens), None if basis is None else basis.float()
+
+    def prompt_alignment(self, alignment_basis: torch.Tensor | None, prompt: str) -> float:
+        """Cosine between the prompt's text embedding and ``alignment_basis`` (same text space)."""
+        if alignment_basis is None:
+            raise ModelError(
+                self.backbone.name,
+                "the features have no alignment basis (the backbone has neither an image-text space nor class names)",
+                'use a CLIP/SigLIP model, a 1000-class classifier, or "efficientnet_lite0"',
+            )
+        text = self.text_encoder.embed([prompt])[0]  # (E,)
+        basis = torch.as_tensor(alignment_basis, dtype=torch.float32).flatten()
+        if basis.shape[0] != text.shape[0]:
+            raise ModelError(
+                self.text_encoder.name,
+                f"alignment basis has {basis.shape[0]} dimensions but the text encoder gives {text.shape[0]}",
+                "re-extract the features with the same semantic encoder settings",
+            )
+        return float(F.cosine_similarity(text, basis, dim=0))

@@ -1,0 +1,201 @@
+"""Technical stream: backbone embeddings of FAST-VQA fragments + low-level quality statistics.
+
+Tokens: one pooled backbone embedding per used frame of the ``grid*patch`` fragment mosaic
+(native-resolution crops, so blur, noise and compression survive). Statistics (names and
+meanings in :mod:`llmvqa.statistics`) are computed on the same frames:
+
+- sharpness, noise, blockiness on the native-resolution luma (resizing would erase the very
+  detail, grain and 8-px block grid they measure);
+- exposure, brightness, contrast, colorfulness on every ``stride``-th pixel, where the stride
+  brings the short side to at most ``stats_max_side`` (360) px (subsampling keeps their distributions).
+
+No weights are needed for the statistics: :meth:`TechnicalEncoder.stats_only`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from llmvqa.encoders.backbones import VisionBackbone, load_vision_backbone
+from llmvqa.errors import ConfigError
+from llmvqa.statistics import stats_of_stream
+from llmvqa.video.types import Clip
+from llmvqa.video.views import fragments
+
+STAT_NAMES = stats_of_stream("technical")
+
+
+@dataclass
+class TechnicalConfig:
+    """Settings of the technical encoder."""
+
+    backbone: str = "efficientnet_lite0"
+    """Vision backbone: "efficientnet_lite0" (offline), "timm:<name>", or a HF id / local folder."""
+    grid: int = 7
+    """Fragments: cells per side of the mini-patch lattice."""
+    patch: int = 32
+    """Fragments: side in pixels of each native-resolution crop (mosaic side = grid * patch)."""
+    nframes_used: int = 8
+    """Frames (evenly spread over the clip's sampled frames) that give tokens and statistics."""
+    stats_max_side: int = 360
+    """Exposure/colour statistics subsample pixels so the short side is at most about this many pixels."""
+
+    def __post_init__(self) -> None:
+        for name in ("grid", "patch", "nframes_used", "stats_max_side"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"TechnicalConfig.{name}", f"must be a positive integer, got {value!r}", None)
+        if not self.backbone:
+            raise ConfigError("TechnicalConfig.backbone", "is empty", 'use "efficientnet_lite0"')
+
+
+def select_frames(num_frames: int, n: int) -> np.ndarray:
+    """Indices of ``min(n, num_frames)`` evenly spread frames (first and last included)."""
+    n = min(n, num_frames)
+    return np.unique(np.linspace(0, num_frames - 1, n).round().astype(np.int64))
+
+
+def _luma(frames: np.ndarray) -> np.ndarray:
+    """uint8 (T, H, W, 3) RGB -> uint8 (T, H, W) BT.601 luma."""
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+def sharpness(luma: np.ndarray) -> float:
+    """ln(1 + variance of the 3x3 Laplacian), per frame, averaged."""
+    vals = [float(cv2.meanStdDev(cv2.Laplacian(y, cv2.CV_16S, ksize=1))[1][0, 0]) ** 2 for y in luma]
+    return float(np.mean(np.log1p(vals)))
+
+
+# Immerkaer's noise mask (the difference of two Laplacians): zero on any plane, so smooth shading
+# cancels; white noise of sigma s gives a response of sigma 6 s (the mask's L2 norm).
+_NOISE_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+def _binned_median(counts: np.ndarray) -> float:
+    """Median of non-negative integer data from its histogram, interpolated inside the median's bin.
+
+    Integer |responses| would make the plain median jump in steps of 1/(6*0.6745) sigma.
+    """
+    cum = np.cumsum(counts)
+    half = cum[-1] / 2
+    k = int(np.searchsorted(cum, half))
+    before = float(cum[k - 1]) if k > 0 else 0.0
+    lo, width = (0.0, 0.5) if k == 0 else (k - 0.5, 1.0)  # bin of value k: [k-0.5, k+0.5), clipped at 0
+    return lo + width * (half - before) / max(float(counts[k]), 1.0)
+
+
+def noise(luma: np.ndarray) -> float:
+    """Noise sigma (8-bit units): median(|Immerkaer mask response|) / (6 * 0.6745), per frame, averaged.
+
+    A robust (MAD) estimate on the finest band: edges and texture are a minority of pixels, so
+    the median reads the noise floor. Computed on the native luma, since resizing averages noise away.
+    """
+    sig = []
+    for y in luma:
+        r = cv2.filter2D(y, cv2.CV_16S, _NOISE_MASK)[1:-1, 1:-1]  # (H-2, W-2), border rows dropped
+        counts = np.bincount(cv2.absdiff(r, 0).ravel().view(np.uint16))  # |r| are small integers: median by histogram
+        sig.append(_binned_median(counts) / (6 * 0.6745))
+    return float(np.mean(sig))
+
+
+def _grid_step_ratio(steps_total: float, edge: np.ndarray, n_all: int) -> float:
+    """(mean step on the grid + eps) / (mean step off it + eps)."""
+    on = float(edge.sum())
+    return (on / edge.size + 1e-3) / ((steps_total - on) / (n_all - edge.size) + 1e-3)
+
+
+def blockiness(luma: np.ndarray, block: int = 8) -> float:
+    """Mean |luma step| across the ``block``-px grid lines / mean |step| elsewhere, both directions, all frames.
+
+    Block coding (JPEG, MPEG/H.264 transforms) leaves steps on the grid; clean content gives ~1.
+    """
+    t, h, w = luma.shape
+    ratios = []
+    if w > block:  # steps along x: between columns 8k-1 and 8k
+        total = sum(float(cv2.sumElems(cv2.absdiff(f[:, 1:], f[:, :-1]))[0]) for f in luma)
+        edge = np.abs(luma[:, :, block::block].astype(np.int16) - luma[:, :, block - 1 : -1 : block])  # (T, H, n_on)
+        ratios.append(_grid_step_ratio(total, edge, t * h * (w - 1)))
+    if h > block:  # steps along y
+        total = sum(float(cv2.sumElems(cv2.absdiff(f[1:], f[:-1]))[0]) for f in luma)
+        edge = np.abs(luma[:, block::block].astype(np.int16) - luma[:, block - 1 : -1 : block])  # (T, n_on, W)
+        ratios.append(_grid_step_ratio(total, edge, t * (h - 1) * w))
+    return float(np.mean(ratios)) if ratios else 1.0
+
+
+def exposure_and_color(frames: np.ndarray, luma: np.ndarray, max_side: int) -> dict[str, float]:
+    """underexposure, overexposure, brightness, contrast, colorfulness on subsampled pixels.
+
+    Every ``step``-th pixel with step = ceil(short side / max_side): these are distribution
+    statistics, which plain subsampling keeps, and it makes 4K frames as cheap as 720p ones.
+    """
+    step = max(1, math.ceil(min(frames.shape[1:3]) / max_side))
+    y = np.ascontiguousarray(luma[:, ::step, ::step])  # (T, h, w) uint8
+    rgb = np.ascontiguousarray(frames[:, ::step, ::step])  # (T, h, w, 3) uint8
+    luma_mean, luma_std, color = [], [], []
+    for f, yy in zip(rgb, y, strict=True):
+        r, g, b = cv2.split(f.astype(np.float32))
+        rg = r - g
+        yb = 0.5 * (r + g) - b
+        (m_rg,), (s_rg,) = (v[:, 0] for v in cv2.meanStdDev(rg))
+        (m_yb,), (s_yb,) = (v[:, 0] for v in cv2.meanStdDev(yb))
+        color.append(np.hypot(s_rg, s_yb) + 0.3 * np.hypot(m_rg, m_yb))  # Hasler–Süsstrunk
+        (m,), (sd,) = (v[:, 0] for v in cv2.meanStdDev(yy))
+        luma_mean.append(m)
+        luma_std.append(sd)
+    n = y.size
+    return {
+        "underexposure": float(np.count_nonzero(y < 16) / n),
+        "overexposure": float(np.count_nonzero(y > 239) / n),
+        "brightness": float(np.mean(luma_mean) / 255.0),
+        "contrast": float(np.mean(luma_std) / 255.0),  # per-frame std: brightness drift over time is not contrast
+        "colorfulness": float(np.mean(color)),
+    }
+
+
+def technical_stats(frames: np.ndarray, max_side: int = 360) -> dict[str, float]:
+    """All technical statistics of uint8 (T, H, W, 3) RGB frames, in llmvqa.statistics order."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be non-empty uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    luma = _luma(frames)
+    stats = {"sharpness": sharpness(luma), "noise": noise(luma), "blockiness": blockiness(luma)}
+    stats.update(exposure_and_color(frames, luma, max_side))
+    return {name: stats[name] for name in STAT_NAMES}
+
+
+class TechnicalEncoder:
+    """``__call__(clip) -> (tokens float32 (T, D), stats)``; the backbone loads on first use.
+
+    Pass ``backbone`` to share an already-loaded model (e.g. with the semantic encoder).
+    """
+
+    def __init__(self, cfg: TechnicalConfig | None = None, backbone: VisionBackbone | None = None):
+        self.cfg = cfg or TechnicalConfig()
+        self._backbone = backbone
+
+    @property
+    def backbone(self) -> VisionBackbone:
+        if self._backbone is None:
+            self._backbone = load_vision_backbone(self.cfg.backbone)
+        return self._backbone
+
+    def used_frames(self, clip: Clip | np.ndarray) -> np.ndarray:
+        frames = clip.frames if isinstance(clip, Clip) else np.asarray(clip)
+        return frames[select_frames(len(frames), self.cfg.nframes_used)]
+
+    def views(self, clip: Clip | np.ndarray) -> np.ndarray:
+        """The fragment mosaics the backbone sees: uint8 (T, grid*patch, grid*patch, 3)."""
+        return fragments(self.used_frames(clip), grid=self.cfg.grid, patch=self.cfg.patch)
+
+    def stats_only(self, clip: Clip | np.ndarray) -> dict[str, float]:
+        """The technical statistics alone (no model needed)."""
+        return technical_stats(self.used_frames(clip), self.cfg.stats_max_side)
+
+    def __call__(self, clip: Clip | np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+        tokens = self.backbone.embed(self.views(clip))  # (T, D)
+        return tokens, self.stats_only(clip)

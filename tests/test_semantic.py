@@ -1,0 +1,122 @@
+"""Semantic encoder: content-stability statistics, alignment basis, prompt alignment."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from conftest import moving_scene
+from test_backbones import make_tiny_clip
+
+from llmvqa.encoders.backbones import load_vision_backbone
+from llmvqa.encoders.semantic import SemanticConfig, SemanticEncoder, consistency_stats
+from llmvqa.errors import ConfigError, ModelError
+from llmvqa.statistics import PROMPT_STATS, stats_of_stream
+
+
+class _HashTextEncoder:
+    """Fake text encoder: a fixed random unit vector per distinct text (no weights)."""
+
+    name, dim = "hash", 24
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        rows = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "little")
+            rows.append(torch.from_numpy(np.random.default_rng(seed).normal(size=self.dim).astype(np.float32)))
+        return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def _photo_clip(name: str, num_frames: int = 8, size: int = 256) -> np.ndarray:
+    """A real skimage photo panned slowly: uint8 (T, size, size, 3)."""
+    from skimage import data
+
+    from llmvqa.video.views import resized
+
+    img = resized(getattr(data, name)()[None], size + 4 * num_frames)[0]
+    return np.stack([img[2 * t : 2 * t + size, 4 * t : 4 * t + size] for t in range(num_frames)])
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_vision_backbone("efficientnet_lite0")
+
+
+def test_consistency_stats_on_controlled_embeddings():
+    same = torch.ones(6, 4)
+    assert consistency_stats(same) == pytest.approx({"semantic_consistency": 1.0, "semantic_mutation": 0.0})
+    swapped = torch.cat([torch.tensor([[1.0, 0, 0, 0]]).repeat(3, 1), torch.tensor([[0, 1.0, 0, 0]]).repeat(3, 1)])
+    stats = consistency_stats(swapped)
+    assert stats["semantic_consistency"] == pytest.approx(0.8)  # 4 of 5 consecutive pairs identical, 1 orthogonal
+    assert stats["semantic_mutation"] == pytest.approx(1.0)
+    assert consistency_stats(torch.ones(1, 4)) == {"semantic_consistency": 1.0, "semantic_mutation": 0.0}
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="top_k"):
+        SemanticConfig(top_k=0)
+    with pytest.raises(ConfigError, match="class_template"):
+        SemanticConfig(class_template="no slot")
+
+
+def test_content_swap_lowers_consistency_and_raises_mutation(lite0):
+    enc = SemanticEncoder(SemanticConfig(nframes_used=8), backbone=lite0, text_encoder=_HashTextEncoder())
+    steady = moving_scene(num_frames=16, size=256)
+    swapped = steady.copy()
+    swapped[8:] = _photo_clip("coffee", num_frames=8)
+    tok_a, st_a, basis_a = enc(steady)
+    tok_b, st_b, basis_b = enc(swapped)
+    assert tok_a.shape == (8, 1280) and tuple(st_a) == tuple(
+        n for n in stats_of_stream("semantic") if n not in PROMPT_STATS
+    )
+    assert st_b["semantic_consistency"] < st_a["semantic_consistency"] - 0.05
+    assert st_b["semantic_mutation"] > st_a["semantic_mutation"] + 0.2
+    assert basis_a.shape == (24,) and abs(float(basis_a.norm()) - 1) < 1e-5
+    assert not torch.allclose(basis_a, basis_b)  # new classes enter the basis
+
+
+def test_class_basis_weights_the_top_classes(lite0):
+    enc = SemanticEncoder(SemanticConfig(top_k=2, class_template="{}"), backbone=lite0, text_encoder=_HashTextEncoder())
+    probs = torch.zeros(2, 1000)
+    probs[0, [3, 7]] = torch.tensor([0.6, 0.2])
+    probs[1, [3, 9]] = torch.tensor([0.5, 0.5])
+    names = _HashTextEncoder().embed([lite0.classes[i] for i in (3, 7, 9)])
+    expected = 0.5 * (0.75 * names[0] + 0.25 * names[1]) + 0.5 * (0.5 * names[0] + 0.5 * names[2])
+    assert torch.allclose(enc.class_basis(probs), torch.nn.functional.normalize(expected, dim=0), atol=1e-5)
+
+
+def test_joint_space_backbone_shares_its_text_tower(tmp_path):
+    path = make_tiny_clip(tmp_path)
+    enc = SemanticEncoder(SemanticConfig(backbone=path, nframes_used=4, size=48))
+    frames = moving_scene(num_frames=8, size=64)
+    tokens, stats, basis = enc(frames)
+    assert tokens.shape == (4, 16) and basis.shape == (16,)
+    assert enc.text_encoder.model is enc.backbone.model
+    assert enc.alignment_space.startswith("joint:")
+    mean_img = torch.nn.functional.normalize(torch.nn.functional.normalize(tokens, dim=-1).mean(0), dim=0)
+    assert torch.allclose(basis, mean_img, atol=1e-5)
+    value = enc.prompt_alignment(basis, "a cat")
+    assert -1.0 <= value <= 1.0
+    with pytest.raises(ModelError, match="dimensions"):
+        enc.prompt_alignment(torch.ones(7), "a cat")
+    wrong_text = SemanticEncoder(SemanticConfig(backbone=path, text_encoder="minilm"), backbone=enc.backbone)
+    with pytest.raises(ConfigError, match="image-text space"):
+        _ = wrong_text.text_encoder
+
+
+def test_shared_backbone_is_used_not_reloaded(lite0):
+    enc = SemanticEncoder(backbone=lite0, text_encoder=_HashTextEncoder())
+    assert enc.backbone is lite0
+
+
+@pytest.mark.slow
+def test_prompt_alignment_prefers_the_prompt_that_describes_the_content(lite0):
+    enc = SemanticEncoder(backbone=lite0)  # default text encoder: MiniLM
+    _, _, cat_basis = enc(_photo_clip("chelsea"))
+    _, _, coffee_basis = enc(_photo_clip("coffee"))
+    assert enc.alignment_space == "classes:efficientnet_lite0:top5:minilm"
+    cat, car = "a cat sitting", "a red sports car racing on a highway"
+    assert enc.prompt_alignment(cat_basis, cat) > enc.prompt_alignment(cat_basis, car) + 0.2
+    assert enc.prompt_alignment(coffee_basis, "a cup of espresso") > enc.prompt_alignment(coffee_basis, cat) + 0.1
