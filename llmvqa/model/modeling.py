@@ -1,0 +1,341 @@
+"""QualityLLM: projected video feature tokens in a LoRA-tuned causal LM; score + explanation.
+
+Flow: batch (llmvqa.model.collate) → per-stream projectors → feature tokens scattered into the
+LLM input embeddings at the placeholder positions → decoder hidden states → the LM head is applied
+only where logits are needed (answer tokens for the loss; the five level rows at level_pos).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llmvqa.errors import ConfigError, ModelError
+from llmvqa.features import VideoFeatures
+from llmvqa.model.backbone import language_model_parts, load_backbone
+from llmvqa.model.collate import Collator, encode_conversation
+from llmvqa.model.config import ModelConfig
+from llmvqa.model.projectors import StreamProjector
+from llmvqa.model.scoring import LevelScore, expected_scores, level_prefix, level_token_ids
+from llmvqa.model.template import IGNORE, VIDEO_TAG, PromptTemplate, choose_placeholder
+
+CHECKPOINT_FORMAT = "llmvqa-quality-llm"
+FORMAT_VERSION = 1
+
+
+def _text_config(lm):
+    cfg = lm.config
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+class QualityLLM(nn.Module):
+    """The quality model. Build with ``QualityLLM.build(cfg)`` or ``QualityLLM.from_pretrained(dir)``."""
+
+    def __init__(self, cfg: ModelConfig, lm: nn.Module, tokenizer, placeholder_token: str,
+                 encoder_config: dict | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.placeholder_token = placeholder_token
+        self.encoder_config = encoder_config
+        self.placeholder_id = tokenizer.convert_tokens_to_ids(placeholder_token)
+        self.level_ids = level_token_ids(tokenizer, cfg.prompt_version)
+        self.template = PromptTemplate(tokenizer, cfg.tokens_per_stream, self.placeholder_id, self.level_ids,
+                                       cfg.prompt_version)
+        self.collator = Collator(self.template)
+        # plain tuple: views into self.lm, not registered again (parameter names stay "lm.*")
+        self._parts = language_model_parts(lm)
+        hidden = _text_config(lm).hidden_size
+        missing = [s for s in self.template.stream_order if s not in cfg.stream_dims]
+        if missing:
+            raise ConfigError("ModelConfig.stream_dims", f"no input width for streams {missing}",
+                              "set stream_dims from the encoders, e.g. {s: features.tokens[s].shape[1]}")
+        self.projectors = nn.ModuleDict({
+            s: StreamProjector(s, cfg.stream_dims[s], hidden, cfg.projector, cfg.num_query_tokens,
+                               cfg.stats_token, cfg.resampler_heads)
+            for s in self.template.stream_order
+        }).to(self.device)
+        self.softcap = getattr(_text_config(lm), "final_logit_softcapping", None)
+        end = tokenizer(self.template.fmt["turn_end"].strip(), add_special_tokens=False)["input_ids"]
+        self._stop_ids = {i for i in [tokenizer.eos_token_id, end[0] if len(end) == 1 else None] if i is not None}
+        self._turn_end_text = self.template.fmt["turn_end"].strip()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, cfg: ModelConfig, encoder_config: dict | None = None, *, lora: bool | None = None) -> QualityLLM:
+        """Load the backbone, add LoRA adapters (fresh) and fresh projectors."""
+        lm, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit,
+                                trust_remote_code=cfg.trust_remote_code)
+        placeholder, added = choose_placeholder(tok)
+        if added:  # only tokenizers without a spare token: one new row, zeroed (features overwrite it)
+            tok.add_special_tokens({"additional_special_tokens": [placeholder]})
+            old = lm.get_input_embeddings().weight.shape[0]
+            if len(tok) > old:
+                lm.resize_token_embeddings(len(tok), mean_resizing=False)
+                with torch.no_grad():
+                    lm.get_input_embeddings().weight[old:].zero_()
+                    out = lm.get_output_embeddings()
+                    if out is not None and out.weight.shape[0] > old:
+                        out.weight[old:].zero_()
+        if lora if lora is not None else cfg.use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+            try:
+                lm = get_peft_model(lm, lcfg)
+            except ValueError as e:
+                raise ConfigError("ModelConfig.lora_targets", f"{list(cfg.lora_targets)} do not match the backbone "
+                                  f"({e})", "name modules of this model, e.g. q_proj, v_proj") from e
+        else:
+            for p in lm.parameters():
+                p.requires_grad_(False)
+        return cls(cfg, lm, tok, placeholder, encoder_config)
+
+    @property
+    def embed(self) -> nn.Module:
+        return self._parts[0]
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self._parts[1]
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self._parts[2]
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.get_input_embeddings().weight.device
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json, projectors.safetensors and adapter/ (PEFT, safetensors)."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "model": self.cfg.to_dict(),
+                "encoder": self.encoder_config, "prompt_version": self.cfg.prompt_version,
+                "placeholder_token": self.placeholder_token}
+        (d / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        state = {k: v.detach().float().cpu().contiguous() for k, v in self.projectors.state_dict().items()}
+        save_file(state, str(d / "projectors.safetensors"))
+        if hasattr(self.lm, "peft_config"):
+            # an added placeholder row is zeroed deterministically at build time: no need to save embeddings
+            self.lm.save_pretrained(str(d / "adapter"), safe_serialization=True, save_embedding_layers=False)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, is_trainable: bool = False, **overrides) -> QualityLLM:
+        """Load a checkpoint dir. overrides replace ModelConfig fields (e.g. backbone=a local path, dtype,
+        trust_remote_code=True). Weights load from safetensors only."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        cfg_path = d / "config.json"
+        if not cfg_path.is_file():
+            raise ModelError(str(d), "is not a llmvqa model directory (no config.json)",
+                             "pass a folder written by QualityLLM.save_pretrained / llmvqa train")
+        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ModelError(str(cfg_path), f"unknown checkpoint format {meta.get('format')!r}",
+                             "pass a folder written by QualityLLM.save_pretrained")
+        # remote model code runs only when the caller asks for it now, never because a checkpoint says so
+        cfg = ModelConfig.from_dict({**meta["model"], "trust_remote_code": False, **overrides})
+        adapter = d / "adapter"
+        model = cls.build(cfg, meta.get("encoder"), lora=False)
+        if adapter.is_dir():
+            from peft import PeftModel
+
+            lm = PeftModel.from_pretrained(model.lm, str(adapter), is_trainable=is_trainable)
+            model = cls(cfg, lm, model.tokenizer, model.placeholder_token, meta.get("encoder"))
+        proj = d / "projectors.safetensors"
+        if not proj.is_file():
+            raise ModelError(str(proj), "is missing", "the checkpoint is incomplete; save it again")
+        try:
+            model.projectors.load_state_dict(load_file(str(proj), device=str(model.device)))
+        except RuntimeError as e:
+            raise ModelError(str(proj), f"does not match the model settings ({str(e)[:200]})",
+                             "check stream_dims / projector / num_query_tokens in config.json") from e
+        model.eval()
+        return model
+
+    # ------------------------------------------------------------------ core
+    def project(self, batch: dict) -> torch.Tensor:
+        """Feature tokens of every stream in template order: (B, tokens_per_video, H)."""
+        dev = self.device
+        outs = [self.projectors[s](batch["stream_tokens"][s].to(dev), batch["stream_lengths"][s].to(dev),
+                                   batch["stream_stats"][s].to(dev))
+                for s in self.template.stream_order]
+        return torch.cat(outs, dim=1)  # (B, 3 * tokens_per_stream, H)
+
+    def embed_inputs(self, input_ids: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Token embeddings with the projected features scattered into the placeholder positions."""
+        emb = self.embed(input_ids)  # (B, L, H)
+        feats = self.project(batch)  # (B, N, H)
+        ph = input_ids == self.placeholder_id  # (B, L)
+        n_ph, n_feat = int(ph.sum()), feats.shape[0] * feats.shape[1]
+        if n_ph != n_feat:
+            raise ValueError(f"Video features and video placeholder tokens do not match: "
+                             f"placeholder tokens: {n_ph}, feature tokens: {n_feat}")
+        per = ph.sum(dim=1)
+        if bool((per != feats.shape[1]).any()):
+            raise ValueError(f"Each sample needs {feats.shape[1]} placeholder tokens, got {per.tolist()}")
+        return emb.masked_scatter(ph[..., None].expand_as(emb), feats.to(emb.dtype))
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(hidden)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def _level_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, H) hidden states → (B, 5) logits of the level words only (5 rows of the LM head)."""
+        w = self.lm_head.weight[self.level_ids]  # (5, H)
+        logits = hidden.to(w.dtype) @ w.T
+        bias = getattr(self.lm_head, "bias", None)
+        if bias is not None:
+            logits = logits + bias[self.level_ids]
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.float()
+
+    def forward(self, batch: dict) -> dict:
+        """Returns loss (CE on answer tokens, None without labels), level_logits (B, 5), level_probs,
+        expected_score (B,) on 1–5 (nan where level_pos < 0), level_mask (B,), target_score."""
+        dev = self.device
+        input_ids = batch["input_ids"].to(dev)
+        mask = batch["attention_mask"].to(dev)
+        emb = self.embed_inputs(input_ids, batch)
+        hidden = self.decoder(inputs_embeds=emb, attention_mask=mask, use_cache=False).last_hidden_state  # (B, L, H)
+        loss = None
+        if "labels" in batch:
+            target = batch["labels"].to(dev)[:, 1:]  # (B, L-1)
+            sel = target != IGNORE
+            if bool(sel.any()):
+                logits = self._logits(hidden[:, :-1][sel])  # (N, V) only at answer positions
+                loss = nn.functional.cross_entropy(logits.float(), target[sel])
+            else:  # no answer tokens: a zero that keeps the graph
+                loss = hidden.sum() * 0.0
+        pos = batch["level_pos"].to(dev)
+        has = pos >= 0
+        rows = hidden[torch.arange(hidden.shape[0], device=dev), pos.clamp(min=0)]  # (B, H)
+        level_logits = self._level_logits(rows)
+        probs = torch.softmax(level_logits, dim=-1)
+        score = torch.where(has, expected_scores(probs), torch.full_like(probs[:, 0], math.nan))
+        out = {"loss": loss, "level_logits": level_logits, "level_probs": probs, "expected_score": score,
+               "level_mask": has}
+        if "target_score" in batch:
+            out["target_score"] = batch["target_score"].to(dev)
+        return out
+
+    # ------------------------------------------------------------------ inference
+    def _user_turn(self, question: str | None, kind: str) -> list[dict]:
+        return [{"role": "user", "content": VIDEO_TAG + "\n" + (question or self.template.question(kind))}]
+
+    @torch.no_grad()
+    def score_batch(self, features: list[VideoFeatures], prompts: list[str | None] | None = None,
+                    prompt_stats: list[dict | None] | None = None, question: str | None = None,
+                    answer_prefix: str | None = None) -> list[LevelScore]:
+        """Score-only mode: the answer is prefilled up to the level word; no generation."""
+        prefix = answer_prefix or level_prefix("overall", self.cfg.prompt_version)
+        n = len(features)
+        prompts = prompts or [None] * n
+        prompt_stats = prompt_stats or [None] * n
+        exs = [encode_conversation(self._user_turn(question, "rating"), f, self.template, prompt=p,
+                                   prompt_stats=ps, open_answer=prefix)
+               for f, p, ps in zip(features, prompts, prompt_stats, strict=True)]
+        if any(e.level_pos < 0 for e in exs):
+            raise ValueError(f"answer_prefix {prefix!r} does not end where a level word follows (answers.yaml)")
+        out = self.forward(self.collator(exs))
+        return [LevelScore.from_probs(p.tolist()) for p in out["level_probs"].cpu()]
+
+    def score(self, features: VideoFeatures, prompt: str | None = None, question: str | None = None, *,
+              prompt_stats: dict | None = None, answer_prefix: str | None = None) -> LevelScore:
+        """Overall score (or, with a dimension question and answer_prefix, a per-dimension score)."""
+        return self.score_batch([features], [prompt], [prompt_stats], question, answer_prefix)[0]
+
+    @torch.no_grad()
+    def _generate(self, ex, max_new_tokens: int):
+        """Greedy decoding with a KV cache; keeps the level-word logits of every step."""
+        batch = self.collator([ex])
+        dev = self.device
+        mask = batch["attention_mask"].to(dev)
+        emb = self.embed_inputs(batch["input_ids"].to(dev), batch)
+        out = self.decoder(inputs_embeds=emb, attention_mask=mask, use_cache=True)
+        state = {"past": out.past_key_values, "mask": mask, "h": out.last_hidden_state[:, -1]}
+        gen: list[int] = []
+        level_steps: list[torch.Tensor] = []
+        state["ended"] = "max"
+        for _ in range(max_new_tokens):
+            logits = self._logits(state["h"]).float()  # (1, V)
+            level_steps.append(logits[0, self.level_ids])
+            logits[0, self.placeholder_id] = -math.inf
+            nxt = int(logits[0].argmax())
+            gen.append(nxt)
+            if nxt in self._stop_ids:
+                state["ended"] = "stop"
+                break
+            if self._turn_end_text and self._turn_end_text in self.tokenizer.decode(gen[-8:]):
+                state["ended"] = "text"
+                break
+            self._feed(state, [nxt])
+        return gen, level_steps, state
+
+    def _feed(self, state: dict, ids: list[int]) -> None:
+        dev = self.device
+        t = torch.tensor([ids], device=dev)
+        state["mask"] = torch.cat([state["mask"], torch.ones_like(t)], dim=1)
+        out = self.decoder(inputs_embeds=self.embed(t), attention_mask=state["mask"],
+                           past_key_values=state["past"], use_cache=True)
+        state["past"], state["h"] = out.past_key_values, out.last_hidden_state[:, -1]
+
+    def _clean(self, ids: list[int]) -> str:
+        text = self.tokenizer.decode([i for i in ids if i not in self._stop_ids], skip_special_tokens=True)
+        if self._turn_end_text:
+            text = text.split(self._turn_end_text)[0]
+        return text.strip()
+
+    @torch.no_grad()
+    def explain(self, features: VideoFeatures, prompt: str | None = None, *, prompt_stats: dict | None = None,
+                question: str | None = None, max_new_tokens: int | None = None) -> tuple[str, LevelScore]:
+        """Rate-and-explain: greedy chain of thought; the score is read from the logits right before the
+        level word of the final overall sentence, so text and score agree. When generation left that
+        sentence out, its prefix is appended and the level is read (and written) there."""
+        ex = encode_conversation(self._user_turn(question, "explain"), features, self.template, prompt=prompt,
+                                 prompt_stats=prompt_stats, open_answer="")
+        gen, steps, state = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
+        prefix = level_prefix("overall", self.cfg.prompt_version)
+        for k in range(len(gen) - 1, -1, -1):
+            if gen[k] in self.level_ids and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix):
+                return self._clean(gen), LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
+        text = self._clean(gen)
+        sep = "\n" if text else ""
+        tail = self.tokenizer(sep + prefix, add_special_tokens=False)["input_ids"]
+        if state["ended"] == "text":  # a multi-token turn end is partly in the cache: recompute cleanly
+            body = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+            ids = ex.input_ids + body + tail
+            batch = self.collator([type(ex)(ids, [IGNORE] * len(ids), len(ids) - 1, math.nan,
+                                            ex.stream_tokens, ex.stream_stats)])
+            probs = self.forward(batch)["level_probs"][0]
+        else:  # the cache holds the prompt and every generated token but a final stop token
+            self._feed(state, tail)
+            probs = torch.softmax(self._level_logits(state["h"]), dim=-1)[0]
+        score = LevelScore.from_probs(probs.tolist())
+        return f"{text}{sep}{prefix} {score.level}.", score
+
+    @torch.no_grad()
+    def chat(self, features: VideoFeatures, messages: list[dict], prompt: str | None = None, *,
+             prompt_stats: dict | None = None, max_new_tokens: int | None = None) -> str:
+        """Multi-turn follow-up: messages [{"role": "user"|"assistant", "content"}...] ending with a user
+        turn ("<video>" is put in the first user turn when absent); returns the assistant's reply."""
+        if not messages or messages[-1].get("role", messages[-1].get("from")) not in ("user", "human"):
+            raise ValueError("chat messages must end with a user turn")
+        ex = encode_conversation(messages, features, self.template, prompt=prompt, prompt_stats=prompt_stats,
+                                 open_answer="")
+        gen, _, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
+        return self._clean(gen)

@@ -1,0 +1,104 @@
+"""Projectors: a stream's (T, D) encoder tokens → a fixed number of LLM-embedding tokens.
+
+Batches carry padded tokens (B, T_max, D) with per-sample lengths (B,), because T varies per
+video. The number of output tokens is fixed (num_query_tokens) so the prompt can be rendered
+before the features are projected.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llmvqa.statistics import PROMPT_STATS, normalize, stats_of_stream
+
+
+def stats_vector(stream: str, stats: dict[str, float], prompt_stats: dict[str, float] | None = None) -> torch.Tensor:
+    """Normalized statistics of one stream as a float32 vector (length stats_dim(stream)).
+
+    Prompt statistics (prompt_alignment) take two slots: the normalized value (0 when absent)
+    and a has-prompt indicator. Other statistics must be present.
+    """
+    prompt_stats = prompt_stats or {}
+    values: list[float] = []
+    for name in stats_of_stream(stream):
+        if name in PROMPT_STATS:
+            present = name in prompt_stats
+            values += [normalize(name, prompt_stats[name]) if present else 0.0, 1.0 if present else 0.0]
+        elif name in stats:
+            values.append(normalize(name, stats[name]))
+        else:
+            raise ValueError(f"statistic {name!r} of stream {stream!r} is missing from the video features")
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def stats_dim(stream: str) -> int:
+    return sum(2 if n in PROMPT_STATS else 1 for n in stats_of_stream(stream))
+
+
+def _mlp(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+
+
+def sample_indices(lengths: torch.Tensor, n: int) -> torch.Tensor:
+    """(B,) lengths → (B, n) evenly spaced frame indices (repeats frames when T < n)."""
+    steps = torch.linspace(0, 1, n, device=lengths.device)  # (n,)
+    return torch.round(steps[None, :] * (lengths[:, None].float() - 1).clamp(min=0)).long()  # (B, n)
+
+
+class MLPProjector(nn.Module):
+    """Two-layer GELU MLP per frame, after sampling/padding T to num_tokens frames."""
+
+    def __init__(self, d_in: int, hidden: int, num_tokens: int):
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.mlp = _mlp(d_in, hidden)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D), lengths: (B,) → (B, N, H)
+        idx = sample_indices(lengths, self.num_tokens)  # (B, N)
+        picked = torch.gather(x, 1, idx[:, :, None].expand(-1, -1, x.shape[-1]))  # (B, N, D)
+        return self.mlp(picked)
+
+
+class ResamplerProjector(nn.Module):
+    """num_tokens learnable queries cross-attend to all T frames (padding masked)."""
+
+    def __init__(self, d_in: int, hidden: int, num_tokens: int, heads: int = 4):
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"resampler heads ({heads}) must divide the LLM hidden size ({hidden})")
+        self.num_tokens = num_tokens
+        self.inp = nn.Linear(d_in, hidden)
+        self.queries = nn.Parameter(torch.randn(num_tokens, hidden) * hidden**-0.5)
+        self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.norm = nn.LayerNorm(hidden)
+        self.mlp = _mlp(hidden, hidden)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D), lengths: (B,) → (B, N, H)
+        kv = self.inp(x)  # (B, T, H)
+        pad = torch.arange(x.shape[1], device=x.device)[None, :] >= lengths[:, None]  # (B, T) True = padding
+        q = self.queries[None].expand(x.shape[0], -1, -1)  # (B, N, H)
+        out, _ = self.attn(q, kv, kv, key_padding_mask=pad, need_weights=False)
+        out = out + q
+        return out + self.mlp(self.norm(out))
+
+
+class StreamProjector(nn.Module):
+    """One stream: feature tokens (+ one stats token) in LLM embedding space."""
+
+    def __init__(self, stream: str, d_in: int, hidden: int, kind: str, num_tokens: int,
+                 stats_token: bool = True, heads: int = 4):
+        super().__init__()
+        self.stream = stream
+        self.tokens = (MLPProjector(d_in, hidden, num_tokens) if kind == "mlp"
+                       else ResamplerProjector(d_in, hidden, num_tokens, heads))
+        self.stats = _mlp(stats_dim(stream), hidden) if stats_token else None
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
+        # → (B, N [+1], H)
+        out = self.tokens(x, lengths)
+        if self.stats is not None:
+            out = torch.cat([out, self.stats(stats)[:, None, :]], dim=1)  # (B, N+1, H)
+        return out

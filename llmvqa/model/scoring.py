@@ -1,0 +1,78 @@
+"""The one level/score decoder: five level-word logits → distribution → 1–5 score (Q-Align)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llmvqa.errors import ModelError
+from llmvqa.levels import LEVELS, WEIGHTS, expected_score, level_spread, to_100
+from llmvqa.prompts import load_yaml
+
+
+@dataclass
+class LevelScore:
+    """A rating read from the level-word logits."""
+
+    probs: dict[str, float]
+    """Probability of each level word (softmax over the five level logits only), LEVELS order."""
+    score: float
+    """Expected value on 1–5 (weights 5..1)."""
+    score_100: float
+    """The same on 0–100."""
+    level: str
+    """Most probable level word."""
+    spread: float
+    """Standard deviation of the level distribution on 1–5 (uncertainty)."""
+
+    @classmethod
+    def from_probs(cls, probs) -> LevelScore:
+        p = [float(x) for x in probs]
+        s = expected_score(p)
+        return cls(probs=dict(zip(LEVELS, p, strict=True)), score=s, score_100=to_100(s),
+                   level=LEVELS[max(range(len(p)), key=p.__getitem__)], spread=level_spread(p))
+
+
+def level_prefix(kind: str = "overall", version: str = "v1", **names: str) -> str:
+    """Text of an answers.yaml sentence up to (not including) " {level}", e.g. "… this video is"."""
+    sentence = load_yaml("answers", version)[kind].format(level="{level}", **names)
+    return sentence.split("{level}")[0].rstrip(" ")
+
+
+def level_token_ids(tokenizer, version: str = "v1") -> list[int]:
+    """Single token ids of the five level words (LEVELS order) as they follow the level prefix.
+
+    The leading-space variant is taken: tokenize "<prefix> <word>" and keep what the word adds.
+    Raises ModelError when a level word is not exactly one token for this tokenizer.
+    """
+    prefix = level_prefix("overall", version)
+    base = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    ids = []
+    for word in LEVELS:
+        full = tokenizer(f"{prefix} {word}", add_special_tokens=False)["input_ids"]
+        new = full[len(base):]
+        if full[: len(base)] != base or len(new) != 1 or new[0] == tokenizer.unk_token_id:
+            pieces = tokenizer.convert_ids_to_tokens(new) if full[: len(base)] == base else full
+            raise ModelError(
+                getattr(tokenizer, "name_or_path", "tokenizer") or "tokenizer",
+                f"level word {word!r} is not a single token after {prefix!r} (got {pieces})",
+                "use a backbone whose tokenizer keeps the five level words as single tokens")
+        ids.append(new[0])
+    if len(set(ids)) != len(ids):
+        raise ModelError("tokenizer", f"level words share token ids {ids}", "use a different backbone")
+    return ids
+
+
+def level_probs(logits: torch.Tensor, level_ids: list[int] | None = None) -> torch.Tensor:
+    """Softmax over the five level logits: (B, V) with level_ids, or (B, 5) already picked → (B, 5)."""
+    if logits.shape[-1] != len(LEVELS):
+        if level_ids is None:
+            raise ValueError(f"logits have {logits.shape[-1]} columns; pass level_ids to pick the {len(LEVELS)} levels")
+        logits = logits[..., level_ids]
+    return torch.softmax(logits.float(), dim=-1)
+
+
+def expected_scores(probs: torch.Tensor) -> torch.Tensor:
+    """(B, 5) level probabilities → (B,) expected 1–5 scores (differentiable)."""
+    return probs @ torch.tensor(WEIGHTS, dtype=probs.dtype, device=probs.device)

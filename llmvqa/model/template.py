@@ -1,0 +1,197 @@
+"""The one prompt renderer: conversation → token ids with one placeholder run per stream.
+
+Texts come from prompts/<version>/ (system.txt, chat_format.yaml, video.txt, text_prompt.txt,
+rating_question.txt, explain_question.txt, answers.yaml). The "<video>" tag in a user turn is
+replaced by video.txt, whose "{technical}" / "{motion}" / "{semantic}" slots become runs of
+``tokens_per_stream`` placeholder tokens, plus the text-prompt line when the video was generated
+from text. Each assistant turn is tokenized so that the level word of its last level sentence
+(answers.yaml) is the single level token; ``level_pos`` is the index right before it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from llmvqa.errors import DataError
+from llmvqa.levels import LEVELS
+from llmvqa.prompts import load_text, load_yaml
+from llmvqa.statistics import STREAMS
+
+VIDEO_TAG = "<video>"
+IGNORE = -100
+PLACEHOLDER_CANDIDATES = ("<|video_pad|>", "<unused0>", "<|reserved_special_token_0|>")
+"""Existing rarely-used tokens tried before adding our own (avoids resizing a 262k vocab)."""
+ADDED_PLACEHOLDER = "<llmvqa_feature>"
+USER_ROLES = ("human", "user")
+ASSISTANT_ROLES = ("gpt", "assistant", "model")
+
+
+def choose_placeholder(tokenizer) -> tuple[str, bool]:
+    """Placeholder token string and whether it has to be added to the tokenizer."""
+    vocab = tokenizer.get_vocab()
+    for tok in PLACEHOLDER_CANDIDATES:
+        if tok in vocab and len(tokenizer(tok, add_special_tokens=False)["input_ids"]) == 1:
+            return tok, False
+    return ADDED_PLACEHOLDER, ADDED_PLACEHOLDER not in vocab
+
+
+def normalize_messages(conversations: list[dict]) -> list[dict]:
+    """SIG records ({"from", "value"}) or chat messages ({"role", "content"}) → [{"role", "content"}]."""
+    out = []
+    for m in conversations:
+        role = m.get("role", m.get("from"))
+        content = m.get("content", m.get("value"))
+        if role in USER_ROLES:
+            role = "user"
+        elif role in ASSISTANT_ROLES:
+            role = "assistant"
+        else:
+            raise DataError("conversation", f"unknown speaker {role!r}", f"use one of {USER_ROLES + ASSISTANT_ROLES}")
+        if not isinstance(content, str):
+            raise DataError("conversation", f"message text must be a string, got {type(content).__name__}", None)
+        out.append({"role": role, "content": content})
+    return out
+
+
+@dataclass
+class Encoded:
+    """One rendered conversation."""
+
+    input_ids: list[int]
+    labels: list[int]
+    """Token ids on assistant turns (answer text and turn end), IGNORE elsewhere."""
+    level_pos: int
+    """Index whose next-token logits give the level word of the last level sentence; -1 if none."""
+
+
+class PromptTemplate:
+    """Renders conversations for one tokenizer; placeholder and level ids are resolved once."""
+
+    def __init__(self, tokenizer, tokens_per_stream: int, placeholder_id: int, level_ids: list[int],
+                 version: str = "v1"):
+        self.tokenizer = tokenizer
+        self.tokens_per_stream = tokens_per_stream
+        self.placeholder_id = placeholder_id
+        self.level_ids = list(level_ids)
+        self.version = version
+        self.fmt = load_yaml("chat_format", version)
+        self.system = load_text("system", version)
+        self.video_text = load_text("video", version)
+        self.text_prompt = load_text("text_prompt", version)
+        self.answers = load_yaml("answers", version)
+        slots = re.findall(r"\{(\w+)\}", self.video_text)
+        if sorted(slots) != sorted(STREAMS):
+            raise DataError(f"prompts/{version}/video.txt", f"has slots {slots}",
+                            f"it needs exactly one slot per stream: {['{' + s + '}' for s in STREAMS]}")
+        self.stream_order: tuple[str, ...] = tuple(slots)
+        # the words right before "{level}" in every answers.yaml sentence ("… this video is")
+        tails = {re.split(r"\}", s.split("{level}")[0])[-1] for s in self.answers.values()}
+        alts = "|".join(re.escape(t) for t in sorted(tails, key=len, reverse=True))
+        self._level_re = re.compile(f"(?:{alts})({'|'.join(LEVELS)})\\b")
+        with_sp = tokenizer("a", add_special_tokens=True)["input_ids"]
+        bos = tokenizer.bos_token_id
+        self._lead = [bos] if bos is not None and with_sp and with_sp[0] == bos else []
+
+    # ------------------------------------------------------------------ text pieces
+    @property
+    def tokens_per_video(self) -> int:
+        return self.tokens_per_stream * len(self.stream_order)
+
+    def question(self, kind: str) -> str:
+        """"rating" or "explain" question text."""
+        return load_text(f"{kind}_question", self.version)
+
+    def _tok(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def _video_items(self, prompt: str | None) -> list:
+        items: list = []
+        for i, piece in enumerate(re.split(r"\{(\w+)\}", self.video_text)):
+            items.append(("ph", piece) if i % 2 else piece)
+        if prompt:
+            items.append("\n" + self.text_prompt.format(prompt=prompt))
+        return items
+
+    def _encode_items(self, items: list) -> list[int]:
+        ids: list[int] = []
+        buf = ""
+        for it in items:
+            if isinstance(it, str):
+                buf += it
+            else:
+                ids += self._tok(buf) + [self.placeholder_id] * self.tokens_per_stream
+                buf = ""
+        return ids + self._tok(buf)
+
+    def _encode_answer(self, text: str) -> tuple[list[int], int]:
+        """Answer text → ids with the last level word as the level token; (ids, index before it or -1)."""
+        matches = list(self._level_re.finditer(text))
+        if not matches:
+            return self._tok(text), -1
+        m = matches[-1]
+        before = self._tok(text[: m.start(1)].rstrip(" "))
+        ids = before + [self.level_ids[LEVELS.index(m.group(1))]] + self._tok(text[m.end(1):])
+        return ids, len(before) - 1
+
+    # ------------------------------------------------------------------ rendering
+    def encode(self, conversations: list[dict], prompt: str | None = None, open_answer: str | None = None) -> Encoded:
+        """Render a conversation.
+
+        conversations: SIG turns or chat messages; the "<video>" tag goes in a user turn (it is
+            prepended to the first user turn when absent). Ends with a complete assistant turn (training)
+            or a user turn (inference).
+        prompt: text prompt the video was generated from (adds the text-prompt line), or None.
+        open_answer: inference only — start an assistant turn after the conversation and prefill it with
+            this text (no turn end); "" starts generation, a level prefix gives score-only mode.
+        """
+        msgs = normalize_messages(conversations)
+        users = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+        if not users:
+            raise DataError("conversation", "has no user turn", "start with a human turn containing '<video>'")
+        tags = sum(m["content"].count(VIDEO_TAG) for m in msgs)
+        if tags > 1:
+            raise DataError("conversation", f"has {tags} '<video>' tags", "put exactly one '<video>' in a user turn")
+        if tags == 0:
+            msgs[users[0]] = {"role": "user", "content": VIDEO_TAG + "\n" + msgs[users[0]]["content"]}
+        ids, labels = list(self._lead), [IGNORE] * len(self._lead)
+        level_pos = -1
+        for i, m in enumerate(msgs):
+            if m["role"] == "user":
+                text = m["content"]
+                if i == users[0]:
+                    text = self.system + self.fmt["system_separator"] + text
+                items: list = [self.fmt["user_start"]]
+                if VIDEO_TAG in text:
+                    before, after = text.split(VIDEO_TAG, 1)
+                    items += [before, *self._video_items(prompt), after]
+                else:
+                    items.append(text)
+                items.append(self.fmt["turn_end"])
+                new = self._encode_items(items)
+                ids += new
+                labels += [IGNORE] * len(new)
+            else:
+                head = self._tok(self.fmt["assistant_start"])
+                ans, lp = self._encode_answer(m["content"])
+                tail = self._tok(self.fmt["turn_end"])
+                if lp >= 0:
+                    level_pos = len(ids) + len(head) + lp
+                ids += head + ans + tail
+                labels += [IGNORE] * len(head) + ans + tail
+        if open_answer is not None:
+            head = self._tok(self.fmt["assistant_start"])
+            ans = self._tok(open_answer.rstrip(" "))
+            ids += head + ans
+            labels += [IGNORE] * (len(head) + len(ans))
+            level_pos = len(ids) - 1 if open_answer and self._ends_with_prefix(open_answer) else -1
+        return Encoded(ids, labels, level_pos)
+
+    def _ends_with_prefix(self, text: str) -> bool:
+        t = text.rstrip(" ")
+        return any(t.endswith(re.split(r"\}", s.split("{level}")[0])[-1].rstrip(" ")) for s in self.answers.values())
+
+    def level_in_text(self, text: str) -> str | None:
+        """Level word of the last level sentence in a text, or None."""
+        matches = list(self._level_re.finditer(text))
+        return matches[-1].group(1) if matches else None
