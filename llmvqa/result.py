@@ -1,0 +1,178 @@
+"""What `Assessor.rate` returns, and its two renderings: a readable report and JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from llmvqa.levels import LEVELS, expected_score, level_spread, to_100
+
+BAR_CELLS = 10
+"""Width of a level bar in the text report (one cell per 10 points on the 0–100 scale)."""
+
+
+@dataclass
+class LevelRating:
+    """One rated aspect: the overall quality, a dimension group or a single dimension."""
+
+    name: str
+    """"overall", a group name (technical/motion/semantic) or a dimension name (sharpness ...)."""
+    score: float
+    """Expected score on the 1–5 scale (softmax over the level words dotted with 5..1)."""
+    level: str
+    """Most likely level word."""
+    distribution: dict[str, float]
+    """Level word -> probability, in LEVELS order."""
+    group: str = ""
+    """The group a dimension belongs to ("" for overall and for groups)."""
+    definition: str = ""
+    """Short definition of the dimension (from prompts/v1/dimensions.yaml)."""
+    statistics: dict[str, float] = field(default_factory=dict)
+    """The raw encoder statistics that are evidence for this dimension."""
+
+    def __post_init__(self) -> None:
+        if set(self.distribution) != set(LEVELS):
+            raise ValueError(f"distribution of {self.name!r} must have the keys {LEVELS}, got {sorted(self.distribution)}")
+        if not 1.0 - 1e-6 <= self.score <= 5.0 + 1e-6:
+            raise ValueError(f"score of {self.name!r} must lie in [1, 5], got {self.score}")
+
+    @classmethod
+    def from_probs(cls, name: str, probs, group: str = "", definition: str = "",
+                   statistics: dict[str, float] | None = None) -> LevelRating:
+        """Build from five probabilities in LEVELS order."""
+        p = [float(x) for x in probs]
+        if len(p) != len(LEVELS):
+            raise ValueError(f"{name!r}: expected {len(LEVELS)} level probabilities, got {len(p)}")
+        total = sum(p)
+        if total <= 0:
+            raise ValueError(f"{name!r}: level probabilities sum to {total}")
+        p = [x / total for x in p]
+        best = max(range(len(p)), key=p.__getitem__)
+        return cls(name=name, score=expected_score(p), level=LEVELS[best],
+                   distribution=dict(zip(LEVELS, p, strict=True)), group=group, definition=definition,
+                   statistics=dict(statistics or {}))
+
+    @property
+    def score_100(self) -> float:
+        return to_100(self.score)
+
+    @property
+    def spread(self) -> float:
+        return level_spread([self.distribution[lv] for lv in LEVELS])
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["score_100"] = self.score_100
+        d["spread"] = self.spread
+        return d
+
+
+@dataclass
+class RatingResult:
+    """The rating of one video: overall score, per-group and per-dimension levels, evidence, justification."""
+
+    video: str
+    """The video as given (path or example:NAME)."""
+    overall: LevelRating
+    """Overall quality."""
+    prompt: str | None = None
+    """Text prompt the video was generated from, if given."""
+    groups: dict[str, LevelRating] = field(default_factory=dict)
+    """technical / motion / semantic -> rating (empty with dimensions off)."""
+    dimensions: dict[str, LevelRating] = field(default_factory=dict)
+    """Dimension name -> rating (empty with dimensions off)."""
+    statistics: dict[str, float] = field(default_factory=dict)
+    """Raw encoder statistics (llmvqa.statistics names) plus prompt_alignment when a prompt is given."""
+    justification: str | None = None
+    """Generated chain-of-thought justification (None with explain=False)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per stage: features, score, dimensions, explain, total."""
+    meta: dict[str, str] = field(default_factory=dict)
+    """Model directory, encoder key, content hash ..."""
+
+    @property
+    def score(self) -> float:
+        """Overall expected score, 1–5."""
+        return self.overall.score
+
+    @property
+    def score_100(self) -> float:
+        """Overall score on 0–100."""
+        return self.overall.score_100
+
+    @property
+    def level(self) -> str:
+        return self.overall.level
+
+    @property
+    def distribution(self) -> dict[str, float]:
+        return self.overall.distribution
+
+    @property
+    def spread(self) -> float:
+        """Standard deviation of the overall level distribution (uncertainty on the 1–5 scale)."""
+        return self.overall.spread
+
+    def to_dict(self) -> dict:
+        """JSON-serializable form (plain floats, strings, dicts)."""
+        return {
+            "video": self.video,
+            "prompt": self.prompt,
+            "score": self.score,
+            "score_100": self.score_100,
+            "level": self.level,
+            "distribution": dict(self.distribution),
+            "spread": self.spread,
+            "groups": {k: v.to_dict() for k, v in self.groups.items()},
+            "dimensions": {k: v.to_dict() for k, v in self.dimensions.items()},
+            "statistics": {k: float(v) for k, v in self.statistics.items()},
+            "justification": self.justification,
+            "timings": {k: float(v) for k, v in self.timings.items()},
+            "meta": dict(self.meta),
+        }
+
+
+def bar(score_1_5: float, cells: int = BAR_CELLS) -> str:
+    """A fixed-width bar for a 1–5 score: ████████░░ (filled cells ∝ the 0–100 score)."""
+    filled = int(round(max(0.0, min(100.0, to_100(score_1_5))) / 100.0 * cells))
+    return "█" * filled + "░" * (cells - filled)
+
+
+def _row(name: str, rating: LevelRating, indent: str, width: int) -> str:
+    return f"{indent}{name:<{width}} {bar(rating.score)} {rating.level:<9} {rating.score:.2f}"
+
+
+def render_text(result: RatingResult) -> str:
+    """The readable report `llmvqa rate` prints."""
+    lines = [f"Video:   {result.video}"]
+    if result.prompt:
+        lines.append(f"Prompt:  {result.prompt}")
+    lines.append(
+        f"Overall: {result.level} — {result.score:.2f} / 5  ({result.score_100:.0f} / 100, ±{result.spread:.2f})"
+    )
+    lines.append(f"         {bar(result.score)}  " + "  ".join(f"{lv} {p:.0%}" for lv, p in result.distribution.items()))
+    names = list(result.groups) + list(result.dimensions)
+    if names:
+        width = max(len(n) for n in names) + 3
+        lines.append("")
+        shown: set[str] = set()
+        for group, rating in result.groups.items():
+            lines.append(_row(group, rating, "", width))
+            for dim, d in result.dimensions.items():
+                if d.group == group:
+                    lines.append(_row(dim, d, "  ", width - 2))
+                    shown.add(dim)
+        for dim, d in result.dimensions.items():
+            if dim not in shown:
+                lines.append(_row(dim, d, "  ", width - 2))
+    if result.statistics:
+        items = [f"{k} {v:.3g}" for k, v in result.statistics.items()]
+        lines += ["", "Measured:"] + ["  " + ", ".join(items[i:i + 6]) for i in range(0, len(items), 6)]
+    if result.justification:
+        lines += ["", "Why:"]
+        lines += ["  " + ln if ln else "" for ln in result.justification.strip().splitlines()]
+    if result.timings:
+        lines += ["", "Time:    " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())]
+    return "\n".join(lines)
+
+
+__all__ = ["LevelRating", "RatingResult", "bar", "render_text"]

@@ -1,0 +1,265 @@
+"""The HTTP server: OpenAI-compatible chat completions with video parts, plus /v1/rate.
+
+    POST /v1/chat/completions   {"messages": [{"role": "user", "content": [
+                                    {"type": "video_url", "video_url": {"url": "file:///data/clip.mp4"}},
+                                    {"type": "text", "text": "Rate this video and explain why."}]}]}
+    POST /v1/rate               JSON {"video": "clip.mp4", "prompt": "...", "explain": true}
+                                or multipart (file=@clip.mp4, prompt=..., explain=true)
+    GET  /v1/models, GET /health
+
+One lock serializes model calls (requests never share state); every request has a
+deadline (504), a body-size cap (413), probing limits (422) and, optionally, an API key (401).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmvqa.errors import LlmvqaError, ModelError, VideoError
+from llmvqa.serving.config import ServerConfig
+from llmvqa.serving.security import ApiError, fetch_video, too_large
+
+UPLOAD_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".gif", ".m4v", ".mpg", ".mpeg", ".ts")
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over the limit, by Content-Length or while streaming."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse(ApiError(413, f"request body over {self.max_bytes} bytes", "payload_too_large")
+                                    .body(), status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise ApiError(413, f"request body over {self.max_bytes} bytes", "payload_too_large")
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def _error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status)
+
+
+def _api_error_of(err: LlmvqaError) -> ApiError:
+    if isinstance(err, VideoError):
+        return ApiError(422, str(err), "invalid_video")
+    if isinstance(err, ModelError):
+        return ApiError(500, str(err), "model_error")
+    return ApiError(400, str(err), type(err).__name__)
+
+
+def split_messages(messages: Any) -> tuple[str, list[dict]]:
+    """The one video reference in OpenAI-style messages, and the messages reduced to text."""
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty list", param="messages")
+    videos: list[str] = []
+    text_messages = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise ApiError(400, f"messages[{i}] needs a role of system, user or assistant", param=f"messages[{i}]")
+        content = m.get("content")
+        if isinstance(content, str):
+            texts = [content]
+        elif isinstance(content, list):
+            texts = []
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind == "text":
+                    texts.append(str(part.get("text", "")))
+                elif kind == "video_url":
+                    ref = part.get("video_url")
+                    ref = ref.get("url") if isinstance(ref, dict) else ref
+                    if not isinstance(ref, str):
+                        raise ApiError(400, "video_url needs a 'url'", param=f"messages[{i}].content[{j}]")
+                    videos.append(ref)
+                else:
+                    raise ApiError(400, f"unsupported content part type {kind!r} (use 'text' or 'video_url')",
+                                   param=f"messages[{i}].content[{j}]")
+        elif content is None:
+            texts = []
+        else:
+            raise ApiError(400, f"messages[{i}].content must be a string or a list of parts", param=f"messages[{i}]")
+        text_messages.append({"role": m["role"], "content": "\n".join(t for t in texts if t).strip()})
+    if len(set(videos)) != 1:
+        raise ApiError(400, f"the conversation must contain exactly one video (found {len(set(videos))})",
+                       param="messages")
+    if text_messages[-1]["role"] != "user":
+        raise ApiError(400, "the last message must come from the user", param="messages")
+    if not text_messages[-1]["content"]:
+        text_messages[-1]["content"] = "Rate the quality of this video and explain why."
+    return videos[0], text_messages
+
+
+def _as_bool(value: Any, default: bool = True) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
+    """The FastAPI app around one Assessor (or any object with rate/chat/probe)."""
+    config = config or ServerConfig()
+    app = FastAPI(title="llmvqa", version="0.1.0")
+    model_lock = threading.Lock()
+    started = int(time.time())
+    model_name = getattr(assessor, "name", None) or config.model_name
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError):
+        return _error_response(err)
+
+    @app.exception_handler(LlmvqaError)
+    async def _llmvqa_error(request: Request, err: LlmvqaError):
+        return _error_response(_api_error_of(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, err: RequestValidationError):
+        return _error_response(ApiError(400, f"invalid request: {err.errors()[:3]}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException):
+        return _error_response(ApiError(err.status_code, str(err.detail)))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, err: Exception):
+        return _error_response(ApiError(500, f"internal error ({type(err).__name__})", "internal_error"))
+
+    def check_key(request: Request) -> None:
+        if config.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), config.api_key.encode()):
+            raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer <key>')", "invalid_api_key")
+
+    async def with_video(ref: str | None, upload: tuple[str, bytes] | None, work: Callable[[Path], Any]) -> Any:
+        """Materialize the video, probe it against the limits, run ``work(path)`` under the lock, with a deadline."""
+
+        def job() -> Any:
+            with tempfile.TemporaryDirectory(prefix="llmvqa-serve-") as tmp:
+                if upload is not None:
+                    name, data = upload
+                    suffix = Path(name or "").suffix.lower()
+                    path = Path(tmp) / f"upload{suffix if suffix in UPLOAD_SUFFIXES else '.mp4'}"
+                    path.write_bytes(data)
+                else:
+                    path = fetch_video(ref, config, Path(tmp))
+                try:
+                    assessor.probe(path, config.limits)
+                    with model_lock:
+                        return work(path)
+                except LlmvqaError as err:
+                    # never show the server's temporary paths; name the video as the client sent it
+                    shown = upload[0] if upload is not None else ref[:100]
+                    api = _api_error_of(err)
+                    api.message = api.message.replace(str(path), shown).replace(tmp, "<upload>")
+                    raise api from err
+
+        try:
+            return await asyncio.wait_for(run_in_threadpool(job), timeout=config.timeout_s)
+        except asyncio.TimeoutError as err:
+            raise ApiError(504, f"the request took longer than the server's {config.timeout_s:g} s limit",
+                           "timeout") from err
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        check_key(request)
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": started,
+                                            "owned_by": "llmvqa"}]}
+
+    @app.post("/v1/rate")
+    async def rate(request: Request):
+        check_key(request)
+        ctype = request.headers.get("content-type", "")
+        upload = None
+        if ctype.startswith("multipart/form-data"):
+            form = await request.form()
+            file = form.get("file") or form.get("video")
+            prompt, explain = form.get("prompt"), form.get("explain")
+            dimensions = form.get("dimensions")
+            if file is None or isinstance(file, str):
+                if not isinstance(file, str):
+                    raise ApiError(400, "multipart requests need a 'file' part", param="file")
+                ref = file
+            else:
+                data = await file.read(config.max_upload_bytes + 1)
+                if len(data) > config.max_upload_bytes:
+                    raise too_large(config)
+                upload, ref = (file.filename or "upload.mp4", data), None
+        else:
+            try:
+                body = await request.json()
+            except ValueError as err:
+                raise ApiError(400, "the body must be JSON {'video', 'prompt', 'explain'} or multipart") from err
+            if not isinstance(body, dict) or not isinstance(body.get("video"), str):
+                raise ApiError(400, "JSON body needs a 'video' string", param="video")
+            ref, prompt = body["video"], body.get("prompt")
+            explain, dimensions = body.get("explain"), body.get("dimensions")
+        prompt = str(prompt) if prompt else None
+        result = await with_video(ref, upload, lambda path: assessor.rate(
+            path, prompt=prompt, explain=_as_bool(explain), dimensions=_as_bool(dimensions)))
+        out = result.to_dict()
+        out["video"] = ref if ref is not None else upload[0]
+        return out
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        check_key(request)
+        try:
+            body = await request.json()
+        except ValueError as err:
+            raise ApiError(400, "the body must be JSON") from err
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        if body.get("stream"):
+            raise ApiError(400, "streaming is not supported; send stream=false", param="stream")
+        ref, messages = split_messages(body.get("messages"))
+        prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else None
+        answer = await with_video(ref, None, lambda path: assessor.chat(path, messages, prompt=prompt))
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model_name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    return app

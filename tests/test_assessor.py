@@ -1,0 +1,252 @@
+"""Assessor (Python API) and result rendering, with small fakes for the model and the encoders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from llmvqa.assessor import Assessor, aspect_query, load_dimensions, resolve_model_dir, resolve_video
+from llmvqa.errors import LlmvqaError, ModelError, VideoError
+from llmvqa.features import VideoFeatures
+from llmvqa.levels import LEVELS, expected_score
+from llmvqa.result import LevelRating, RatingResult, bar, render_text
+from llmvqa.statistics import STREAMS
+
+
+def content_value(path) -> float:
+    """A number in [0, 1) that depends only on the file's bytes (so results can be traced to their video)."""
+    return int(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8], 16) / 16**8
+
+
+def probs_for(value: float, aspect: str) -> list[float]:
+    """A peaked level distribution whose centre moves with the video's value and the aspect."""
+    shift = int(hashlib.sha256(aspect.encode()).hexdigest()[:4], 16) / 16**4
+    centre = (value * 4 + shift * 4) % 4.0
+    logits = -((np.arange(5) - centre) ** 2)
+    p = np.exp(logits) / np.exp(logits).sum()
+    return p.tolist()
+
+
+class FakeExtractor:
+    """extract(path) -> VideoFeatures whose stats carry the file's content value; counts calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def extract(self, path) -> VideoFeatures:
+        self.calls += 1
+        v = content_value(path)
+        tokens = {s: torch.full((2, 4), v) for s in STREAMS}
+        stats = {"sharpness": 2 + 7 * v, "noise": 20 * v, "flicker": v, "value": v}
+        return VideoFeatures(tokens=tokens, stats=stats, meta={"path": str(path), "content_hash": f"{v:.6f}"})
+
+    def prompt_stats(self, features, prompt):
+        return {"prompt_alignment": 0.01 * len(prompt)}
+
+
+class FakeModel:
+    """score/explain/chat read the features' value; deliberately keeps per-call state on self (not thread-safe)."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.chats: list[list[dict]] = []
+        self.scored: list[tuple[str, str | None]] = []
+
+    def _value(self, features) -> float:
+        self.current = features.stats["value"]
+        if self.delay:
+            time.sleep(self.delay)  # another thread would overwrite self.current here without a lock
+        return self.current
+
+    def score(self, features, prompt=None, question=None, *, prompt_stats=None, answer_prefix=None):
+        # same signature as QualityLLM.score; the answer prefix names the aspect
+        aspect = answer_prefix or "overall"
+        self.scored.append((aspect, question, prompt, dict(prompt_stats or {})))
+        return SimpleNamespace(probs=dict(zip(LEVELS, probs_for(self._value(features), aspect), strict=True)))
+
+    def explain(self, features, prompt=None, *, prompt_stats=None):
+        value = self._value(features)
+        ls = self.score(features, prompt=prompt, prompt_stats=prompt_stats)
+        return f"Value {value:.6f}. The overall quality of this video is {LEVELS[int(np.argmax(list(ls.probs.values())))]}.", ls
+
+    def chat(self, features, messages, prompt=None, *, prompt_stats=None):
+        self.chats.append([dict(m) for m in messages])
+        return f"answer {len(messages)} about {self._value(features):.6f}: {messages[-1]['content']}"
+
+
+def make_assessor(delay: float = 0.0) -> Assessor:
+    return Assessor(FakeModel(delay), FakeExtractor(), name="fake")
+
+
+@pytest.fixture
+def video(tmp_path) -> Path:
+    p = tmp_path / "a.mp4"
+    p.write_bytes(b"not decoded by the fake extractor " * 10)
+    return p
+
+
+def expected_overall(path) -> float:
+    return expected_score(probs_for(content_value(path), "overall"))
+
+
+# ---------------------------------------------------------------- results and rendering
+
+def test_level_rating_from_probs_normalizes_and_picks_level():
+    r = LevelRating.from_probs("overall", [0, 2, 6, 2, 0])
+    assert r.level == "fair"
+    assert r.distribution["fair"] == pytest.approx(0.6)
+    assert r.score == pytest.approx(3.0)
+    assert r.score_100 == pytest.approx(50.0)
+    assert r.spread == pytest.approx(np.sqrt(0.4))
+    with pytest.raises(ValueError):
+        LevelRating.from_probs("overall", [1, 2, 3])
+
+
+@pytest.mark.parametrize("score,filled", [(1.0, 0), (5.0, 10), (3.0, 5), (4.2, 8)])
+def test_bar_fills_by_score(score, filled):
+    b = bar(score)
+    assert len(b) == 10
+    assert b.count("█") == filled and b.count("░") == 10 - filled
+
+
+def test_rate_result_fields_and_json(video):
+    a = make_assessor()
+    r = a.rate(video, prompt="a red fox", explain=True)
+    assert isinstance(r, RatingResult)
+    assert r.score == pytest.approx(expected_overall(video))
+    assert 1 <= r.score <= 5 and r.score_100 == pytest.approx((r.score - 1) * 25)
+    assert set(r.groups) == set(STREAMS)
+    assert "prompt_alignment" in r.dimensions and "sharpness" in r.dimensions
+    assert r.dimensions["sharpness"].group == "technical"
+    assert r.dimensions["sharpness"].statistics == {"sharpness": pytest.approx(r.statistics["sharpness"])}
+    assert r.statistics["prompt_alignment"] == pytest.approx(0.09)
+    assert r.justification.startswith("Value")
+    assert {"features", "explain", "dimensions", "total"} <= set(r.timings)
+    d = json.loads(json.dumps(r.to_dict()))
+    for key in ("score", "score_100", "level", "distribution", "spread", "groups", "dimensions", "statistics",
+                "justification", "timings"):
+        assert key in d
+    assert list(d["distribution"]) == list(LEVELS)
+    assert d["dimensions"]["noise"]["level"] in LEVELS
+    # every group and dimension was scored once, with its own question and answer prefix, and the prompt
+    asked = [(prefix, q, p, ps) for prefix, q, p, ps in a.model.scored if prefix != "overall"]
+    assert len(asked) == len(STREAMS) + len(load_dimensions())
+    assert len({prefix for prefix, *_ in asked}) == len(asked)
+    assert all(p == "a red fox" and ps == {"prompt_alignment": pytest.approx(0.09)} for _, _, p, ps in asked)
+    sharp = next((prefix, q) for prefix, q, *_ in asked if "clarity" in prefix)
+    assert sharp[0] == "In terms of clarity, this video is" and "clarity" in sharp[1] and "a red fox" in sharp[1]
+
+
+def test_rate_without_prompt_skips_prompt_alignment_and_explain(video):
+    a = make_assessor()
+    r = a.rate(video, explain=False)
+    assert "prompt_alignment" not in r.dimensions and "prompt_alignment" not in r.statistics
+    assert r.justification is None and "score" in r.timings
+    r2 = a.rate(video, explain=False, dimensions=False)
+    assert r2.dimensions == {} and r2.groups == {}
+    assert r2.score == pytest.approx(r.score)
+
+
+def test_render_text_shows_scores_bars_levels_and_justification(video):
+    r = make_assessor().rate(video, prompt="a red fox")
+    text = render_text(r)
+    assert f"{r.score:.2f} / 5" in text and f"{r.score_100:.0f} / 100" in text
+    sharp = r.dimensions["sharpness"]
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("sharpness"))
+    assert bar(sharp.score) in line and sharp.level in line
+    assert "Why:" in text and r.justification.splitlines()[0] in text
+    assert f"sharpness {r.statistics['sharpness']:.3g}" in text
+    assert text.index("technical") < text.index("sharpness") < text.index("motion") < text.index("flicker")
+
+
+# ---------------------------------------------------------------- features cache and chat
+
+def test_features_extracted_once_per_unchanged_file(video):
+    a = make_assessor()
+    a.rate(video, explain=False)
+    a.chat(video, [{"role": "user", "content": "why?"}])
+    assert a.extractor.calls == 1
+    time.sleep(0.01)
+    video.write_bytes(b"changed content")
+    r = a.rate(video, explain=False, dimensions=False)
+    assert a.extractor.calls == 2
+    assert r.score == pytest.approx(expected_overall(video))
+
+
+def test_chat_passes_history_to_model(video):
+    a = make_assessor()
+    msgs = [{"role": "user", "content": "rate it"}, {"role": "assistant", "content": "fair"},
+            {"role": "user", "content": "why is the motion poor?"}]
+    reply = a.chat(video, msgs)
+    assert reply.startswith("answer 3") and reply.endswith("why is the motion poor?")
+    assert a.model.chats[-1] == msgs
+    for bad in ([], [{"role": "user"}], [{"role": "robot", "content": "x"}], [{"role": "assistant", "content": "x"}]):
+        with pytest.raises(LlmvqaError):
+            a.chat(video, bad)
+
+
+def test_concurrent_rate_calls_do_not_mix(tmp_path):
+    a = make_assessor(delay=0.01)
+    paths = []
+    for i in range(6):
+        p = tmp_path / f"v{i}.mp4"
+        p.write_bytes(f"video {i}".encode() * 50)
+        paths.append(p)
+    results: dict[int, float] = {}
+
+    def work(i):
+        results[i] = a.rate(paths[i], explain=False, dimensions=False).score
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, p in enumerate(paths):
+        assert results[i] == pytest.approx(expected_overall(p))
+
+
+# ---------------------------------------------------------------- resolving videos and models
+
+def test_missing_video_is_a_video_error(tmp_path):
+    with pytest.raises(VideoError, match="not found"):
+        resolve_video(tmp_path / "nope.mp4")
+    with pytest.raises(VideoError, match="example:bikes"):
+        resolve_video("example:nope")
+
+
+def test_example_resolves_to_shipped_clip(bikes_path):
+    assert resolve_video("example:bikes") == Path(bikes_path)
+
+
+def test_model_dir_errors(tmp_path, monkeypatch):
+    import llmvqa.assessor as mod
+
+    monkeypatch.setattr(mod, "DEFAULT_MODEL_DIR", tmp_path / "missing")
+    with pytest.raises(ModelError, match="train.sh"):
+        resolve_model_dir(None)
+    with pytest.raises(ModelError, match="config.json"):
+        resolve_model_dir(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_model_dir(tmp_path) == tmp_path
+
+
+def test_dimensions_cover_the_sig_groups():
+    dims = load_dimensions()
+    assert {d.group for d in dims} == set(STREAMS)
+    assert [d.key for d in dims if d.needs_prompt] == ["prompt_alignment"]
+
+
+def test_aspect_query_ends_where_the_level_word_follows():
+    question, prefix = aspect_query("group", "motion", None)
+    assert prefix == "In terms of motion quality, this video is" and "motion quality" in question
+    question, prefix = aspect_query("dimension", "flicker", "a cat")
+    assert prefix == "In terms of flicker, this video is" and "a cat" in question

@@ -1,0 +1,137 @@
+"""`llmvqa rate / chat / batch` through llmvqa.cli.main (fake model) and as a subprocess (errors, real model)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_assessor import expected_overall, make_assessor
+
+import llmvqa.cli
+from llmvqa.assessor import Assessor
+from llmvqa.result import bar
+from llmvqa.video.writer import write_video
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake_cli(monkeypatch):
+    """main() with only the interface commands and Assessor.from_pretrained returning one fake assessor."""
+    assessor = make_assessor()
+    loaded = []
+
+    def from_pretrained(path_or_id=None, device=None):
+        loaded.append(path_or_id)
+        return assessor
+
+    monkeypatch.setattr(llmvqa.cli, "COMMANDS", ("rate", "chat", "batch", "serve"))
+    monkeypatch.setattr(Assessor, "from_pretrained", staticmethod(from_pretrained))
+    assessor.loaded = loaded
+    return assessor
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8))
+
+
+def test_rate_json(fake_cli, clip, capsys):
+    assert llmvqa.cli.main(["rate", str(clip), "--json", "--prompt", "a cat", "--model", "some/dir"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["score"] == pytest.approx(expected_overall(clip))
+    assert out["prompt"] == "a cat" and "prompt_alignment" in out["dimensions"] and out["justification"]
+    assert fake_cli.loaded == ["some/dir"]
+
+
+def test_rate_text_report(fake_cli, clip, capsys):
+    assert llmvqa.cli.main(["rate", str(clip), "--no-explain"]) == 0
+    text = capsys.readouterr().out
+    result = fake_cli.rate(clip, explain=False)
+    assert f"{result.score:.2f} / 5" in text and "Why:" not in text
+    flicker = result.dimensions["flicker"]
+    assert any(ln.strip().startswith("flicker") and bar(flicker.score) in ln and flicker.level in ln
+               for ln in text.splitlines())
+    assert llmvqa.cli.main(["rate", str(clip), "--no-explain", "--no-dimensions"]) == 0
+    text = capsys.readouterr().out
+    assert "█" in text and not any(ln.strip().startswith("flicker") for ln in text.splitlines())
+
+
+def test_chat_messages_are_multi_turn(fake_cli, clip, capsys):
+    code = llmvqa.cli.main(["chat", str(clip), "-m", "why is the motion poor?", "-m", "which part looks worst?"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("answer 3") and lines[1].endswith("which part looks worst?")
+    first, second = fake_cli.model.chats
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert second[1]["content"] == lines[0] and second[0] == first[0]
+    assert fake_cli.extractor.calls == 1  # features extracted once for all turns
+
+
+def test_chat_reads_stdin_until_exit(fake_cli, clip, capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("first?\n\nexit\nnever asked\n"))
+    assert llmvqa.cli.main(["chat", str(clip)]) == 0
+    assert len(fake_cli.model.chats) == 1 and fake_cli.model.chats[0][-1]["content"] == "first?"
+
+
+def test_batch_command(fake_cli, clip, tmp_path, capsys):
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"video,prompt\n{clip},a cat\nmissing.mp4,\n", encoding="utf-8")
+    out = tmp_path / "r.csv"
+    assert llmvqa.cli.main(["batch", str(listing), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "1 failed" in err and "missing.mp4" in err
+    rows = list(csv.DictReader(out.open()))
+    assert [r["status"] for r in rows] == ["ok", "error"] and "not found" in rows[1]["error"]
+
+
+def test_serve_refuses_a_missing_root(fake_cli, tmp_path, capsys):
+    assert llmvqa.cli.main(["serve", "--allowed-root", str(tmp_path / "nope")]) == 2
+    assert "--allowed-root" in capsys.readouterr().err
+
+
+def _run(*args, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "llmvqa", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=REPO)
+
+
+def _one_line_error(proc, *words):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("llmvqa rate: error:")
+    for w in words:
+        assert w in lines[0]
+
+
+def test_missing_file_is_one_line(tmp_path):
+    _one_line_error(_run("rate", str(tmp_path / "nope.mp4")), "nope.mp4", "not found")
+
+
+def test_text_file_renamed_mp4_is_one_line(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("just some text, not a video\n" * 50)
+    _one_line_error(_run("rate", str(fake)), "notes.mp4")
+
+
+@pytest.mark.slow
+def test_rate_end_to_end_with_default_model():
+    proc = _run("rate", "example:bikes", "--json", "--no-explain", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert 1 <= out["score"] <= 5 and out["level"] in ("excellent", "good", "fair", "poor", "bad")
+    assert "sharpness" in out["dimensions"] and out["statistics"]["sharpness"] > 0
+    text = _run("rate", "example:carphone", timeout=900)
+    assert text.returncode == 0, text.stderr
+    assert "Why:" in text.stdout and "/ 100" in text.stdout

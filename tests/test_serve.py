@@ -1,0 +1,199 @@
+"""The HTTP server through fastapi's TestClient: limits, path safety, errors, API key, concurrency."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from test_assessor import expected_overall, make_assessor
+
+from llmvqa.serving.app import create_app, split_messages
+from llmvqa.serving.config import ServerConfig
+from llmvqa.serving.security import ApiError, check_public_host
+from llmvqa.video.config import VideoLimits
+from llmvqa.video.writer import write_video
+
+
+def tiny_video(path, seed=0, size=32, frames=6):
+    rng = np.random.default_rng(seed)
+    write_video(path, rng.integers(0, 255, (frames, size, size, 3), dtype=np.uint8), fps=8)
+    return path
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("root")
+    for i in range(4):
+        tiny_video(r / f"v{i}.mp4", seed=i)
+    (r / "fake.mp4").write_text("this is a text file, not a video\n" * 20)
+    outside = tmp_path_factory.mktemp("outside")
+    tiny_video(outside / "secret.mp4", seed=9)
+    os.symlink(outside / "secret.mp4", r / "link.mp4")
+    return r
+
+
+def client(root, delay=0.0, **kw) -> TestClient:
+    cfg = ServerConfig(allowed_root=root, **kw)
+    return TestClient(create_app(make_assessor(delay), cfg))
+
+
+def video_msg(url, text="Rate this video."):
+    return {"messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}},
+                                                      {"type": "text", "text": text}]}]}
+
+
+def assert_error(resp, status, words=""):
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert words.lower() in err["message"].lower()
+    return err
+
+
+def test_health_and_models(root):
+    c = client(root)
+    assert c.get("/health").json()["status"] == "ok"
+    data = c.get("/v1/models").json()
+    assert data["object"] == "list" and data["data"][0]["id"] == "fake"
+
+
+def test_rate_by_path_and_by_upload_agree(root):
+    c = client(root)
+    r1 = c.post("/v1/rate", json={"video": "v1.mp4", "explain": False})
+    assert r1.status_code == 200, r1.text
+    body = r1.json()
+    assert body["score"] == pytest.approx(expected_overall(root / "v1.mp4"))
+    assert body["justification"] is None and "sharpness" in body["dimensions"]
+    with open(root / "v1.mp4", "rb") as f:
+        r2 = c.post("/v1/rate", files={"file": ("mine.mp4", f, "video/mp4")},
+                    data={"prompt": "noise", "explain": "true"})
+    assert r2.status_code == 200, r2.text
+    assert r2.json()["score"] == pytest.approx(body["score"])
+    assert r2.json()["video"] == "mine.mp4" and r2.json()["prompt"] == "noise"
+    assert r2.json()["justification"]
+
+
+def test_chat_completion_openai_shape(root):
+    c = client(root)
+    r = c.post("/v1/chat/completions", json=video_msg(f"file://{root}/v2.mp4", "why is the motion poor?"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "chat.completion"
+    msg = body["choices"][0]["message"]
+    assert msg["role"] == "assistant" and msg["content"].endswith("why is the motion poor?")
+    data = base64.b64encode((root / "v2.mp4").read_bytes()).decode()
+    r2 = c.post("/v1/chat/completions", json=video_msg(f"data:video/mp4;base64,{data}", "why is the motion poor?"))
+    assert r2.status_code == 200, r2.text
+    assert r2.json()["choices"][0]["message"]["content"] == msg["content"]
+
+
+def test_multi_turn_messages_reduce_to_text():
+    ref, msgs = split_messages([
+        {"role": "user", "content": [{"type": "video_url", "video_url": {"url": "/x.mp4"}}, {"type": "text", "text": "rate"}]},
+        {"role": "assistant", "content": "fair"},
+        {"role": "user", "content": "which part looks worst?"},
+    ])
+    assert ref == "/x.mp4"
+    assert msgs == [{"role": "user", "content": "rate"}, {"role": "assistant", "content": "fair"},
+                    {"role": "user", "content": "which part looks worst?"}]
+    with pytest.raises(ApiError):
+        split_messages([{"role": "user", "content": "no video"}])
+    with pytest.raises(ApiError):
+        split_messages([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])
+
+
+def test_upload_size_limit_413(root):
+    c = client(root, max_upload_mb=0.01)  # 10 KiB
+    big = b"\0" * 20000
+    assert_error(c.post("/v1/rate", files={"file": ("a.mp4", big, "video/mp4")}), 413)
+    data = base64.b64encode(b"\0" * 11000).decode()
+    assert_error(c.post("/v1/chat/completions", json=video_msg(f"data:video/mp4;base64,{data}")), 413)
+
+
+@pytest.mark.parametrize("ref", ["../outside/secret.mp4", "link.mp4", "/etc/passwd", "file:///etc/passwd",
+                                 "v1.mp4/../../x.mp4"])
+def test_paths_outside_root_are_refused(root, ref):
+    c = client(root)
+    err = assert_error(c.post("/v1/rate", json={"video": ref}), 403, "outside")
+    assert "secret" not in err["message"]
+
+
+def test_no_root_means_no_local_files(root):
+    c = TestClient(create_app(make_assessor(), ServerConfig()))
+    assert_error(c.post("/v1/rate", json={"video": str(root / "v1.mp4")}), 403, "--allowed-root")
+
+
+def test_bad_video_is_422_with_the_video_error(root):
+    c = client(root)
+    err = assert_error(c.post("/v1/rate", json={"video": "fake.mp4"}), 422)
+    assert "fake.mp4" in err["message"] and err["code"] == "invalid_video"
+    with open(root / "fake.mp4", "rb") as f:
+        err = assert_error(c.post("/v1/rate", files={"file": ("clip.mp4", f, "video/mp4")}), 422)
+    assert "clip.mp4" in err["message"] and "llmvqa-serve" not in err["message"]
+    assert_error(c.post("/v1/rate", json={"video": "missing.mp4"}), 404)
+
+
+def test_video_limits_are_enforced(root):
+    c = client(root, limits=VideoLimits(max_pixels=16 * 16))
+    assert_error(c.post("/v1/rate", json={"video": "v1.mp4"}), 422, "max_pixels")
+
+
+def test_api_key(root):
+    c = client(root, api_key="s3cret")
+    assert_error(c.get("/v1/models"), 401)
+    assert_error(c.post("/v1/rate", json={"video": "v1.mp4"}, headers={"Authorization": "Bearer nope"}), 401)
+    ok = c.post("/v1/rate", json={"video": "v1.mp4", "explain": False}, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert c.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/v.mp4", "http://localhost:8000/v.mp4",
+                                 "http://169.254.169.254/latest", "https://10.1.2.3/v.mp4", "http://[::1]/v.mp4",
+                                 "http://[::ffff:192.168.0.1]/v.mp4", "http://0.0.0.0/v.mp4"])
+def test_private_urls_are_refused(root, url):
+    c = client(root, allow_urls=True)
+    assert_error(c.post("/v1/chat/completions", json=video_msg(url)), 403)
+
+
+def test_urls_need_opt_in(root):
+    assert_error(client(root).post("/v1/rate", json={"video": "https://example.com/v.mp4"}), 403, "--allow-urls")
+
+
+def test_public_host_check_accepts_public_ip():
+    assert check_public_host("8.8.8.8") == ["8.8.8.8"]
+
+
+def test_timeout_is_504(root):
+    c = client(root, delay=0.5, timeout_s=0.2)
+    assert_error(c.post("/v1/rate", json={"video": "v3.mp4", "explain": False, "dimensions": False}), 504)
+
+
+def test_concurrent_requests_never_mix(root):
+    c = client(root, delay=0.02)
+    results, errors = {}, []
+
+    def work(i, k):
+        r = c.post("/v1/rate", json={"video": f"v{i}.mp4", "explain": False, "dimensions": False})
+        if r.status_code != 200:
+            errors.append(r.text)
+        results[(i, k)] = r.json().get("score")
+
+    threads = [threading.Thread(target=work, args=(i, k)) for i in range(4) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for (i, _), score in results.items():
+        assert score == pytest.approx(expected_overall(root / f"v{i}.mp4"))
+
+
+def test_malformed_requests(root):
+    c = client(root)
+    assert_error(c.post("/v1/rate", content=b"not json", headers={"content-type": "application/json"}), 400)
+    assert_error(c.post("/v1/chat/completions", json={"messages": []}), 400)
+    assert_error(c.post("/v1/chat/completions", json={**video_msg("v1.mp4"), "stream": True}), 400, "stream")
