@@ -1,0 +1,56 @@
+"""Score losses on the expected level score (AIGVEval / MSA-VQA): PLCC loss + rank loss.
+
+Both act on a batch: ``pred`` and ``target`` are (B,) on the same 1–5 scale. The
+expected score is softmax over the five level-word logits · WEIGHTS (Q-Align).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llmvqa.levels import WEIGHTS
+
+
+def expected_level_score(level_logits: torch.Tensor) -> torch.Tensor:
+    """(B, 5) level-word logits in LEVELS order → (B,) expected score on 1–5."""
+    probs = torch.softmax(level_logits.float(), dim=-1)  # (B, 5)
+    return probs @ torch.tensor(WEIGHTS, dtype=probs.dtype, device=probs.device)
+
+
+def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(1 − Pearson correlation) / 2 over the batch: 0 = perfectly correlated, 1 = anti-correlated."""
+    p = pred.float() - pred.float().mean()
+    t = target.float() - target.float().mean()
+    r = (p * t).sum() / (p.norm() * t.norm() + eps)
+    return (1.0 - r) / 2.0
+
+
+def rank_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean over pairs i≠j of max(0, |yi − yj| − sign(yi − yj)(ŷi − ŷj)) (MSA-VQA)."""
+    dy = target.float()[:, None] - target.float()[None, :]  # (B, B)
+    dp = pred.float()[:, None] - pred.float()[None, :]  # (B, B)
+    loss = torch.relu(dy.abs() - torch.sign(dy) * dp)
+    n = pred.shape[0]
+    off_diag = ~torch.eye(n, dtype=torch.bool, device=pred.device)
+    return loss[off_diag].mean() if n > 1 else loss.sum() * 0.0
+
+
+def score_loss(
+    level_logits: torch.Tensor,
+    target_score: torch.Tensor,
+    plcc_weight: float,
+    rank_weight: float,
+    min_samples: int = 2,
+) -> torch.Tensor | None:
+    """Weighted PLCC + rank loss over the samples with a finite target (None if fewer than min_samples)."""
+    valid = torch.isfinite(target_score)
+    if int(valid.sum()) < max(2, min_samples):
+        return None
+    pred = expected_level_score(level_logits[valid])  # (N,)
+    target = target_score[valid].to(pred.dtype)
+    total = pred.new_zeros(())
+    if plcc_weight > 0:
+        total = total + plcc_weight * plcc_loss(pred, target)
+    if rank_weight > 0:
+        total = total + rank_weight * rank_loss(pred, target)
+    return total

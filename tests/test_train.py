@@ -1,0 +1,248 @@
+"""Progressive training end to end on CPU with a tiny random backbone (hidden 32, 2 layers, word tokenizer).
+
+Synthetic VideoFeatures whose technical tokens carry the clip's quality stand in for the encoders;
+the records use the real prompt files and answer sentences. Checks: all three stages run, the loss
+goes down, checkpoint folders hold the expected files, and an interrupted stage resumes at the saved
+step and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmvqa.errors import ConfigError
+from llmvqa.features import VideoFeatures
+from llmvqa.levels import LEVELS, level_of_score
+from llmvqa.prompts import load_text, load_yaml
+from llmvqa.statistics import STATISTICS, STREAMS
+from llmvqa.train.config import config_from_dict
+from llmvqa.train.trainer import STATE_FILE, Trainer, latest_checkpoint
+
+DIMS = {"technical": 8, "motion": 6, "semantic": 10}
+NUM_VIDEOS = 12
+
+
+# ---------------------------------------------------------------- a tiny backbone built in code
+
+
+def _corpus_texts(records: list[dict]) -> list[str]:
+    texts = [load_text(n) for n in ("system", "video", "text_prompt", "rating_question", "explain_question")]
+    texts += [str(v) for v in load_yaml("chat_format").values()] + [str(v) for v in load_yaml("answers").values()]
+    texts += [t["value"] for r in records for t in r["conversations"]]
+    return texts + list(LEVELS)
+
+
+def make_tiny_backbone(folder: Path, texts: list[str]) -> str:
+    """A LlamaForCausalLM with hidden 32 / 2 layers and a word-level tokenizer over the given texts."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.Whitespace()
+    words = sorted({w for t in texts for w, _ in pre.pre_tokenize_str(t)})
+    specials = ["[PAD]", "[UNK]", "<bos>", "<eos>"]
+    vocab = {w: i for i, w in enumerate(specials + words)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
+                                  bos_token="<bos>", eos_token="<eos>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                      pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+# ---------------------------------------------------------------- synthetic data
+
+
+def quality(i: int) -> float:
+    return (i % NUM_VIDEOS) / (NUM_VIDEOS - 1)
+
+
+def make_records() -> list[dict]:
+    answers = load_yaml("answers")
+    recs = []
+    for i in range(NUM_VIDEOS):
+        q = quality(i)
+        level = level_of_score(1 + 4 * q)
+        overall = answers["overall"].format(level=level)
+        dim = answers["dimension"].format(dimension="clarity", level=level)
+        base = {"video": f"v{i}.mp4", "prompt": "", "split": "train", "source": f"s{i}",
+                "scores": {"overall": q, "sharpness": q}, "levels": {"overall": level, "sharpness": level}}
+        turns = {
+            "rating": ("<video>\nRate the quality of this video.", overall),
+            "dimension": ("<video>\nHow is the clarity of this video?", dim),
+            "why": ("<video>\nWhy does this video look like this?",
+                    f"The edges look {'crisp' if q > 0.5 else 'soft'} and detail is {'kept' if q > 0.5 else 'lost'}. "
+                    + overall),
+        }
+        for task, (question, answer) in turns.items():
+            recs.append({**base, "id": f"{task}{i}", "task": task,
+                         "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]})
+    return recs
+
+
+def make_features(i: int) -> VideoFeatures:
+    g = torch.Generator().manual_seed(100 + i)
+    q = quality(i)
+    tokens = {s: torch.randn(4, DIMS[s], generator=g) * 0.1 for s in STREAMS}
+    tokens["technical"] += 2 * q - 1  # the clip's quality is readable from its technical tokens
+    stats = {st.name: (st.typical[0] + st.typical[1]) / 2 for st in STATISTICS if st.name != "prompt_alignment"}
+    return VideoFeatures(tokens=tokens, stats=stats, meta={"content_hash": f"h{i}"})
+
+
+class FakeFeatures:
+    """record → VideoFeatures; counts lookups."""
+
+    def __init__(self):
+        self.cache = {i: make_features(i) for i in range(NUM_VIDEOS)}
+        self.calls = 0
+
+    def __call__(self, record: dict) -> VideoFeatures:
+        self.calls += 1
+        return self.cache[int(re.search(r"\d+", record["video"]).group())]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    records = make_records()
+    (root / "data").mkdir()
+    (root / "data" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    backbone = make_tiny_backbone(root / "tiny-llm", _corpus_texts(records))
+    return root, backbone
+
+
+def recipe(root: Path, backbone: str, out: str, **stage_over) -> dict:
+    stage = {"batch_size": 4, "grad_accum": 1, "max_steps": 6, "warmup_ratio": 0.0, "save_every": 2,
+             "keep_checkpoints": 5, **stage_over}
+    return {
+        "model": {"backbone": backbone, "num_query_tokens": 2, "lora_r": 4, "lora_alpha": 8,
+                  "lora_targets": ["q_proj", "v_proj"], "dtype": "float32"},
+        "data": {"train_files": [str(root / "data" / "train.jsonl")], "feature_cache": str(root / "cache")},
+        "stage1": {**stage, "lr": 3e-3},
+        "stage2": {**stage, "lr": 3e-3},
+        "stage3": {**stage, "lr": 3e-3},
+        "output_dir": str(root / out), "seed": 1, "device": "cpu", "precision": "fp32", "log_every": 1,
+    }
+
+
+def _trainable(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_" in k or k.startswith("projectors")}
+
+
+def test_three_stages_train_and_write_checkpoints(workspace):
+    from llmvqa.model.modeling import QualityLLM
+
+    root, backbone = workspace
+    cfg = config_from_dict(recipe(root, backbone, "run"))
+    feats = FakeFeatures()
+    trainer = Trainer(cfg, features=feats, progress=False)
+
+    stage1 = trainer.train_stage(1)
+    first = trainer.history[1]
+    assert [h["step"] for h in first] == list(range(1, 7))
+    assert sum(h["loss"] for h in first[-2:]) < sum(h["loss"] for h in first[:2])  # the loss goes down
+    names = {p.name for p in stage1.iterdir()}
+    assert {"config.json", "projectors.safetensors", "adapter", "config.yaml", STATE_FILE} <= names
+    m1 = QualityLLM.from_pretrained(stage1)
+    lora1 = {k: v for k, v in _trainable(m1).items() if "lora_B" in k}
+    assert lora1 and all(float(v.abs().sum()) == 0 for v in lora1.values())  # stage 1 leaves LoRA (B=0) alone
+
+    final = trainer.run((2, 3))
+    assert final == root / "run" / "stage3" / "final"
+    second = trainer.history[2]
+    assert all(h["score"] > 0 for h in second)  # PLCC + rank loss on the rating records
+    m3 = QualityLLM.from_pretrained(final)
+    assert any(float(v.abs().sum()) > 0 for k, v in _trainable(m3).items() if "lora_B" in k)
+    ckpt = latest_checkpoint(root / "run" / "stage2")
+    assert ckpt is not None and {"trainable.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt",
+                                 "config.yaml", STATE_FILE} <= {p.name for p in ckpt.iterdir()}
+    state = json.loads((final / STATE_FILE).read_text())
+    assert state["global_step"] == 6 and state["seed"] == 1 and state["samples_per_second"] > 0
+    assert (root / "run" / "config.yaml").is_file()
+
+
+def test_resume_continues_at_the_saved_step_with_identical_weights(workspace):
+    """Stage 2 (LoRA dropout, score loss) interrupted after 3 of 6 steps, resumed: same weights as straight through."""
+    from safetensors.torch import load_file
+
+    root, backbone = workspace
+    straight = Trainer(config_from_dict(recipe(root, backbone, "straight")), features=FakeFeatures(), progress=False)
+    straight.run((1, 2))
+    with pytest.raises(ConfigError, match="stage 1"):
+        Trainer(config_from_dict(recipe(root, backbone, "other")), features=FakeFeatures(), progress=False).train_stage(2)
+
+    cut = Trainer(config_from_dict(recipe(root, backbone, "cut")), features=FakeFeatures(), progress=False)
+    cut.train_stage(1)
+    ckpt = cut.train_stage(2, stop_after=3)  # "interrupted" after 3 steps
+    assert ckpt.name == "checkpoint-3" and not cut.is_done(2)
+    again = Trainer(config_from_dict(recipe(root, backbone, "cut")), features=FakeFeatures(), progress=False)
+    final = again.run((1, 2), resume=True)  # stage 1 is finished: skipped
+    assert 1 not in again.history
+    steps = [h["step"] for h in again.history[2]]
+    assert steps == list(range(1, 7))  # 1–3 restored from the checkpoint, 4–6 trained now, none twice
+    assert again.history[2][:3] == cut.history[2][:3]
+
+    for rel in ("projectors.safetensors", "adapter/adapter_model.safetensors"):
+        a = load_file(str(root / "straight" / "stage2" / "final" / rel))
+        b = load_file(str(final / rel))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert again.train_stage(2, resume=True) == final  # a finished stage is skipped on resume
+
+
+def test_cli_trains_a_stage_from_the_feature_cache(workspace, tmp_path, capsys):
+    """`llmvqa train` reads a YAML recipe and the real FeatureCache (features cached beforehand)."""
+    import argparse
+
+    import yaml
+
+    from llmvqa.commands import train as train_cmd
+    from llmvqa.encoders.cache import FeatureCache, content_hash
+    from llmvqa.encoders.config import EncoderConfig
+
+    root, backbone = workspace
+    key = EncoderConfig().key()
+    cache = FeatureCache(tmp_path / "cache")
+    for i in range(NUM_VIDEOS):
+        video = tmp_path / f"v{i}.mp4"
+        video.write_bytes(f"not really a video {i}".encode())  # only its bytes' hash matters here
+        f = make_features(i)
+        f.meta.update(content_hash=content_hash(video), encoder_key=key)
+        cache.put(f)
+    raw = recipe(root, backbone, "cli")
+    raw["output_dir"] = str(tmp_path / "run")
+    raw["data"].update(video_root=str(tmp_path), feature_cache=str(tmp_path / "cache"), compute_missing=False)
+    cfg_path = tmp_path / "recipe.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--config", str(cfg_path), "--stage", "1", "--quiet",
+                              "--override", "stage1.max_steps=2", "stage1.save_every=0",
+                              "gradient_checkpointing=true", "tensorboard=true"])
+    assert args.func(args) == 0
+    assert "checkpoint:" in capsys.readouterr().out
+    state = json.loads((tmp_path / "run" / "stage1" / "final" / STATE_FILE).read_text())
+    assert state["global_step"] == 2
+    meta = json.loads((tmp_path / "run" / "stage1" / "final" / "config.json").read_text())
+    assert meta["encoder"] == EncoderConfig().to_dict()  # the checkpoint records the encoder settings
+    assert list((tmp_path / "run" / "tb" / "stage1").glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((tmp_path / "run" / "stage1" / "final" / "config.yaml").read_text())
+    assert saved["gradient_checkpointing"] is True and saved["stage1"]["max_steps"] == 2  # the resolved config
+
+    raw["data"]["feature_cache"] = str(tmp_path / "empty")
+    cfg_path.write_text(yaml.safe_dump(raw))
+    from llmvqa.errors import DataError
+
+    with pytest.raises(DataError, match="not in the cache"):
+        args.func(parser.parse_args(["train", "--config", str(cfg_path), "--stage", "1", "--quiet"]))

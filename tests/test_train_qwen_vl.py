@@ -1,0 +1,66 @@
+"""Qwen2.5-VL semantic stream on a tiny random Qwen2_5_VLConfig built in code (pixel_values fed directly)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from llmvqa.errors import ModelError
+from llmvqa.features import VideoFeatures
+from llmvqa.model.qwen_vl import QwenVisionSemantic, require_qwen_vl_utils, vision_tower, with_semantic_tokens
+
+PATCH, TPATCH, MERGE = 14, 2, 2
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen_vl():
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    cfg = Qwen2_5_VLConfig(
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=48,
+                           patch_size=PATCH, temporal_patch_size=TPATCH, spatial_merge_size=MERGE,
+                           window_size=112, fullatt_block_indexes=[1], in_channels=3),
+        text_config=dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=128, max_position_embeddings=256,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "mrope_section": [2, 2, 2]}),
+    )
+    return Qwen2_5_VLForConditionalGeneration(cfg).eval()
+
+
+def _pixels(t: int, h: int, w: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(t * h * w, 3 * TPATCH * PATCH * PATCH, generator=g)  # (patches, C·t·p·p)
+
+
+def test_vision_tower_gives_one_semantic_token_per_temporal_patch(tiny_qwen_vl):
+    sem = QwenVisionSemantic(vision_tower(tiny_qwen_vl))
+    assert sem.dim == 48 and not any(p.requires_grad for p in sem.parameters())  # frozen by default
+    grids = torch.tensor([[3, 4, 4], [2, 4, 6]])
+    pixels = torch.cat([_pixels(3, 4, 4, 0), _pixels(2, 4, 6, 1)])
+    with torch.no_grad():
+        out = sem(pixels, grids)
+    assert [tuple(o.shape) for o in out] == [(3, 48), (2, 48)]
+    assert all(torch.isfinite(o).all() for o in out)
+    assert not torch.allclose(out[0][0], out[0][1])  # different frames, different tokens
+    with torch.no_grad():
+        alone = sem(_pixels(2, 4, 6, 1), grids[1:])[0]
+    torch.testing.assert_close(alone, out[1], rtol=1e-4, atol=1e-5)  # videos in one call do not mix
+    with pytest.raises(ValueError, match="96 patches"):
+        sem(pixels, torch.tensor([[3, 4, 4]]))
+
+
+def test_semantic_stream_replacement_keeps_the_rest():
+    f = VideoFeatures(tokens={s: torch.zeros(4, 8) for s in ("technical", "motion", "semantic")}, stats={"a": 1.0})
+    g = with_semantic_tokens(f, torch.ones(3, 48))
+    assert g.tokens["semantic"].shape == (3, 48) and g.tokens["technical"] is f.tokens["technical"]
+    assert g.stats == f.stats and f.tokens["semantic"].shape == (4, 8)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
+def test_missing_torchvision_is_a_clear_error():
+    with pytest.raises(ModelError, match=r"llmvqa\[qwen-vl\]"):
+        require_qwen_vl_utils()

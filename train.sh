@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Progressive training recipe: features → stage 1 → stage 2 → stage 3 → evaluation.
+#
+#   ./train.sh [configs/mini.yaml] [--override key=value ...]
+#
+# Variants are YAML recipes in configs/ (mini: Gemma 3 270M on CPU; qwen2.5-1.5b: one GPU;
+# qwen2.5-vl-7b: N GPUs with DeepSpeed ZeRO-3), never copies of this script.
+# Runs on one CPU, one GPU, or N GPUs (deepspeed --num_gpus N, or accelerate launch,
+# when more than one GPU is visible). Re-running resumes: finished stages are skipped
+# and an interrupted one continues from its last checkpoint.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+CONFIG="${1:-configs/mini.yaml}"
+shift || true
+EXTRA=("$@")                    # e.g. --override stage1.max_steps=10
+OUT=$(python - "$CONFIG" "${EXTRA[@]}" <<'PY'
+import sys
+from llmvqa.train.config import load_config
+rest = sys.argv[2:]
+overrides = rest[rest.index("--override") + 1:] if "--override" in rest else []
+print(load_config(sys.argv[1], overrides).output_dir)
+PY
+)
+
+# ---- how to launch: plain python on CPU / one GPU, a distributed launcher on several
+NGPU=$(python -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
+if [ "$NGPU" -gt 1 ]; then
+  if command -v deepspeed >/dev/null 2>&1 && grep -q '^deepspeed: *[^" ]' "$CONFIG"; then
+    LAUNCH=(deepspeed --num_gpus "$NGPU" --module llmvqa.cli)
+  else
+    LAUNCH=(accelerate launch --num_processes "$NGPU" -m llmvqa.cli)
+  fi
+else
+  LAUNCH=(python -m llmvqa.cli)
+fi
+echo "config $CONFIG → $OUT; $NGPU GPU(s); launcher: ${LAUNCH[*]}"
+
+# ---- 1. cached features: every record's video once (encoders are frozen, so this is done once)
+python -m llmvqa.cli train --config "$CONFIG" --fill-cache "${EXTRA[@]}"
+
+# ---- 2. stage 1: projectors only, LLM frozen, dimension → level pairs
+"${LAUNCH[@]}" train --config "$CONFIG" --stage 1 --resume "${EXTRA[@]}"
+
+# ---- 3. stage 2: LoRA + projectors on rating instructions, CE + PLCC + rank loss
+"${LAUNCH[@]}" train --config "$CONFIG" --stage 2 --resume "${EXTRA[@]}"
+
+# ---- 4. stage 3: the full instruction mix with justifications
+"${LAUNCH[@]}" train --config "$CONFIG" --stage 3 --resume "${EXTRA[@]}"
+
+# ---- 5. evaluation of the final checkpoint (when the evaluation script is present)
+FINAL="$OUT/stage3/final"
+if [ -f eval/score_dataset.py ]; then
+  # EVAL_DATA: a dataset file (info.txt, CSV, JSONL, synth manifest); default: the synth corpus' test split
+  python eval/score_dataset.py ${EVAL_DATA:+"$EVAL_DATA"} --model "$FINAL" --out "$OUT/eval" \
+    || echo "evaluation failed (see above); the checkpoint is at $FINAL"
+else
+  echo "eval/score_dataset.py not found; skipping evaluation. Checkpoint: $FINAL"
+fi
