@@ -210,7 +210,7 @@ def test_rating_protection_catches_tampered_texts(built):
 def test_phrasings_never_contain_level_words():
     for name in ("cot",):
         phr = load_yaml(name)
-        texts = phr["intro"] + phr["stats"] + phr["group_intro"] + phr["overall_intro"]
+        texts = phr["intro"] + phr["group_intro"] + phr["overall_intro"]
         texts += [t for lv in LEVELS for t in phr["dimension"][lv]]
         assert not [t for t in texts if LEVEL_RE.search(t)]
     q = load_yaml("instructions")
@@ -337,3 +337,20 @@ def test_real_encoders_rank_the_distorted_carphone_below_the_pristine(carphone_p
     for key in ("sharpness", "compression", "overall"):
         assert by[distorted.name]["scores"][key] < by[pristine.name]["scores"][key], key
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2  # features went through the cache
+
+
+def test_cot_spends_prose_on_weak_dimensions_only():
+    import random
+
+    from llmvqa.sig.cot import build_cot
+
+    spec = load_dimensions()
+    levels = {k: "excellent" for k in spec.dimensions if k != "prompt_alignment"}
+    levels.update({g: "excellent" for g in spec.groups}, overall="good")
+    levels["flicker"] = "poor"
+    text = build_cot(levels, random.Random(0), stats={"flicker": 7.5})
+    flicker = spec.dimensions["flicker"]
+    assert flicker.definition in text  # the weak dimension is explained
+    assert spec.dimensions["noise"].definition not in text  # the flawless one is only stated
+    assert "7.5" not in text  # no numbers the model would have to invent
+    assert text.endswith("The overall quality of this video is good.")

@@ -21,23 +21,23 @@ def level_sentence(kind: str, level: str, subject: str = "", version: str = "v1"
     return template.format(level=level, group=subject, dimension=subject)
 
 
-def stats_note(dim: Dimension, stats: Mapping[str, float] | None, rng: random.Random, version: str = "v1") -> str:
-    """" (measured: sharpness 5.21, ...)" for the statistics behind ``dim``, or "" when none are known."""
-    if not stats:
-        return ""
-    values = ", ".join(f"{s.replace('_', ' ')} {stats[s]:.3g}" for s in dim.statistics if s in stats)
-    if not values:
-        return ""
-    return rng.choice(load_yaml("cot", version)["stats"]).format(values=values)
+BRIEF_LEVELS: tuple[str, ...] = ("excellent", "good")
+"""Dimensions at these levels get their level sentence only; the prose (definition, impact,
+statistics) is spent on the dimensions that pull the rating down. This keeps a generated
+justification near 200 tokens instead of 500, which is what makes explaining fast on a CPU."""
 
 
 def dimension_statement(
     dim: Dimension, level: str, rng: random.Random, stats: Mapping[str, float] | None = None, version: str = "v1"
 ) -> str:
-    """One phrasing of the dimension's impact, followed by its level sentence."""
+    """One phrasing of the dimension's impact, followed by its level sentence (the sentence alone
+    for the BRIEF_LEVELS)."""
+    if level in BRIEF_LEVELS:
+        return level_sentence("dimension", level, dim.name, version)
+    # No measured numbers go into the text: a generative model would learn to invent them.
+    # The measured statistics travel beside the text in the rating result instead.
     phr = rng.choice(load_yaml("cot", version)["dimension"][level])
-    note = stats_note(dim, stats, rng, version) if stats and rng.random() < 0.5 else ""
-    text = phr.format(name=dim.name, Name=dim.name[:1].upper() + dim.name[1:], definition=dim.definition, stats=note)
+    text = phr.format(name=dim.name, Name=dim.name[:1].upper() + dim.name[1:], definition=dim.definition)
     return f"{text} {level_sentence('dimension', level, dim.name, version)}"
 
 
