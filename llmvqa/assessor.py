@@ -195,14 +195,16 @@ class Assessor:
         return probe(resolve_video(video), limits)
 
     # ------------------------------------------------------------------ rating
-    def _score(self, features: VideoFeatures, prompt: str | None, prompt_stats: dict, kind: str = "overall",
-               subject: str = ""):
-        """LevelScore of the overall quality, or of one group / dimension (kind "group" / "dimension")."""
-        if kind == "overall":
-            return self.model.score(features, prompt=prompt, prompt_stats=prompt_stats)
-        question, prefix = aspect_query(kind, subject, prompt, self.prompt_version)
-        return self.model.score(features, prompt=prompt, question=question, prompt_stats=prompt_stats,
-                                answer_prefix=prefix)
+    def _score_many(self, features: VideoFeatures, prompt: str | None, prompt_stats: dict,
+                    aspects: list[tuple[str, str]]) -> list:
+        """LevelScores of several aspects — ("overall", ""), ("group", name), ("dimension", name) — of one
+        video; one shared-prefix pass when the model offers it (QualityLLM.score_queries)."""
+        queries = [(None, None) if kind == "overall" else aspect_query(kind, subject, prompt, self.prompt_version)
+                   for kind, subject in aspects]
+        if hasattr(self.model, "score_queries"):
+            return self.model.score_queries(features, queries, prompt=prompt, prompt_stats=prompt_stats)
+        return [self.model.score(features, prompt=prompt, question=q, prompt_stats=prompt_stats, answer_prefix=a)
+                for q, a in queries]
 
     def rate(self, video: str | Path, prompt: str | None = None, explain: bool = True,
              dimensions: bool = True) -> RatingResult:
@@ -216,28 +218,29 @@ class Assessor:
         justification = None
         groups: dict[str, LevelRating] = {}
         dims: dict[str, LevelRating] = {}
+        aspects: list[tuple[str, str]] = []
+        if dimensions:
+            aspects += [("group", g) for g in STREAMS]
+            aspects += [("dimension", d.name) for d in self.dimensions if prompt or not d.needs_prompt]
         with self._lock:
             t = time.perf_counter()
             if explain:
                 justification, level_score = self.model.explain(features, prompt=prompt, prompt_stats=prompt_stats)
                 timings["explain"] = time.perf_counter() - t
+                scored = self._score_many(features, prompt, prompt_stats, aspects)
             else:
-                level_score = self._score(features, prompt, prompt_stats)
-                timings["score"] = time.perf_counter() - t
-            overall = LevelRating.from_probs("overall", _probs(level_score))
-            if dimensions:
-                t = time.perf_counter()
-                for group in STREAMS:
-                    probs = _probs(self._score(features, prompt, prompt_stats, "group", group))
-                    groups[group] = LevelRating.from_probs(group, probs)
-                for dim in self.dimensions:
-                    if dim.needs_prompt and not prompt:
-                        continue
-                    probs = _probs(self._score(features, prompt, prompt_stats, "dimension", dim.name))
-                    evidence = {s: stats[s] for s in dim.statistics if s in stats}
-                    dims[dim.key] = LevelRating.from_probs(dim.key, probs, group=dim.group,
-                                                           definition=dim.definition, statistics=evidence)
-                timings["dimensions"] = time.perf_counter() - t
+                level_score, *scored = self._score_many(features, prompt, prompt_stats, [("overall", ""), *aspects])
+            timings["score" if not explain else "dimensions"] = time.perf_counter() - t - timings.get("explain", 0.0)
+        overall = LevelRating.from_probs("overall", _probs(level_score))
+        by_name = {d.name: d for d in self.dimensions}
+        for (kind, subject), level in zip(aspects, scored, strict=True):
+            if kind == "group":
+                groups[subject] = LevelRating.from_probs(subject, _probs(level))
+            else:
+                dim = by_name[subject]
+                evidence = {s: stats[s] for s in dim.statistics if s in stats}
+                dims[dim.key] = LevelRating.from_probs(dim.key, _probs(level), group=dim.group,
+                                                       definition=dim.definition, statistics=evidence)
         timings["total"] = time.perf_counter() - t0
         meta = dict(self.meta)
         meta.update({k: v for k, v in features.meta.items() if k in ("content_hash", "encoder_key")})

@@ -14,7 +14,7 @@ from llmvqa.features import VideoFeatures
 from llmvqa.levels import LEVELS, WEIGHTS
 from llmvqa.model import LevelScore, ModelConfig, QualityLLM, level_probs, level_token_ids
 from llmvqa.model.backbone import load_backbone
-from llmvqa.model.collate import encode_example
+from llmvqa.model.collate import encode_conversation, encode_example
 from llmvqa.model.scoring import expected_scores, level_prefix
 from llmvqa.model.template import IGNORE, VIDEO_TAG
 from llmvqa.prompts import load_text, load_yaml
@@ -262,7 +262,7 @@ def test_explain_level_agrees_with_teacher_forced_answer(backbones):
 
 def test_explain_reads_the_generated_level_word(backbones, monkeypatch):
     """When the model writes the overall sentence itself, the score comes from that very step."""
-    model = build(backbones["qwen"], lora=True)
+    model = build(backbones["qwen"], lora=True, restrict_vocab=False)  # the script patches the full head
     perturb_lora(model)
     feats = make_features()
     tok = model.tokenizer
@@ -293,6 +293,36 @@ def test_explain_reads_the_generated_level_word(backbones, monkeypatch):
     with torch.no_grad():
         out = model(model.collator([(rec, feats)]))
     np.testing.assert_allclose(out["level_probs"][0].numpy(), list(score.probs.values()), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["gemma", "qwen"])
+def test_score_queries_shares_the_prefix_and_matches_score(backbones, kind):
+    model = build(backbones[kind], lora=True)
+    perturb_lora(model)
+    feats = make_features(seed=4)
+    stats = {"prompt_alignment": 0.3}
+    queries = [(None, None), ("How is the flicker of this video ?", level_prefix("dimension", dimension="flicker")),
+               ("How is the technical quality of this video ?", level_prefix("group", group="technical"))]
+    fast = model.score_queries(feats, queries, prompt="a cat runs", prompt_stats=stats)
+    for (q, a), got in zip(queries, fast, strict=True):
+        ref = model.score(feats, prompt="a cat runs", question=q, prompt_stats=stats, answer_prefix=a)
+        np.testing.assert_allclose(list(got.probs.values()), list(ref.probs.values()), atol=1e-5)
+    assert len({round(r.score, 6) for r in fast}) > 1  # different questions, different answers
+
+
+def test_restricted_decoding_is_an_exact_slice_of_the_head(backbones):
+    from llmvqa.model.vocab import answer_token_ids
+
+    model = build(backbones["qwen"], lora=True)
+    perturb_lora(model)
+    allowed = set(answer_token_ids(model.tokenizer))
+    assert set(model.level_ids) <= allowed and len(allowed) < len(model.tokenizer)
+    h = torch.randn(1, 32)
+    logits, ids = model._next_token_logits(h)
+    np.testing.assert_allclose(logits.numpy(), model._logits(h)[:, ids].detach().numpy(), atol=1e-5)
+    gen, _, _ = model._generate(encode_conversation([{"role": "user", "content": VIDEO_TAG + " why ?"}],
+                                                    make_features(), model.template, open_answer=""), 12)
+    assert gen and set(gen) <= allowed | model._stop_ids
 
 
 # ---------------------------------------------------------------------------- LoRA, save/load, errors

@@ -43,6 +43,9 @@ class ModelConfig:
     """Allow custom model code from the backbone folder (only set it for sources you trust)."""
     max_new_tokens: int = 256
     """Upper bound on generated tokens for explain/chat."""
+    restrict_vocab: bool = True
+    """Decode answers over the answer vocabulary only (llmvqa.model.vocab: the tokens the prompt files'
+    answers are made of) — several times faster on a CPU; False decodes over the full vocabulary."""
 
     def __post_init__(self) -> None:
         if self.projector not in ("mlp", "resampler"):

@@ -7,6 +7,7 @@ only where logits are needed (answer tokens for the loss; the five level rows at
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -22,6 +23,7 @@ from llmvqa.model.config import ModelConfig
 from llmvqa.model.projectors import StreamProjector
 from llmvqa.model.scoring import LevelScore, expected_scores, level_prefix, level_token_ids
 from llmvqa.model.template import IGNORE, VIDEO_TAG, PromptTemplate, choose_placeholder
+from llmvqa.model.vocab import answer_token_ids
 
 CHECKPOINT_FORMAT = "llmvqa-quality-llm"
 FORMAT_VERSION = 1
@@ -64,6 +66,7 @@ class QualityLLM(nn.Module):
         end = tokenizer(self.template.fmt["turn_end"].strip(), add_special_tokens=False)["input_ids"]
         self._stop_ids = {i for i in [tokenizer.eos_token_id, end[0] if len(end) == 1 else None] if i is not None}
         self._turn_end_text = self.template.fmt["turn_end"].strip()
+        self._answer_ids: torch.Tensor | None = None  # answer vocabulary, built on first generation
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -193,6 +196,23 @@ class QualityLLM(nn.Module):
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
 
+    def _next_token_logits(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(1, H) → logits over the answer vocabulary (with its ids) or the full vocabulary (ids None)."""
+        if not self.cfg.restrict_vocab:
+            return self._logits(hidden).float(), None
+        if self._answer_ids is None:
+            extra = (*self.level_ids, *self._stop_ids)
+            ids = answer_token_ids(self.tokenizer, self.cfg.prompt_version, extra)
+            self._answer_ids = torch.tensor([i for i in ids if i != self.placeholder_id], device=self.device)
+        w = self.lm_head.weight[self._answer_ids]  # (K, H)
+        logits = hidden.to(w.dtype) @ w.T
+        bias = getattr(self.lm_head, "bias", None)
+        if bias is not None:
+            logits = logits + bias[self._answer_ids]
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.float(), self._answer_ids
+
     def _level_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, H) hidden states → (B, 5) logits of the level words only (5 rows of the LM head)."""
         w = self.lm_head.weight[self.level_ids]  # (5, H)
@@ -260,6 +280,43 @@ class QualityLLM(nn.Module):
         return self.score_batch([features], [prompt], [prompt_stats], question, answer_prefix)[0]
 
     @torch.no_grad()
+    def score_queries(self, features: VideoFeatures, queries: list[tuple[str | None, str | None]],
+                      prompt: str | None = None, prompt_stats: dict | None = None) -> list[LevelScore]:
+        """Several score-only questions about one video, e.g. every dimension: [(question, answer_prefix)].
+
+        The conversations share their start (system text, feature tokens, ...): it runs once with a KV
+        cache, then each question's own tokens run on a copy of that cache. Same numbers as score()
+        per query, at a fraction of the cost.
+        """
+        if not queries:
+            return []
+        overall = level_prefix("overall", self.cfg.prompt_version)
+        exs = [encode_conversation(self._user_turn(q, "rating"), features, self.template, prompt=prompt,
+                                   prompt_stats=prompt_stats, open_answer=a or overall) for q, a in queries]
+        if any(e.level_pos < 0 for e in exs):
+            raise ValueError("an answer prefix does not end where a level word follows (answers.yaml)")
+        ids = [e.input_ids for e in exs]
+        k, limit = 0, min(len(i) for i in ids) - 1  # every query keeps ≥ 1 token of its own
+        while k < limit and all(i[k] == ids[0][k] for i in ids):
+            k += 1
+        batch = self.collator([exs[0]])
+        dev = self.device
+        emb = self.embed_inputs(batch["input_ids"].to(dev), batch)[:, :k]  # (1, k, H) features spliced in
+        past = self.decoder(inputs_embeds=emb, attention_mask=torch.ones(1, k, dtype=torch.long, device=dev),
+                            use_cache=True).past_key_values
+        scores = []
+        for e in exs:
+            rest = torch.tensor([e.input_ids[k:]], device=dev)  # (1, r)
+            if bool((rest == self.placeholder_id).any()):
+                raise ValueError("feature placeholders must lie in the shared start of the queries")
+            mask = torch.ones(1, len(e.input_ids), dtype=torch.long, device=dev)
+            out = self.decoder(inputs_embeds=self.embed(rest), attention_mask=mask,
+                               past_key_values=copy.deepcopy(past), use_cache=True)
+            h = out.last_hidden_state[:, e.level_pos - k]  # (1, H)
+            scores.append(LevelScore.from_probs(torch.softmax(self._level_logits(h), dim=-1)[0].tolist()))
+        return scores
+
+    @torch.no_grad()
     def _generate(self, ex, max_new_tokens: int):
         """Greedy decoding with a KV cache; keeps the level-word logits of every step."""
         batch = self.collator([ex])
@@ -272,10 +329,12 @@ class QualityLLM(nn.Module):
         level_steps: list[torch.Tensor] = []
         state["ended"] = "max"
         for _ in range(max_new_tokens):
-            logits = self._logits(state["h"]).float()  # (1, V)
-            level_steps.append(logits[0, self.level_ids])
-            logits[0, self.placeholder_id] = -math.inf
-            nxt = int(logits[0].argmax())
+            level_steps.append(self._level_logits(state["h"])[0])  # (5,)
+            logits, ids = self._next_token_logits(state["h"])  # (1, V) or (1, K)
+            if ids is None:
+                logits[0, self.placeholder_id] = -math.inf
+            best = int(logits[0].argmax())
+            nxt = best if ids is None else int(ids[best])
             gen.append(nxt)
             if nxt in self._stop_ids:
                 state["ended"] = "stop"
