@@ -11,7 +11,7 @@ import torch
 
 from llmvqa.errors import ConfigError, ModelError
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS, WEIGHTS
+from llmvqa.levels import LEVELS, WEIGHTS, level_of_score
 from llmvqa.model import LevelScore, ModelConfig, QualityLLM, level_probs, level_token_ids
 from llmvqa.model.backbone import load_backbone
 from llmvqa.model.collate import encode_conversation, encode_example
@@ -21,13 +21,15 @@ from llmvqa.prompts import load_text, load_yaml
 from llmvqa.statistics import PROMPT_STATS, STATISTICS, STREAMS
 
 DIMS = {"technical": 12, "motion": 10, "semantic": 8}
+QUESTION = {k: load_yaml("instructions")[t][0].format(prompt_clause="") for k, t in (("rating", "rating"), ("explain", "rating_cot"))}
 SPECIALS = ["[PAD]", "[UNK]", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"]
 
 
 def _vocab_words() -> list[str]:
     from tokenizers.pre_tokenizers import Whitespace
 
-    texts = [load_text(n) for n in ("system", "video", "text_prompt", "rating_question", "explain_question")]
+    texts = [load_text(n) for n in ("system", "video", "text_prompt")]
+    texts += [t for task in ("rating", "rating_cot") for t in load_yaml("instructions")[task]]
     texts += list(load_yaml("answers").values()) + list(load_yaml("chat_format").values())
     texts += [" ".join(LEVELS), "user model a cat runs sharpness flicker technical motion semantic . , ?"]
     words = {w for t in texts for w, _ in Whitespace().pre_tokenize_str(t)}
@@ -54,7 +56,8 @@ def tiny_bpe_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [load_text(n) for n in ("system", "video", "text_prompt", "rating_question", "explain_question")]
+    texts = [load_text(n) for n in ("system", "video", "text_prompt")]
+    texts += [t for task in ("rating", "rating_cot") for t in load_yaml("instructions")[task]]
     texts += [v.format(level=lv, group="technical", dimension="flicker")
               for v in load_yaml("answers").values() for lv in LEVELS]
     texts += [" ".join(_vocab_words())]
@@ -124,7 +127,7 @@ def perturb_lora(model: QualityLLM) -> None:
 
 def rating_record(level: str = "good", overall: float | None = 0.75) -> dict:
     rec = {"id": "x", "prompt": "", "conversations": [
-        {"from": "human", "value": VIDEO_TAG + "\n" + load_text("rating_question")},
+        {"from": "human", "value": VIDEO_TAG + "\n" + QUESTION["rating"]},
         {"from": "gpt", "value": load_yaml("answers")["overall"].format(level=level)}]}
     if overall is not None:
         rec["scores"] = {"overall": overall}
@@ -222,7 +225,7 @@ def test_score_matches_full_vocab_logits_of_the_lm(backbones, kind):
     got = model.score(feats)
     from llmvqa.model.collate import encode_conversation
 
-    ex = encode_conversation([{"role": "user", "content": VIDEO_TAG + "\n" + load_text("rating_question")}], feats,
+    ex = encode_conversation([{"role": "user", "content": VIDEO_TAG + "\n" + QUESTION["rating"]}], feats,
                              model.template, open_answer=level_prefix("overall"))
     batch = model.collator([ex])
     with torch.no_grad():
@@ -252,9 +255,9 @@ def test_explain_level_agrees_with_teacher_forced_answer(backbones):
     text, score = model.explain(feats)
     assert text.rstrip().endswith(f"{level_prefix('overall')} {score.level}.")
     rec = {"id": "e", "prompt": "", "conversations": [
-        {"from": "human", "value": VIDEO_TAG + "\n" + load_text("explain_question")}, {"from": "gpt", "value": text}]}
+        {"from": "human", "value": VIDEO_TAG + "\n" + QUESTION["explain"]}, {"from": "gpt", "value": text}]}
     out = model(model.collator([(rec, feats)]))
-    assert LEVELS[int(out["level_probs"][0].argmax())] == score.level
+    assert level_of_score(float(out["expected_score"][0])) == score.level
     np.testing.assert_allclose(out["level_probs"][0].detach().numpy(), list(score.probs.values()), atol=1e-4)
     reply = model.chat(feats, [{"role": "user", "content": "why ?"}])
     assert isinstance(reply, str)
@@ -289,7 +292,7 @@ def test_explain_reads_the_generated_level_word(backbones, monkeypatch):
     assert text.count(level_prefix("overall")) == 1  # read from the generated sentence, not forced
     assert text.startswith("Sharpness is poor.") and text.endswith(f"{level_prefix('overall')} {score.level}.")
     rec = {"id": "e", "prompt": "", "conversations": [
-        {"from": "human", "value": VIDEO_TAG + "\n" + load_text("explain_question")}, {"from": "gpt", "value": text}]}
+        {"from": "human", "value": VIDEO_TAG + "\n" + QUESTION["explain"]}, {"from": "gpt", "value": text}]}
     with torch.no_grad():
         out = model(model.collator([(rec, feats)]))
     np.testing.assert_allclose(out["level_probs"][0].numpy(), list(score.probs.values()), atol=1e-4)

@@ -31,7 +31,8 @@ NUM_VIDEOS = 12
 
 
 def _corpus_texts(records: list[dict]) -> list[str]:
-    texts = [load_text(n) for n in ("system", "video", "text_prompt", "rating_question", "explain_question")]
+    texts = [load_text(n) for n in ("system", "video", "text_prompt")]
+    texts += [t for task in ("rating", "rating_cot") for t in load_yaml("instructions")[task]]
     texts += [str(v) for v in load_yaml("chat_format").values()] + [str(v) for v in load_yaml("answers").values()]
     texts += [t["value"] for r in records for t in r["conversations"]]
     return texts + list(LEVELS)

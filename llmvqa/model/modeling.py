@@ -17,6 +17,7 @@ from torch import nn
 
 from llmvqa.errors import ConfigError, ModelError
 from llmvqa.features import VideoFeatures
+from llmvqa.levels import LEVELS
 from llmvqa.model.backbone import language_model_parts, load_backbone
 from llmvqa.model.collate import Collator, encode_conversation
 from llmvqa.model.config import ModelConfig
@@ -196,6 +197,17 @@ class QualityLLM(nn.Module):
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
 
+    def _head_rows(self, hidden: torch.Tensor, ids) -> torch.Tensor:
+        """(B, H) hidden states → (B, len(ids)) logits of the given vocabulary rows only."""
+        w = self.lm_head.weight[ids]  # (K, H)
+        logits = hidden.to(w.dtype) @ w.T
+        bias = getattr(self.lm_head, "bias", None)
+        if bias is not None:
+            logits = logits + bias[ids]
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.float()
+
     def _next_token_logits(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, H) → logits over the answer vocabulary (with its ids) or the full vocabulary (ids None)."""
         if not self.cfg.restrict_vocab:
@@ -204,25 +216,11 @@ class QualityLLM(nn.Module):
             extra = (*self.level_ids, *self._stop_ids)
             ids = answer_token_ids(self.tokenizer, self.cfg.prompt_version, extra)
             self._answer_ids = torch.tensor([i for i in ids if i != self.placeholder_id], device=self.device)
-        w = self.lm_head.weight[self._answer_ids]  # (K, H)
-        logits = hidden.to(w.dtype) @ w.T
-        bias = getattr(self.lm_head, "bias", None)
-        if bias is not None:
-            logits = logits + bias[self._answer_ids]
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits.float(), self._answer_ids
+        return self._head_rows(hidden, self._answer_ids), self._answer_ids
 
     def _level_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, H) hidden states → (B, 5) logits of the level words only (5 rows of the LM head)."""
-        w = self.lm_head.weight[self.level_ids]  # (5, H)
-        logits = hidden.to(w.dtype) @ w.T
-        bias = getattr(self.lm_head, "bias", None)
-        if bias is not None:
-            logits = logits + bias[self.level_ids]
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits.float()
+        return self._head_rows(hidden, self.level_ids)
 
     def forward(self, batch: dict) -> dict:
         """Returns loss (CE on answer tokens, None without labels), level_logits (B, 5), level_probs,
@@ -254,8 +252,8 @@ class QualityLLM(nn.Module):
         return out
 
     # ------------------------------------------------------------------ inference
-    def _user_turn(self, question: str | None, kind: str) -> list[dict]:
-        return [{"role": "user", "content": VIDEO_TAG + "\n" + (question or self.template.question(kind))}]
+    def _user_turn(self, question: str | None, kind: str, prompt: str | None = None) -> list[dict]:
+        return [{"role": "user", "content": VIDEO_TAG + "\n" + (question or self.template.question(kind, prompt))}]
 
     @torch.no_grad()
     def score_batch(self, features: list[VideoFeatures], prompts: list[str | None] | None = None,
@@ -266,7 +264,7 @@ class QualityLLM(nn.Module):
         n = len(features)
         prompts = prompts or [None] * n
         prompt_stats = prompt_stats or [None] * n
-        exs = [encode_conversation(self._user_turn(question, "rating"), f, self.template, prompt=p,
+        exs = [encode_conversation(self._user_turn(question, "rating", p), f, self.template, prompt=p,
                                    prompt_stats=ps, open_answer=prefix)
                for f, p, ps in zip(features, prompts, prompt_stats, strict=True)]
         if any(e.level_pos < 0 for e in exs):
@@ -291,7 +289,7 @@ class QualityLLM(nn.Module):
         if not queries:
             return []
         overall = level_prefix("overall", self.cfg.prompt_version)
-        exs = [encode_conversation(self._user_turn(q, "rating"), features, self.template, prompt=prompt,
+        exs = [encode_conversation(self._user_turn(q, "rating", prompt), features, self.template, prompt=prompt,
                                    prompt_stats=prompt_stats, open_answer=a or overall) for q, a in queries]
         if any(e.level_pos < 0 for e in exs):
             raise ValueError("an answer prefix does not end where a level word follows (answers.yaml)")
@@ -365,13 +363,21 @@ class QualityLLM(nn.Module):
         """Rate-and-explain: greedy chain of thought; the score is read from the logits right before the
         level word of the final overall sentence, so text and score agree. When generation left that
         sentence out, its prefix is appended and the level is read (and written) there."""
-        ex = encode_conversation(self._user_turn(question, "explain"), features, self.template, prompt=prompt,
+        ex = encode_conversation(self._user_turn(question, "explain", prompt), features, self.template, prompt=prompt,
                                  prompt_stats=prompt_stats, open_answer="")
         gen, steps, state = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
         prefix = level_prefix("overall", self.cfg.prompt_version)
         for k in range(len(gen) - 1, -1, -1):
             if gen[k] in self.level_ids and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix):
-                return self._clean(gen), LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
+                score = LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
+                # the sentence states the level of the score read at this very position (greedy decoding
+                # wrote the most probable word, which a two-peaked distribution can set apart)
+                written = LEVELS[self.level_ids.index(gen[k])]
+                text = self._clean(gen)
+                if written != score.level:
+                    cut = text.rfind(f"{prefix} {written}")
+                    text = text[:cut] + f"{prefix} {score.level}" + text[cut + len(prefix) + 1 + len(written):]
+                return text, score
         text = self._clean(gen)
         sep = "\n" if text else ""
         tail = self.tokenizer(sep + prefix, add_special_tokens=False)["input_ids"]

@@ -1,7 +1,7 @@
 """The one prompt renderer: conversation → token ids with one placeholder run per stream.
 
 Texts come from prompts/<version>/ (system.txt, chat_format.yaml, video.txt, text_prompt.txt,
-rating_question.txt, explain_question.txt, answers.yaml). The "<video>" tag in a user turn is
+instructions.yaml questions, answers.yaml). The "<video>" tag in a user turn is
 replaced by video.txt, whose "{technical}" / "{motion}" / "{semantic}" slots become runs of
 ``tokens_per_stream`` placeholder tokens, plus the text-prompt line when the video was generated
 from text. Each assistant turn is tokenized so that the level word of its last level sentence
@@ -17,6 +17,9 @@ from llmvqa.errors import DataError
 from llmvqa.levels import LEVELS
 from llmvqa.prompts import load_text, load_yaml
 from llmvqa.statistics import STREAMS
+
+QUESTION_TASK = {"rating": "rating", "explain": "rating_cot"}
+"""Model question kind → the SIG task whose question templates (instructions.yaml) it uses."""
 
 VIDEO_TAG = "<video>"
 IGNORE = -100
@@ -98,9 +101,12 @@ class PromptTemplate:
     def tokens_per_video(self) -> int:
         return self.tokens_per_stream * len(self.stream_order)
 
-    def question(self, kind: str) -> str:
-        """"rating" or "explain" question text."""
-        return load_text(f"{kind}_question", self.version)
+    def question(self, kind: str, prompt: str | None = None) -> str:
+        """The "rating" or "explain" question exactly as SIG trains it: the first template of the
+        instructions.yaml task (rating / rating_cot), with the text-prompt clause when a prompt is given."""
+        q = load_yaml("instructions", self.version)
+        clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
+        return q[QUESTION_TASK.get(kind, kind)][0].format(prompt_clause=clause)
 
     def _tok(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
