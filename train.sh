@@ -36,6 +36,14 @@ else
 fi
 echo "config $CONFIG → $OUT; $NGPU GPU(s); launcher: ${LAUNCH[*]}"
 
+# ---- 0. the offline corpus, when the recipe trains on it (configs/mini.yaml does): graded clips
+#         from real footage (llmvqa sig synth), then SIG instruction records (llmvqa sig build)
+if grep -q "instruct_data/synth.jsonl" "$CONFIG"; then
+  [ -f data/synth/manifest.jsonl ] || python -m llmvqa.cli sig synth --out data/synth
+  [ -f instruct_data/synth.jsonl ] || python -m llmvqa.cli sig build --kind synth --input data/synth/manifest.jsonl \
+      --root data/synth --out instruct_data/synth.jsonl --cache cache/features
+fi
+
 # ---- 1. cached features: every record's video once (encoders are frozen, so this is done once)
 python -m llmvqa.cli train --config "$CONFIG" --fill-cache "${EXTRA[@]}"
 
