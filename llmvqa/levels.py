@@ -17,7 +17,7 @@ LEVELS: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad")
 WEIGHTS: tuple[float, ...] = (5.0, 4.0, 3.0, 2.0, 1.0)
 """Score of each level on the 1–5 scale (same order as LEVELS)."""
 
-LEVEL_TO_WEIGHT = dict(zip(LEVELS, WEIGHTS))
+LEVEL_TO_WEIGHT = dict(zip(LEVELS, WEIGHTS, strict=True))
 
 
 def to_100(score_1_5: float) -> float:

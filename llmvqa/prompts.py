@@ -19,7 +19,7 @@ def _prompts_dir() -> Path:
     return PROMPTS_DIR if PROMPTS_DIR.is_dir() else packaged
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_text(name: str, version: str = DEFAULT_VERSION) -> str:
     """Text of prompts/<version>/<name>.txt, trailing newline stripped."""
     path = _prompts_dir() / version / f"{name}.txt"
@@ -28,7 +28,7 @@ def load_text(name: str, version: str = DEFAULT_VERSION) -> str:
     return path.read_text(encoding="utf-8").rstrip("\n")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_yaml(name: str, version: str = DEFAULT_VERSION) -> dict:
     """Parsed prompts/<version>/<name>.yaml."""
     path = _prompts_dir() / version / f"{name}.yaml"

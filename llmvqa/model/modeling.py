@@ -17,7 +17,6 @@ from torch import nn
 
 from llmvqa.errors import ConfigError, ModelError
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS
 from llmvqa.model.backbone import language_model_parts, load_backbone
 from llmvqa.model.collate import Collator, encode_conversation
 from llmvqa.model.config import ModelConfig
@@ -369,15 +368,7 @@ class QualityLLM(nn.Module):
         prefix = level_prefix("overall", self.cfg.prompt_version)
         for k in range(len(gen) - 1, -1, -1):
             if gen[k] in self.level_ids and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix):
-                score = LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
-                # the sentence states the level of the score read at this very position (greedy decoding
-                # wrote the most probable word, which a two-peaked distribution can set apart)
-                written = LEVELS[self.level_ids.index(gen[k])]
-                text = self._clean(gen)
-                if written != score.level:
-                    cut = text.rfind(f"{prefix} {written}")
-                    text = text[:cut] + f"{prefix} {score.level}" + text[cut + len(prefix) + 1 + len(written):]
-                return text, score
+                return self._clean(gen), LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
         text = self._clean(gen)
         sep = "\n" if text else ""
         tail = self.tokenizer(sep + prefix, add_special_tokens=False)["input_ids"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from llmvqa.errors import ModelError
-from llmvqa.levels import LEVELS, WEIGHTS, expected_score, level_of_score, level_spread, to_100
+from llmvqa.levels import LEVELS, WEIGHTS, expected_score, level_spread, to_100
 from llmvqa.prompts import load_yaml
 
 
@@ -22,9 +22,8 @@ class LevelScore:
     score_100: float
     """The same on 0–100."""
     level: str
-    """The level word of the expected score (nearest of 5..1) — the word an explanation states, so the
-    text and the score always agree; with a two-peaked distribution it can differ from the most
-    probable word."""
+    """Most probable level word — the word greedy decoding writes at the level position, so an
+    explanation's overall sentence and this level always agree."""
     spread: float
     """Standard deviation of the level distribution on 1–5 (uncertainty)."""
 
@@ -33,7 +32,7 @@ class LevelScore:
         p = [float(x) for x in probs]
         s = expected_score(p)
         return cls(probs=dict(zip(LEVELS, p, strict=True)), score=s, score_100=to_100(s),
-                   level=level_of_score(s), spread=level_spread(p))
+                   level=LEVELS[max(range(len(p)), key=p.__getitem__)], spread=level_spread(p))
 
 
 def level_prefix(kind: str = "overall", version: str = "v1", **names: str) -> str:
