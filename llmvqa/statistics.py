@@ -35,15 +35,19 @@ STATISTICS: tuple[Statistic, ...] = (
     _S("brightness", "technical", "mean luma in [0, 1]; both ends are bad", None, (0, 1)),
     _S("contrast", "technical", "RMS contrast: per-frame standard deviation of luma in [0, 1], averaged over frames", True, (0, 0.35)),
     _S("colorfulness", "technical", "Hasler–Süsstrunk colorfulness (0 = gray; ~100 = very colorful)", True, (0, 100)),
+    _S("color_cast", "technical", "gray-edge colour cast: chroma (opponent r−g, y−b) of the mean per-channel |gradient| relative to its mean over channels (unitless; 0 = neutral edges, ~0.1 typical, > 0.3 a strong tint); blind to global brightness", False, (0, 0.4)),
+    _S("saturation", "technical", "mean HSV saturation (max − min) / max of the RGB pixels, in [0, 1] (0 = gray; washed-out colour is low)", True, (0, 0.5)),
     # motion — on low-resolution grayscale frames, between consecutive sampled frames
     _S("dynamic_degree", "motion", "mean optical-flow magnitude between consecutive sampled frames as a fraction of the frame diagonal, per second (how much moves)", None, (0, 0.2)),
     _S("jitter", "motion", "RMS distance of the global (camera) motion path from its smoothed version, fraction of diagonal (shake/stutter)", False, (0, 0.01)),
     _S("flicker", "motion", "std of the frame-to-frame luma change (measured on motion-compensated pixels) after removing the linear trend, 8-bit units; scene cuts left out", False, (0, 5)),
     _S("warping_error", "motion", "mean absolute error after warping the previous frame by the flow, 8-bit units (temporal inconsistency)", False, (0, 20)),
     _S("frozen_ratio", "motion", "fraction of consecutive sampled-frame pairs that are near-identical (frozen/duplicated frames; threshold MotionConfig.frozen_threshold)", False, (0, 1)),
+    _S("nonrigid_motion", "motion", "median over pairs of the median per-pixel distance of the flow from its robust (L1) global affine fit, fraction of the diagonal per pair (smooth non-rigid warping, morphing shapes)", False, (0, 0.01)),
+    _S("ghosting", "motion", "median correlation between consecutive frame differences (F_t − F_t−1 vs F_t+1 − F_t) of the gray view, −1…1 (frame blending makes each change echo the previous one)", False, (0, 1)),
     # semantic — per-frame embeddings
     _S("semantic_consistency", "semantic", "mean cosine similarity between consecutive frame embeddings (1 = same content throughout)", True, (0.5, 1)),
-    _S("semantic_mutation", "semantic", "1 − minimum cosine similarity of any frame to the first frame (content changing identity)", False, (0, 0.5)),
+    _S("semantic_mutation", "semantic", "largest drop of the cosine similarity of consecutive frame embeddings below its median over the clip (median − min; 0 with < 3 frames): a sudden change of identity, not gradual drift", False, (0, 0.5)),
     _S("prompt_alignment", "semantic", "similarity of the text prompt to the video content (present only when a prompt is given)", True, (0, 0.7)),
 )
 

@@ -171,3 +171,36 @@ def test_videomae_backbone_appends_clip_embedding(tmp_path, scene):
 def test_missing_backbone_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="motion backbone"):
         MotionEncoder(MotionConfig(backbone=str(tmp_path / "nope")))
+
+
+def _synth(source: str) -> np.ndarray:
+    """A 16-frame, 128-px clip of a corpus source (a panned photo or a real video shot)."""
+    from llmvqa.sig import sources as S
+
+    return S.render(S.SOURCE_BY_NAME[source], 128, 16, FPS, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("source", ["chelsea", "bikes_railing"])
+def test_morphing_raises_nonrigid_motion(encoder, source):
+    from llmvqa.sig import degradations as D
+
+    clean = _synth(source)
+    _, base = encoder(clip_of(clean))
+    _, morph = encoder(clip_of(D.morphing(clean, 0.6, np.random.default_rng(1))))
+    assert morph["nonrigid_motion"] > 1.8 * base["nonrigid_motion"]
+
+
+def test_rigid_pan_has_little_nonrigid_motion(encoder, scene):
+    _, stats = encoder(clip_of(scene))
+    assert 0 <= stats["nonrigid_motion"] < 0.001
+
+
+@pytest.mark.parametrize("source", ["chelsea", "bikes_cyclist"])
+def test_ghosting_raises_ghosting(encoder, source):
+    from llmvqa.sig import degradations as D
+
+    clean = _synth(source)
+    _, base = encoder(clip_of(clean))
+    _, ghost = encoder(clip_of(D.ghosting(clean, 0.6, np.random.default_rng(0))))
+    assert ghost["ghosting"] > base["ghosting"] + 0.15
+    assert -1.0 <= base["ghosting"] <= 1.0

@@ -54,6 +54,31 @@ def test_consistency_stats_on_controlled_embeddings():
     assert consistency_stats(torch.ones(1, 4)) == {"semantic_consistency": 1.0, "semantic_mutation": 0.0}
 
 
+def test_mutation_is_a_sudden_change_not_gradual_drift():
+    angles = torch.linspace(0, 1.2, 8)  # the content turns steadily away from the first frame
+    drift = torch.stack([torch.cos(angles), torch.sin(angles), torch.zeros(8)], dim=1)
+    assert consistency_stats(drift)["semantic_mutation"] == pytest.approx(0.0, abs=1e-5)
+    jump = drift.clone()
+    jump[6:] = torch.tensor([0.0, 0.0, 1.0])  # then one sudden jump to unrelated content
+    step = 1 - float(torch.cos(angles[1]))
+    assert consistency_stats(jump)["semantic_mutation"] == pytest.approx(1 - step, abs=1e-5)
+    assert consistency_stats(drift[:2])["semantic_mutation"] == 0.0
+
+
+@pytest.mark.parametrize("source", ["chelsea", "bikes_cyclist"])
+def test_mutation_degradation_raises_semantic_mutation(lite0, source):
+    from llmvqa.sig import degradations as D
+    from llmvqa.sig import sources as S
+
+    def render(name: str, seed: int) -> np.ndarray:
+        return S.render(S.SOURCE_BY_NAME[name], 128, 16, 8.0, np.random.default_rng(seed))
+
+    enc = SemanticEncoder(backbone=lite0, text_encoder=_HashTextEncoder())
+    clean = render(source, 0)
+    mutated = D.mutation(clean, 0.5, np.random.default_rng(0), other=render("coffee", 1))
+    assert enc(mutated)[1]["semantic_mutation"] > enc(clean)[1]["semantic_mutation"] + 0.15
+
+
 def test_config_checks():
     with pytest.raises(ConfigError, match="top_k"):
         SemanticConfig(top_k=0)

@@ -178,3 +178,31 @@ def test_real_backbone_tokens_react_to_blur(clips):
     assert t_clean.shape == (8, 1280)
     assert torch.allclose(t_clean, t_again)
     assert (t_clean - t_blur).norm() > 0.1 * t_clean.norm()
+
+
+def _synth(source: str) -> np.ndarray:
+    """A 16-frame, 128-px clip of a corpus source (a panned photo or a real video shot)."""
+    from llmvqa.sig import sources as S
+
+    return S.render(S.SOURCE_BY_NAME[source], 128, 16, 8.0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("source", ["chelsea", "bikes_cyclist"])
+def test_color_shift_raises_color_cast_and_desaturate_lowers_saturation(source):
+    from llmvqa.sig import degradations as D
+
+    clean = _synth(source)
+    base = _stats(clean)
+    cast = _stats(D.color_shift(clean, 0.6, np.random.default_rng(3)))
+    washed = _stats(D.desaturate(clean, 0.6, np.random.default_rng(0)))
+    assert base["color_cast"] < 0.15 and cast["color_cast"] > base["color_cast"] + 0.2
+    assert washed["saturation"] < 0.6 * base["saturation"]
+
+
+def test_color_cast_is_zero_on_gray_and_blind_to_brightness(clips):
+    gray = np.repeat(clips["astronaut"].mean(-1, keepdims=True).astype(np.uint8), 3, axis=-1)
+    assert _stats(gray)["color_cast"] == pytest.approx(0.0, abs=1e-6)
+    assert _stats(gray)["saturation"] == pytest.approx(0.0, abs=1e-6)
+    tinted = np.clip(clips["astronaut"] * np.float32([1.3, 1.0, 0.7]), 0, 255).astype(np.uint8)
+    darker = (tinted * 0.5).astype(np.uint8)
+    assert _stats(darker)["color_cast"] == pytest.approx(_stats(tinted)["color_cast"], rel=0.1)

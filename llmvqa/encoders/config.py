@@ -19,7 +19,7 @@ from llmvqa.encoders.technical import TechnicalConfig
 from llmvqa.errors import ConfigError
 from llmvqa.video.config import VideoLimits
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
 """Bump when an encoder's output changes for the same settings: every cached feature file misses."""
 
 _SECTIONS: dict[str, type] = {

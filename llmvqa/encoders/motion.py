@@ -4,7 +4,7 @@ Works on ``views.gray_lowres`` frames (grayscale, fixed height) so the cost does
 grow with the resolution. For every consecutive pair of sampled frames it computes
 Farneback optical flow and one fixed-length token (``PAIR_FEATURES``), and over the
 whole clip the motion statistics of ``llmvqa.statistics`` (dynamic_degree, jitter,
-flicker, warping_error, frozen_ratio).
+flicker, warping_error, frozen_ratio, nonrigid_motion, ghosting).
 
 Flow convention (OpenCV): ``prev(y, x) ~ next(y + flow[y, x, 1], x + flow[y, x, 0])``,
 so warping ``next`` by the flow reconstructs ``prev``; pixels whose flow points outside
@@ -117,7 +117,7 @@ class MotionEncoder:
         dts = _pair_seconds(clip)  # (T-1,)
         pairs = [self._pair(gray[t], gray[t + 1], float(dts[t])) for t in range(len(gray) - 1)]
         rows = np.stack([p.row for p in pairs]).astype(np.float32)  # (T-1, PAIR_DIM)
-        stats = _clip_stats(pairs, dts, self.cfg.smoothing_window)
+        stats = _clip_stats(pairs, dts, self.cfg.smoothing_window, _difference_echo(gray))
         tokens = torch.from_numpy(rows)
         if self.backbone is not None:
             clip_vec = self.backbone.embed(clip.frames)  # (Db,)
@@ -146,6 +146,8 @@ class _Pair:
     frozen: bool
     cut: bool
     """The flow does not explain the next frame (scene cut, content jump): left out of flicker."""
+    nonrigid: float
+    """Median distance of the flow from its robust global affine fit, fraction of the diagonal."""
 
 
 def _pair_seconds(clip: Clip) -> np.ndarray:
@@ -204,7 +206,8 @@ def _measure_pair(
     ])  # fmt: skip
     assert row.shape == (PAIR_DIM,), row.shape
     cut = compensated > cut_threshold
-    return _Pair(row, med, float(mag_d.mean()), warp_error, luma_change, frame_diff, frozen, cut)
+    nonrigid = _nonrigid_residual(gx, gy, fx, fy, diag)
+    return _Pair(row, med, float(mag_d.mean()), warp_error, luma_change, frame_diff, frozen, cut, nonrigid)
 
 
 def _affine_motion(gx: np.ndarray, gy: np.ndarray, fx: np.ndarray, fy: np.ndarray, diag: float) -> np.ndarray:
@@ -225,6 +228,45 @@ def _affine_motion(gx: np.ndarray, gy: np.ndarray, fx: np.ndarray, fy: np.ndarra
     rotation = 0.5 * (m[1, 0] - m[0, 1])
     return np.array([scale, rotation, 0.5 * (m[0, 0] - m[1, 1]), 0.5 * (m[0, 1] + m[1, 0]),
                      float(np.sqrt((resid**2).sum(axis=1).mean()))])  # fmt: skip
+
+
+def _nonrigid_residual(
+    gx: np.ndarray, gy: np.ndarray, fx: np.ndarray, fy: np.ndarray, diag: float, iterations: int = 3
+) -> float:
+    """Median per-pixel distance (fraction of the diagonal) of the flow from a robust global affine fit.
+
+    The fit is iteratively reweighted least squares towards an L1 fit, so a moving object (a
+    minority of pixels) neither bends the camera model nor moves the median; a smooth warp of
+    the whole frame (morphing) leaves a residual at most pixels and raises it.
+    """
+    step = 4
+    x = (gx[::step, ::step].ravel() - gx.mean()) / diag
+    y = (gy[::step, ::step].ravel() - gy.mean()) / diag
+    uv = np.stack([fx[::step, ::step].ravel(), fy[::step, ::step].ravel()], axis=1) / diag  # (N, 2)
+    a = np.stack([np.ones_like(x), x, y], axis=1)  # (N, 3)
+    sw = np.ones(len(x))  # sqrt of the IRLS weights
+    for _ in range(iterations):
+        coef, *_ = np.linalg.lstsq(a * sw[:, None], uv * sw[:, None], rcond=None)  # (3, 2)
+        dist = np.linalg.norm(uv - a @ coef, axis=1)  # (N,)
+        sw = 1.0 / np.sqrt(np.maximum(dist, np.median(dist) + 1e-9))  # weight 1/|r| (floored): an L1 fit
+    return float(np.median(dist))
+
+
+def _difference_echo(gray: np.ndarray, min_std: float = 0.5) -> float:
+    """ghosting: median correlation of consecutive frame differences of gray (T, h, w) uint8 frames.
+
+    Blending each frame with the previous output makes every frame difference a mix of the new
+    change and the previous difference (an AR(1) echo), so consecutive differences correlate.
+    Pairs whose difference is flat (std < ``min_std``, frozen frames) are skipped; 0 when fewer
+    than two differences remain.
+    """
+    d = np.diff(gray.astype(np.float32), axis=0).reshape(len(gray) - 1, -1)  # (T-1, h*w)
+    corr = [
+        float(np.corrcoef(d[t - 1], d[t])[0, 1])
+        for t in range(1, len(d))
+        if d[t - 1].std() >= min_std and d[t].std() >= min_std
+    ]
+    return float(np.median(corr)) if corr else 0.0
 
 
 def _detrended_std(values: np.ndarray, t: np.ndarray) -> float:
@@ -257,7 +299,7 @@ def _path_jitter(steps: np.ndarray, window: int) -> float:
     return float(np.sqrt(((path - smooth) ** 2).sum(axis=1).mean()))
 
 
-def _clip_stats(pairs: list[_Pair], dts: np.ndarray, window: int) -> dict[str, float]:
+def _clip_stats(pairs: list[_Pair], dts: np.ndarray, window: int, ghosting: float) -> dict[str, float]:
     steps = np.stack([p.global_motion for p in pairs])  # (P, 2)
     keep = np.array([not p.cut for p in pairs])
     kept = [p for p in pairs if not p.cut]
@@ -267,6 +309,8 @@ def _clip_stats(pairs: list[_Pair], dts: np.ndarray, window: int) -> dict[str, f
         "flicker": _detrended_std(np.array([p.luma_change for p in kept]), np.flatnonzero(keep)),
         "warping_error": float(np.mean([p.warp_error for p in pairs])),
         "frozen_ratio": float(np.mean([p.frozen for p in pairs])),
+        "nonrigid_motion": float(np.median([p.nonrigid for p in pairs])),
+        "ghosting": ghosting,
     }
     assert tuple(stats) == MOTION_STATS, (tuple(stats), MOTION_STATS)
     return stats

@@ -63,16 +63,18 @@ class SemanticConfig:
 
 
 def consistency_stats(emb: torch.Tensor) -> dict[str, float]:
-    """semantic_consistency and semantic_mutation of per-frame embeddings (T, D)."""
+    """semantic_consistency and semantic_mutation of per-frame embeddings (T, D).
+
+    semantic_mutation is the median minus the minimum of the consecutive-frame cosine
+    similarities: a pair far less similar than the clip's usual pair is a sudden change of
+    identity, while the slow drift of a moving camera lowers every pair alike. 0 with < 3 frames.
+    """
     e = F.normalize(emb.float(), dim=-1)  # (T, D)
     if len(e) < 2:
         return {"semantic_consistency": 1.0, "semantic_mutation": 0.0}
     consecutive = (e[1:] * e[:-1]).sum(-1)  # (T-1,)
-    to_first = e[1:] @ e[0]  # (T-1,)
-    return {
-        "semantic_consistency": float(consecutive.mean()),
-        "semantic_mutation": float(1.0 - to_first.min()),
-    }
+    mutation = float(consecutive.median() - consecutive.min()) if len(e) >= 3 else 0.0
+    return {"semantic_consistency": float(consecutive.mean()), "semantic_mutation": mutation}
 
 
 class SemanticEncoder:

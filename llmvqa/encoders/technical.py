@@ -6,8 +6,9 @@ meanings in :mod:`llmvqa.statistics`) are computed on the same frames:
 
 - sharpness, noise, blockiness on the native-resolution luma (resizing would erase the very
   detail, grain and 8-px block grid they measure);
-- exposure, brightness, contrast, colorfulness on every ``stride``-th pixel, where the stride
-  brings the short side to at most ``stats_max_side`` (360) px (subsampling keeps their distributions).
+- exposure, brightness, contrast, colorfulness, color_cast, saturation on every ``stride``-th pixel,
+  where the stride brings the short side to at most ``stats_max_side`` (360) px (subsampling keeps
+  their distributions).
 
 No weights are needed for the statistics: :meth:`TechnicalEncoder.stats_only`.
 """
@@ -128,7 +129,7 @@ def blockiness(luma: np.ndarray, block: int = 8) -> float:
 
 
 def exposure_and_color(frames: np.ndarray, luma: np.ndarray, max_side: int) -> dict[str, float]:
-    """underexposure, overexposure, brightness, contrast, colorfulness on subsampled pixels.
+    """underexposure, overexposure, brightness, contrast, colorfulness, color_cast, saturation on subsampled pixels.
 
     Every ``step``-th pixel with step = ceil(short side / max_side): these are distribution
     statistics, which plain subsampling keeps, and it makes 4K frames as cheap as 720p ones.
@@ -136,8 +137,9 @@ def exposure_and_color(frames: np.ndarray, luma: np.ndarray, max_side: int) -> d
     step = max(1, math.ceil(min(frames.shape[1:3]) / max_side))
     y = np.ascontiguousarray(luma[:, ::step, ::step])  # (T, h, w) uint8
     rgb = np.ascontiguousarray(frames[:, ::step, ::step])  # (T, h, w, 3) uint8
-    luma_mean, luma_std, color = [], [], []
+    luma_mean, luma_std, color, sat = [], [], [], []
     for f, yy in zip(rgb, y, strict=True):
+        sat.append(float(cv2.cvtColor(f, cv2.COLOR_RGB2HSV)[..., 1].mean()) / 255.0)
         r, g, b = cv2.split(f.astype(np.float32))
         rg = r - g
         yb = 0.5 * (r + g) - b
@@ -154,7 +156,30 @@ def exposure_and_color(frames: np.ndarray, luma: np.ndarray, max_side: int) -> d
         "brightness": float(np.mean(luma_mean) / 255.0),
         "contrast": float(np.mean(luma_std) / 255.0),  # per-frame std: brightness drift over time is not contrast
         "colorfulness": float(np.mean(color)),
+        "color_cast": color_cast(rgb),
+        "saturation": float(np.mean(sat)),
     }
+
+
+def color_cast(rgb: np.ndarray) -> float:
+    """Gray-edge colour cast of uint8 (T, h, w, 3) RGB frames (unitless, 0 = neutral).
+
+    Gray-edge hypothesis: averaged over a scene, edges are achromatic, so the mean |gradient| of
+    R, G and B is about equal; a per-channel gain (a tint) scales them apart. With e = the mean
+    |horizontal + vertical difference| per channel, the cast is the opponent chroma
+    |(e_R − e_G, (e_R + e_G)/2 − e_B)| divided by mean(e): a global brightness gain cancels.
+    Unlike the gray-world mean colour, it is barely moved by large uniformly coloured objects.
+    """
+    x = rgb.astype(np.float32)
+    e = np.zeros(3)
+    if x.shape[2] > 1:
+        e += np.abs(np.diff(x, axis=2)).mean(axis=(0, 1, 2))
+    if x.shape[1] > 1:
+        e += np.abs(np.diff(x, axis=1)).mean(axis=(0, 1, 2))
+    if e.mean() < 1e-6:  # flat frames: no edges, no evidence of a cast
+        return 0.0
+    r, g, b = e
+    return float(np.hypot(r - g, 0.5 * (r + g) - b) / e.mean())
 
 
 def technical_stats(frames: np.ndarray, max_side: int = 360) -> dict[str, float]:
