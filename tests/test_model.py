@@ -298,6 +298,34 @@ def test_explain_reads_the_generated_level_word(backbones, monkeypatch):
     np.testing.assert_allclose(out["level_probs"][0].numpy(), list(score.probs.values()), atol=1e-4)
 
 
+def test_explain_stops_at_a_repeated_sentence_and_ends_with_the_overall_level(backbones, monkeypatch):
+    """A looping model: the repeat is dropped, the overall sentence is appended and scored in a clean pass."""
+    model = build(backbones["qwen"], lora=True, restrict_vocab=False)
+    perturb_lora(model)
+    feats = make_features()
+    tok = model.tokenizer
+    script = tok("Noise is poor. Color is good. Noise is poor. Color is good.", add_special_tokens=False)["input_ids"]
+    real = model._logits
+    step = {"i": 0}
+
+    def looping(hidden):
+        logits = real(hidden).clone()
+        logits[..., script[min(step["i"], len(script) - 1)]] += 1e3
+        step["i"] += 1
+        return logits
+
+    monkeypatch.setattr(model, "_logits", looping)
+    text, score = model.explain(feats, max_new_tokens=len(script) + 8)
+    monkeypatch.setattr(model, "_logits", real)
+    assert text == f"Noise is poor. Color is good.\n{level_prefix('overall')} {score.level}."
+    assert step["i"] < len(script)  # stopped at the first repeat, not at max_new_tokens
+    rec = {"id": "e", "prompt": "", "conversations": [
+        {"from": "human", "value": VIDEO_TAG + "\n" + QUESTION["explain"]}, {"from": "gpt", "value": text}]}
+    with torch.no_grad():
+        out = model(model.collator([(rec, feats)]))
+    np.testing.assert_allclose(out["level_probs"][0].numpy(), list(score.probs.values()), atol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["gemma", "qwen"])
 def test_score_queries_shares_the_prefix_and_matches_score(backbones, kind):
     model = build(backbones[kind], lora=True)

@@ -315,7 +315,12 @@ class QualityLLM(nn.Module):
 
     @torch.no_grad()
     def _generate(self, ex, max_new_tokens: int):
-        """Greedy decoding with a KV cache; keeps the level-word logits of every step."""
+        """Greedy decoding with a KV cache; keeps the level-word logits of every step.
+
+        Stops at a stop token, at the template's turn-end text, or when a sentence repeats one
+        already written (greedy decoding of a small model tends to loop): the repeat is dropped and
+        ``state["ended"]`` is "repeat" (the KV cache then holds the dropped tokens too).
+        """
         batch = self.collator([ex])
         dev = self.device
         mask = batch["attention_mask"].to(dev)
@@ -325,6 +330,8 @@ class QualityLLM(nn.Module):
         gen: list[int] = []
         level_steps: list[torch.Tensor] = []
         state["ended"] = "max"
+        seen: set[str] = set()  # sentences written so far (whitespace-normalized)
+        sentence_start = 0  # index in gen where the current sentence begins
         for _ in range(max_new_tokens):
             level_steps.append(self._level_logits(state["h"])[0])  # (5,)
             logits, ids = self._next_token_logits(state["h"])  # (1, V) or (1, K)
@@ -339,6 +346,15 @@ class QualityLLM(nn.Module):
             if self._turn_end_text and self._turn_end_text in self.tokenizer.decode(gen[-8:]):
                 state["ended"] = "text"
                 break
+            piece = self.tokenizer.decode([nxt])
+            if "." in piece or "\n" in piece:  # a sentence ended: stop if it was written before
+                sentence = " ".join(self.tokenizer.decode(gen[sentence_start:]).split())
+                if sentence and sentence in seen:
+                    del gen[sentence_start:]
+                    state["ended"] = "repeat"
+                    break
+                seen.add(sentence)
+                sentence_start = len(gen)
             self._feed(state, [nxt])
         return gen, level_steps, state
 
@@ -372,7 +388,7 @@ class QualityLLM(nn.Module):
         text = self._clean(gen)
         sep = "\n" if text else ""
         tail = self.tokenizer(sep + prefix, add_special_tokens=False)["input_ids"]
-        if state["ended"] == "text":  # a multi-token turn end is partly in the cache: recompute cleanly
+        if state["ended"] in ("text", "repeat"):  # the cache holds dropped tokens: recompute cleanly
             body = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
             ids = ex.input_ids + body + tail
             batch = self.collator([type(ex)(ids, [IGNORE] * len(ids), len(ids) - 1, math.nan,
