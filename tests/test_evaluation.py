@@ -394,3 +394,49 @@ def test_real_assessor_with_a_fake_model_through_the_suite_and_bench(tmp_path, m
     said_bad_right = level_of_score(table[("c06.mp4", "a scene number 6")][0]) == "bad"
     assert s["self_consistent"] == float(said_bad_right)
     assert "Justification benchmark" in (out / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------- eval/statistics_ceiling.py
+def _ceiling_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("statistics_ceiling", Path(__file__).parents[1] / "eval/statistics_ceiling.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_statistics_ceiling_reads_the_cache_and_scores_each_split(tmp_path, capsys):
+    """Targets that are a linear function of one cached statistic: ridge ranks every split perfectly."""
+    import torch
+
+    from llmvqa.encoders.cache import FeatureCache, content_hash
+    from llmvqa.encoders.config import EncoderConfig
+    from llmvqa.features import VideoFeatures
+
+    rng = np.random.default_rng(0)
+    cache, key = FeatureCache(tmp_path / "cache"), EncoderConfig().key()
+    (tmp_path / "videos").mkdir()
+    rows = []
+    for i in range(45):
+        video = tmp_path / "videos" / f"c{i}.mp4"
+        video.write_bytes(f"clip {i}".encode())
+        sharp = float(rng.uniform(2, 9))
+        tokens = {s: torch.zeros(2, 4) for s in ("technical", "motion", "semantic")}
+        stats = {"sharpness": sharp, "noise": float(rng.uniform(0, 20))}
+        cache.put(VideoFeatures(tokens, stats, meta={"content_hash": content_hash(video), "encoder_key": key}))
+        rows.append({"video": f"videos/c{i}.mp4", "split": ("train", "val", "test")[i % 3], "twin_of": None,
+                     "scores": {"overall": (sharp - 2) / 7}})
+    rows.append(rows[0] | {"twin_of": "c0", "scores": {"overall": 0.0}})  # twins are left out
+    (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    mod = _ceiling_module()
+    x, y, split, names = mod.load(tmp_path / "manifest.jsonl", tmp_path / "cache")
+    assert x.shape == (45, 2) and names == ["sharpness", "noise"] and sorted(set(split)) == ["test", "train", "val"]
+    assert mod.main([str(tmp_path / "manifest.jsonl"), "--cache", str(tmp_path / "cache")]) == 0
+    ridge = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| ridge"))
+    assert ridge == "| ridge | 1.000 | 1.000 | 1.000 |"
+
+
+def test_statistics_ceiling_without_a_manifest_says_what_to_do(tmp_path):
+    with pytest.raises(SystemExit, match="llmvqa sig synth"):
+        _ceiling_module().main([str(tmp_path / "missing.jsonl")])
