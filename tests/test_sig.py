@@ -348,7 +348,7 @@ def test_cot_spends_prose_on_weak_dimensions_only():
     levels = {k: "excellent" for k in spec.dimensions if k != "prompt_alignment"}
     levels.update({g: "excellent" for g in spec.groups}, overall="good")
     levels["flicker"] = "poor"
-    text = build_cot(levels, random.Random(0), stats={"flicker": 7.5})
+    text = build_cot(levels, random.Random(0))
     flicker = spec.dimensions["flicker"]
     assert flicker.definition in text  # the weak dimension is explained
     assert spec.dimensions["noise"].definition not in text  # the flawless one is only stated

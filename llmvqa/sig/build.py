@@ -211,7 +211,7 @@ def build(
         stats.append(s)
     for e in experts:
         e.fit(kept, stats)
-    scores, final_items, final_stats = [], [], []
+    scores, final_items = [], []
     for it, s in zip(kept, stats, strict=True):
         raw = combine(experts, it, s)
         if not it.prompt:  # e.g. a synth target for prompt alignment on a clip without a prompt
@@ -222,17 +222,16 @@ def build(
             continue
         scores.append(sc)
         final_items.append(it)
-        final_stats.append(s)
     levels = assign_levels(scores, cfg)
     records = []
-    for it, sc, lv, s in zip(final_items, scores, levels, final_stats, strict=True):
+    for it, sc, lv in zip(final_items, scores, levels, strict=True):
         # seeded per (video, prompt): output does not depend on item order; a synth twin
         # (same video, another prompt) gets its own ids
         key = f"{it.video}\0{it.prompt}"
         rng = random.Random(f"{cfg.seed}:{key}")
         vid = f"{Path(it.video).stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
         counts: Counter = Counter()
-        for task, conv in generate(it.prompt, sc, lv, rng, s, cfg.instructions):
+        for task, conv in generate(it.prompt, sc, lv, rng, cfg.instructions):
             rec = {"id": f"{vid}-{task}-{counts[task]}", "video": it.video, "prompt": it.prompt,
                    "conversations": conv, "scores": {k: round(v, 4) for k, v in sc.items()},
                    "levels": dict(lv), "task": task, "split": it.split, "source": it.source}

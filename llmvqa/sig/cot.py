@@ -28,7 +28,7 @@ justification near 200 tokens instead of 500, which is what makes explaining fas
 
 
 def dimension_statement(
-    dim: Dimension, level: str, rng: random.Random, stats: Mapping[str, float] | None = None, version: str = "v1"
+    dim: Dimension, level: str, rng: random.Random, version: str = "v1"
 ) -> str:
     """One phrasing of the dimension's impact, followed by its level sentence (the sentence alone
     for the BRIEF_LEVELS)."""
@@ -42,7 +42,7 @@ def dimension_statement(
 
 
 def build_cot(
-    levels: Mapping[str, str], rng: random.Random, stats: Mapping[str, float] | None = None, version: str = "v1"
+    levels: Mapping[str, str], rng: random.Random, version: str = "v1"
 ) -> str:
     """The full hierarchical CoT for a record's ``levels`` (dimensions, groups, "overall")."""
     spec = load_dimensions(version)
@@ -52,7 +52,7 @@ def build_cot(
         dims = [d for d in spec.of_group(group) if d.key in levels]
         if not dims or group not in levels:
             continue
-        parts.extend(dimension_statement(d, levels[d.key], rng, stats, version) for d in dims)
+        parts.extend(dimension_statement(d, levels[d.key], rng, version) for d in dims)
         parts.append(rng.choice(phr["group_intro"]).format(group=group))
         parts.append(level_sentence("group", levels[group], group, version))
     parts.append(rng.choice(phr["overall_intro"]))

@@ -73,7 +73,6 @@ def generate(
     scores: Mapping[str, float],
     levels: Mapping[str, str],
     rng: random.Random,
-    stats: Mapping[str, float] | None = None,
     cfg: InstructionConfig | None = None,
 ) -> list[tuple[str, list[dict]]]:
     """(task, conversations) pairs for one video, in TASKS order."""
@@ -89,7 +88,7 @@ def generate(
         if task == "rating":
             out.append(_pair(task, _question(task, rng, prompt, v), overall))
         elif task == "rating_cot":
-            out.append(_pair(task, _question(task, rng, prompt, v), build_cot(levels, rng, stats, v)))
+            out.append(_pair(task, _question(task, rng, prompt, v), build_cot(levels, rng, v)))
         elif task == "dimension":
             for d in rng.sample(dims, min(cfg.dimension_questions, len(dims))):
                 question = _question(task, rng, prompt, v, name=d.name, definition=d.definition)
@@ -119,7 +118,7 @@ def generate(
             low = levels["overall"] in LEVELS[2:]
             chosen = by_score[: cfg.reasons] if low else by_score[::-1][: cfg.reasons]
             lead = q["answers"]["why_low" if low else "why_high"]
-            body = " ".join(dimension_statement(d, levels[d.key], rng, stats, v) for d in chosen)
+            body = " ".join(dimension_statement(d, levels[d.key], rng, v) for d in chosen)
             out.append(_pair(task, _question(task, rng, prompt, v, level=levels["overall"]), f"{lead} {body} {overall}"))
         elif task == "improve" and dims:
             weak = [d for d in by_score if levels[d.key] in LEVELS[2:]]
