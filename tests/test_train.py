@@ -17,86 +17,23 @@ import torch
 
 from llmvqa.errors import ConfigError
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS, level_of_score
-from llmvqa.prompts import load_text, load_yaml
-from llmvqa.statistics import STATISTICS, STREAMS
+from llmvqa.train import smoke
 from llmvqa.train.config import config_from_dict
 from llmvqa.train.trainer import STATE_FILE, Trainer, latest_checkpoint
 
-DIMS = {"technical": 8, "motion": 6, "semantic": 10}
+DIMS = smoke.SMALL_DIMS
 NUM_VIDEOS = 12
 
 
-# ---------------------------------------------------------------- a tiny backbone built in code
-
-
-def _corpus_texts(records: list[dict]) -> list[str]:
-    texts = [load_text(n) for n in ("system", "video", "text_prompt")]
-    texts += [t for task in ("rating", "rating_cot") for t in load_yaml("instructions")[task]]
-    texts += [str(v) for v in load_yaml("chat_format").values()] + [str(v) for v in load_yaml("answers").values()]
-    texts += [t["value"] for r in records for t in r["conversations"]]
-    return texts + list(LEVELS)
-
-
-def make_tiny_backbone(folder: Path, texts: list[str]) -> str:
-    """A LlamaForCausalLM with hidden 32 / 2 layers and a word-level tokenizer over the given texts."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    pre = pre_tokenizers.Whitespace()
-    words = sorted({w for t in texts for w, _ in pre.pre_tokenize_str(t)})
-    specials = ["[PAD]", "[UNK]", "<bos>", "<eos>"]
-    vocab = {w: i for i, w in enumerate(specials + words)}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = pre
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
-                                  bos_token="<bos>", eos_token="<eos>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      pad_token_id=0, bos_token_id=2, eos_token_id=3)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
-
-
-# ---------------------------------------------------------------- synthetic data
-
-
-def quality(i: int) -> float:
-    return (i % NUM_VIDEOS) / (NUM_VIDEOS - 1)
+# ---------------------------------------------------------------- tiny backbone and data (llmvqa.train.smoke)
 
 
 def make_records() -> list[dict]:
-    answers = load_yaml("answers")
-    recs = []
-    for i in range(NUM_VIDEOS):
-        q = quality(i)
-        level = level_of_score(1 + 4 * q)
-        overall = answers["overall"].format(level=level)
-        dim = answers["dimension"].format(dimension="clarity", level=level)
-        base = {"video": f"v{i}.mp4", "prompt": "", "split": "train", "source": f"s{i}",
-                "scores": {"overall": q, "sharpness": q}, "levels": {"overall": level, "sharpness": level}}
-        turns = {
-            "rating": ("<video>\nRate the quality of this video.", overall),
-            "dimension": ("<video>\nHow is the clarity of this video?", dim),
-            "why": ("<video>\nWhy does this video look like this?",
-                    f"The edges look {'crisp' if q > 0.5 else 'soft'} and detail is {'kept' if q > 0.5 else 'lost'}. "
-                    + overall),
-        }
-        for task, (question, answer) in turns.items():
-            recs.append({**base, "id": f"{task}{i}", "task": task,
-                         "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]})
-    return recs
+    return smoke.make_records(NUM_VIDEOS)
 
 
 def make_features(i: int) -> VideoFeatures:
-    g = torch.Generator().manual_seed(100 + i)
-    q = quality(i)
-    tokens = {s: torch.randn(4, DIMS[s], generator=g) * 0.1 for s in STREAMS}
-    tokens["technical"] += 2 * q - 1  # the clip's quality is readable from its technical tokens
-    stats = {st.name: (st.typical[0] + st.typical[1]) / 2 for st in STATISTICS if st.name != "prompt_alignment"}
-    return VideoFeatures(tokens=tokens, stats=stats, meta={"content_hash": f"h{i}"})
+    return smoke.make_features(i, NUM_VIDEOS, DIMS)
 
 
 class FakeFeatures:
@@ -117,7 +54,7 @@ def workspace(tmp_path_factory):
     records = make_records()
     (root / "data").mkdir()
     (root / "data" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    backbone = make_tiny_backbone(root / "tiny-llm", _corpus_texts(records))
+    backbone = smoke.make_tiny_backbone(root / "tiny-llm", smoke.corpus_texts(records))
     return root, backbone
 
 

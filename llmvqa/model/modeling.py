@@ -7,6 +7,7 @@ only where logits are needed (answer tokens for the loss; the five level rows at
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -32,6 +33,17 @@ FORMAT_VERSION = 1
 def _text_config(lm):
     cfg = lm.config
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+
+def zero3_gathered(*params: torch.Tensor | None):
+    """Read partitioned parameters directly under DeepSpeed ZeRO-3 (gathered for the block); a no-op otherwise."""
+    parts = [p for p in params if p is not None and hasattr(p, "ds_id")]
+    if not parts:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(parts, modifier_rank=None)
 
 
 class QualityLLM(nn.Module):
@@ -171,8 +183,10 @@ class QualityLLM(nn.Module):
     def project(self, batch: dict) -> torch.Tensor:
         """Feature tokens of every stream in template order: (B, tokens_per_video, H)."""
         dev = self.device
-        outs = [self.projectors[s](batch["stream_tokens"][s].to(dev), batch["stream_lengths"][s].to(dev),
-                                   batch["stream_stats"][s].to(dev))
+        # the projectors' own dtype: DeepSpeed's bf16 mode casts the whole module (no autocast)
+        dtype = next(self.projectors.parameters()).dtype
+        outs = [self.projectors[s](batch["stream_tokens"][s].to(dev, dtype), batch["stream_lengths"][s].to(dev),
+                                   batch["stream_stats"][s].to(dev, dtype))
                 for s in self.template.stream_order]
         return torch.cat(outs, dim=1)  # (B, 3 * tokens_per_stream, H)
 
@@ -198,11 +212,13 @@ class QualityLLM(nn.Module):
 
     def _head_rows(self, hidden: torch.Tensor, ids) -> torch.Tensor:
         """(B, H) hidden states → (B, len(ids)) logits of the given vocabulary rows only."""
-        w = self.lm_head.weight[ids]  # (K, H)
-        logits = hidden.to(w.dtype) @ w.T
         bias = getattr(self.lm_head, "bias", None)
-        if bias is not None:
-            logits = logits + bias[ids]
+        with zero3_gathered(self.lm_head.weight, bias):
+            w = self.lm_head.weight[ids]  # (K, H): a copy, so it outlives the gathering
+            b = bias[ids] if bias is not None else None
+        logits = hidden.to(w.dtype) @ w.T
+        if b is not None:
+            logits = logits + b
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits.float()

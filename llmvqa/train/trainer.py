@@ -488,6 +488,8 @@ class Trainer:
             state = self._state(n, step, total, history, acc)
             state.update(train_seconds=round(elapsed, 2), samples=samples,
                          samples_per_second=round(samples / max(elapsed, 1e-9), 3))
+            if torch.cuda.is_available():
+                state["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             (final / STATE_FILE).write_text(json.dumps(state, indent=1))
         acc.wait_for_everyone()
 

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -149,6 +148,7 @@ def _decode_decord(
 
 def _decode_pyav(path: Path, indices: np.ndarray, info: VideoInfo, cancel: threading.Event) -> np.ndarray:
     """Frames nearest the times ``indices / fps`` by seeking and decoding forward with PyAV."""
+    import av  # PyAV, imported where it is used: cached-feature users (training) need no FFmpeg
     subject = str(path)
     targets = indices / info.fps  # (T,) seconds from the stream start
     half = 0.5 / info.fps

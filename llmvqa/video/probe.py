@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import av
 from PIL import Image
 
 from llmvqa.errors import VideoError
@@ -175,6 +174,7 @@ def _probe_gif(path: Path) -> VideoInfo:
 
 
 def _probe_av(path: Path) -> VideoInfo:
+    import av  # PyAV, imported where it is used: cached-feature users (training) need no FFmpeg
     subject = str(path)
     try:
         container = av.open(subject, metadata_errors="ignore")
@@ -233,6 +233,7 @@ def _probe_av(path: Path) -> VideoInfo:
 
 
 def _first_frame(container, stream, subject: str):
+    import av  # PyAV, imported where it is used: cached-feature users (training) need no FFmpeg
     try:
         for frame in container.decode(stream):
             return frame
@@ -249,6 +250,7 @@ def _first_frame(container, stream, subject: str):
 
 def _count_packets(subject: str) -> int:
     """Frame count by demuxing (no decoding) when the container states neither count nor duration."""
+    import av  # PyAV, imported where it is used: cached-feature users (training) need no FFmpeg
     with av.open(subject, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         return sum(1 for packet in container.demux(stream) if packet.size > 0)

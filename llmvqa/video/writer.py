@@ -9,7 +9,6 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -25,6 +24,7 @@ def write_video(
     bitrate: int | None = None,
 ) -> Path:
     """Write uint8 (T, H, W, 3) RGB frames. codec defaults by suffix; crf/bitrate set quality (bitrate wins)."""
+    import av  # PyAV, imported where it is used: cached-feature users (training) need no FFmpeg
     path = Path(path)
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
