@@ -15,9 +15,13 @@ The data is generated here (llmvqa.train.smoke): a random Llama-style backbone o
 with a word tokenizer, three instruct records per clip and a feature cache in which each clip's
 quality is written into its technical tokens, so a working loop must learn it. Per mode the report
 gives ok / the error, the loss over the first and last steps of each stage, wall time, training
-samples/s and peak CUDA memory per stage, the files of the final checkpoint, and the Spearman
+samples/s and peak CUDA memory per stage, the files of the final checkpoint, the Spearman
 correlation between the reloaded final model's scores and the clips' quality (on the GPU where
-there is one). Nothing here is timed for a target; it checks that the paths work.
+there is one), the number of 4-bit layers in the reloaded model (bitsandbytes' Linear4bit plus PEFT's LoRA
+wrappers of them, which share the class name), and a resume check (stage 3 and
+stage 2's final folder removed, the run repeated with --resume: stage 1 skipped, stage 2 continued
+from its mid-stage checkpoint with no step twice). Nothing here is timed for a target; it checks
+that the paths work. Report of the H100 run: eval/reports/gpu_paths.json.
 """
 
 from __future__ import annotations
@@ -94,8 +98,9 @@ def launch_command(mode: str, cfg_path: Path) -> list[str]:
     return [sys.executable, "-m", "llmvqa.cli", *args]
 
 
-def spearman_of_final(final: Path, clips: int) -> float:
-    """Score every clip with the reloaded final checkpoint; SRCC against the clips' quality."""
+def spearman_of_final(final: Path, clips: int) -> tuple[float, int]:
+    """Score every clip with the reloaded final checkpoint: (SRCC against the clips' quality,
+    number of bitsandbytes 4-bit linear layers in the reloaded model)."""
     import torch
     from scipy.stats import spearmanr
 
@@ -110,7 +115,9 @@ def spearman_of_final(final: Path, clips: int) -> float:
     scores = []
     for k in range(0, clips, 16):
         scores += [s.score for s in model.score_batch(feats[k:k + 16])]
-    return float(spearmanr(scores, [smoke.quality(i, clips) for i in range(clips)])[0])
+    srcc = float(spearmanr(scores, [smoke.quality(i, clips) for i in range(clips)])[0])
+    four_bit = sum(type(m).__name__ == "Linear4bit" for m in model.modules())  # bitsandbytes nf4 layers
+    return round(srcc, 4), four_bit
 
 
 def run_mode(mode: str, root: Path, backbone: str, data: Path, args) -> dict:
@@ -148,10 +155,33 @@ def run_mode(mode: str, root: Path, backbone: str, data: Path, args) -> dict:
     ckpts = sorted(p.name for p in (out / "stage2").glob("checkpoint-*"))
     res["stage2_checkpoints"] = {c: sorted(p.name for p in (out / "stage2" / c).iterdir()) for c in ckpts}
     try:
-        res["srcc_final_vs_quality"] = round(spearman_of_final(final, args.clips), 4)
+        res["srcc_final_vs_quality"], res["linear4bit_modules"] = spearman_of_final(final, args.clips)
     except Exception as e:  # noqa: BLE001 - a reload failure is part of the report, not a crash
         res["reload_error"] = f"{e.__class__.__name__}: {str(e)[:300]}"
-    res["ok"] = "reload_error" not in res
+    if args.resume_check:
+        res["resume"] = resume_check(out, cmd, env, root, mode)
+    res["ok"] = "reload_error" not in res and res.get("resume", {}).get("ok", True)
+    return res
+
+
+def resume_check(out: Path, cmd: list[str], env: dict, root: Path, mode: str) -> dict:
+    """Drop stage 3 and stage 2's final folder, run again with --resume: stage 1 must be skipped and
+    stage 2 must continue from its mid-stage checkpoint without repeating a step."""
+    shutil.rmtree(out / "stage3")
+    shutil.rmtree(out / "stage2" / "final")
+    ckpt = sorted(int(p.name.split("-")[1]) for p in (out / "stage2").glob("checkpoint-*"))
+    proc = subprocess.run([*cmd, "--resume"], cwd=REPO, env=env, capture_output=True, text=True)
+    (root / f"{mode}-resume.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    res = {"exit": proc.returncode, "resumed_from_step": ckpt[-1] if ckpt else None}
+    if proc.returncode != 0:
+        return {**res, "ok": False, "error": proc.stderr.strip().splitlines()[-1:]}
+    hist = json.loads((out / "stage2" / "final" / "trainer_state.json").read_text())["log_history"]
+    steps = [h["step"] for h in hist]
+    res.update(stage1_skipped="stage 1: already finished" in proc.stdout,
+               stage2_resumed=f"resuming from {out / 'stage2' / f'checkpoint-{ckpt[-1]}'}" in proc.stdout if ckpt else False,
+               stage2_steps_unique_and_complete=steps == list(range(1, len(steps) + 1)),
+               stage3_done=(out / "stage3" / "final" / "trainer_state.json").is_file())
+    res["ok"] = all(v for k, v in res.items() if k not in ("exit", "resumed_from_step"))
     return res
 
 
@@ -179,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--steps", type=int, default=30, help="optimizer steps per stage")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--resume-check", action=argparse.BooleanOptionalAction, default=True,
+                    help="after each mode, drop stage 3 and stage 2's final folder and resume (default: on)")
     ap.add_argument("--json", default="", help="also write the report here")
     args = ap.parse_args(argv)
 
@@ -200,14 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res, indent=1), flush=True)
         if args.json:  # written after every mode: a later crash loses nothing
             Path(args.json).write_text(json.dumps(report, indent=1))
-    print("\n| mode | ok | wall s | stage 1 loss | stage 2 loss | stage 3 loss | peak CUDA MiB | SRCC |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| mode | ok | wall s | stage 1 loss | stage 2 loss | stage 3 loss | peak CUDA MiB | SRCC | 4-bit layers | resume |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in report["modes"]:
         st = r.get("stages", {})
         losses = [f"{st[n]['loss_first']}→{st[n]['loss_last']}" if n in st else "-" for n in (1, 2, 3)]
         peak = max((st[n]["peak_cuda_mib"] or 0) for n in st) if st else "-"
+        resumed = r.get("resume", {})
+        resumed = f"ok from step {resumed.get('resumed_from_step')}" if resumed.get("ok") else (resumed and "FAILED") or "-"
         print(f"| {r['mode']} | {r['ok']} | {r['wall_seconds']} | {' | '.join(losses)} | {peak} "
-              f"| {r.get('srcc_final_vs_quality', '-')} |")
+              f"| {r.get('srcc_final_vs_quality', '-')} | {r.get('linear4bit_modules', '-')} | {resumed} |")
     print(json.dumps(report["versions"]))
     return 0 if all(r["ok"] for r in report["modes"]) else 1
 

@@ -184,3 +184,24 @@ def test_cli_trains_a_stage_from_the_feature_cache(workspace, tmp_path, capsys):
 
     with pytest.raises(DataError, match="not in the cache"):
         args.func(parser.parse_args(["train", "--config", str(cfg_path), "--stage", "1", "--quiet"]))
+
+
+def test_a_stage_builds_its_model_without_a_previous_zero3_registration(workspace):
+    """A ZeRO-3 stage leaves its config registered with transformers; the next stage must not load
+    its backbone partitioned because of it (stage 1 loads whole; on a GPU the stages then diverged)."""
+    from transformers.integrations.deepspeed import HfDeepSpeedConfig, is_deepspeed_zero3_enabled
+
+    seen = []
+
+    class Probe(Trainer):
+        def build_model(self, *args):
+            seen.append(is_deepspeed_zero3_enabled())
+            return super().build_model(*args)
+
+    left_over = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
+    assert is_deepspeed_zero3_enabled()  # what the previous ZeRO-3 stage leaves behind
+    root, backbone = workspace
+    cfg = config_from_dict(recipe(root, backbone, "probe", max_steps=1, save_every=0))
+    Probe(cfg, features=FakeFeatures(), progress=False).train_stage(1)
+    assert seen == [False]
+    del left_over

@@ -7,7 +7,6 @@ only where logits are needed (answer tokens for the loss; the five level rows at
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -33,17 +32,6 @@ FORMAT_VERSION = 1
 def _text_config(lm):
     cfg = lm.config
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-
-
-
-def zero3_gathered(*params: torch.Tensor | None):
-    """Read partitioned parameters directly under DeepSpeed ZeRO-3 (gathered for the block); a no-op otherwise."""
-    parts = [p for p in params if p is not None and hasattr(p, "ds_id")]
-    if not parts:
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(parts, modifier_rank=None)
 
 
 class QualityLLM(nn.Module):
@@ -212,13 +200,15 @@ class QualityLLM(nn.Module):
 
     def _head_rows(self, hidden: torch.Tensor, ids) -> torch.Tensor:
         """(B, H) hidden states → (B, len(ids)) logits of the given vocabulary rows only."""
-        bias = getattr(self.lm_head, "bias", None)
-        with zero3_gathered(self.lm_head.weight, bias):
-            w = self.lm_head.weight[ids]  # (K, H): a copy, so it outlives the gathering
-            b = bias[ids] if bias is not None else None
+        if hasattr(self.lm_head.weight, "ds_id"):
+            # DeepSpeed ZeRO-3 partitions the head (and may share it with the embedding): go through
+            # the module so its hooks gather the weight, then keep the wanted columns
+            return self._logits(hidden)[:, ids].float()
+        w = self.lm_head.weight[ids]  # (K, H)
         logits = hidden.to(w.dtype) @ w.T
-        if b is not None:
-            logits = logits + b
+        bias = getattr(self.lm_head, "bias", None)
+        if bias is not None:
+            logits = logits + bias[ids]
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits.float()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -288,6 +289,13 @@ class Trainer:
                             "check the stage's tasks / max_answer_words and data.split")
         if not resume and self.stage_dir(n).exists() and PartialState(cpu=cpu).is_main_process:
             shutil.rmtree(self.stage_dir(n))  # a fresh start: no stale checkpoint can be resumed later
+        # a fresh accelerate state per stage: grad-accum and DeepSpeed settings differ between stages.
+        # Reset before the model is built: the previous stage's ZeRO-3 plugin would otherwise still be
+        # registered with transformers, which then loads this stage's backbone partitioned (zero.Init)
+        # while stage 1 loaded it whole; the stages must build their models the same way.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+        _unset_hf_deepspeed_config()
         feats = self.feature_source()
         sample = feats(records[0])
         model = self.build_model(n, init_dir, sample)
@@ -296,9 +304,6 @@ class Trainer:
             self._enable_checkpointing(model)
         collator = self.make_collator(model)
 
-        # a fresh accelerate state per stage: grad-accum and DeepSpeed settings differ between stages
-        AcceleratorState._reset_state(reset_partial_state=False)
-        GradientState._reset_state()
         plugin = None
         if self.cfg.deepspeed:
             world = PartialState(cpu=cpu).num_processes
@@ -387,7 +392,8 @@ class Trainer:
     # -- internals
 
     def _say(self, msg: str) -> None:
-        if self.progress:
+        """Status lines (resume, skipped stage): printed with or without progress bars, by rank 0 only."""
+        if int(os.environ.get("RANK", "0")) == 0:
             print(msg, flush=True)
 
     def _enable_checkpointing(self, model: torch.nn.Module) -> None:
@@ -492,6 +498,15 @@ class Trainer:
                 state["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             (final / STATE_FILE).write_text(json.dumps(state, indent=1))
         acc.wait_for_everyone()
+
+
+def _unset_hf_deepspeed_config() -> None:
+    """Forget the DeepSpeed config that accelerate registered with transformers (is_deepspeed_zero3_enabled)."""
+    try:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    except ImportError:  # an older transformers without the integration module
+        return
+    unset_hf_deepspeed_config()
 
 
 def _zero3_gather(acc, model: torch.nn.Module):
