@@ -8,6 +8,7 @@ express the target at all. Twins (wrong-prompt copies) are left out: the cached 
 depend on the prompt.
 
     python eval/statistics_ceiling.py data/synth/manifest.jsonl --cache cache/features
+    python eval/statistics_ceiling.py data/synth/manifest.jsonl --nss 4   # + BRISQUE features of 4 frames
 """
 
 from __future__ import annotations
@@ -51,6 +52,65 @@ def load(manifest: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.nd
     return x, np.asarray(target), np.asarray(split), names
 
 
+# ---------------------------------------------------------------- optional: natural-scene statistics
+
+def _ggd(x: np.ndarray) -> list[float]:
+    """Shape and variance of a generalized Gaussian fitted by moment matching."""
+    from scipy.special import gamma
+
+    g = np.arange(0.2, 10.0, 0.001)
+    rho = np.mean(x * x) / (np.mean(np.abs(x)) ** 2 + 1e-12)
+    ratio = gamma(1 / g) * gamma(3 / g) / gamma(2 / g) ** 2
+    return [float(g[np.argmin((ratio - rho) ** 2)]), float(np.mean(x * x))]
+
+
+def _aggd(x: np.ndarray) -> list[float]:
+    """Shape, mean, left and right variance of an asymmetric generalized Gaussian (BRISQUE)."""
+    from scipy.special import gamma
+
+    left, right = x[x < 0], x[x > 0]
+    ls = np.sqrt(np.mean(left * left)) if left.size else 1e-6
+    rs = np.sqrt(np.mean(right * right)) if right.size else 1e-6
+    gam = ls / rs
+    r = np.mean(np.abs(x)) ** 2 / (np.mean(x * x) + 1e-12) * (gam**3 + 1) * (gam + 1) / (gam * gam + 1) ** 2
+    g = np.arange(0.2, 10.0, 0.001)
+    a = g[np.argmin((gamma(2 / g) ** 2 / (gamma(1 / g) * gamma(3 / g)) - r) ** 2)]
+    mean = (rs - ls) * gamma(2 / a) / gamma(1 / a) * np.sqrt(gamma(1 / a) / gamma(3 / a))
+    return [float(a), float(mean), float(ls * ls), float(rs * rs)]
+
+
+def brisque_features(gray: np.ndarray) -> np.ndarray:
+    """The 36 BRISQUE features of a grey frame (MSCN GGD + 4 neighbour-product AGGDs, 2 scales)."""
+    import cv2
+
+    img, out = gray.astype(np.float64), []
+    for _ in range(2):
+        mu = cv2.GaussianBlur(img, (7, 7), 7 / 6)
+        sigma = np.sqrt(np.abs(cv2.GaussianBlur(img * img, (7, 7), 7 / 6) - mu * mu))
+        mscn = (img - mu) / (sigma + 1)
+        out += _ggd(mscn)
+        for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+            shifted = np.roll(mscn, (-dy, -dx), axis=(0, 1))
+            out += _aggd((mscn * shifted)[1:-1, 1:-1].ravel())
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_CUBIC)
+    return np.asarray(out)
+
+
+def nss_matrix(manifest: Path, frames: int) -> np.ndarray:
+    """(N, 36) BRISQUE features averaged over ``frames`` frames of each non-twin clip (manifest order)."""
+    from llmvqa.video import load_clip
+
+    rows = []
+    for line in manifest.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("twin_of"):
+            continue
+        clip = load_clip(manifest.parent / rec["video"], nframes=frames)
+        grey = clip.frames.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        rows.append(np.mean([brisque_features(g) for g in grey], axis=0))
+    return np.stack(rows)
+
+
 def models() -> dict:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import RidgeCV
@@ -67,20 +127,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest", type=Path, help="synth manifest.jsonl")
     parser.add_argument("--cache", type=Path, default=Path("cache/features"), help="feature cache folder")
+    parser.add_argument("--nss", type=int, default=0, metavar="FRAMES",
+                        help="also fit on 36 BRISQUE natural-scene statistics of this many frames per clip "
+                             "(decoded from the videos; alone and with the cached statistics)")
     args = parser.parse_args(argv)
     if not args.manifest.is_file():
         raise SystemExit(f"error: {args.manifest}: no such manifest; build one with `llmvqa sig synth`")
     x, y, split, names = load(args.manifest, args.cache)
+    sets = {"statistics": x}
+    if args.nss:
+        nss = nss_matrix(args.manifest, args.nss)
+        if len(nss) != len(x):
+            raise SystemExit("error: --nss needs cached features for every clip (see the message above)")
+        sets.update({"BRISQUE": nss, "statistics + BRISQUE": np.hstack([x, nss])})
     train = split == "train"
     if train.sum() < 3:
         raise SystemExit(f"error: {args.manifest}: fewer than 3 train clips with features")
-    x_train, x_all = impute(x[train], x)
     print(f"{len(y)} clips, {len(names)} statistics; SRCC of predicted vs target overall score")
-    print("| learner | " + " | ".join(SPLITS) + " |\n|---|" + "---|" * len(SPLITS))
-    for name, model in models().items():
-        pred = model.fit(x_train, y[train]).predict(x_all)
-        cells = [f"{spearmanr(pred[split == s], y[split == s])[0]:.3f}" if (split == s).sum() > 2 else "—" for s in SPLITS]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("| features | learner | " + " | ".join(SPLITS) + " |\n|---|---|" + "---|" * len(SPLITS))
+    for feat_name, feats in sets.items():
+        x_train, x_all = impute(feats[train], feats)
+        for name, model in models().items():
+            pred = model.fit(x_train, y[train]).predict(x_all)
+            cells = [f"{spearmanr(pred[split == s], y[split == s])[0]:.3f}" if (split == s).sum() > 2 else "—"
+                     for s in SPLITS]
+            print(f"| {feat_name} | {name} | " + " | ".join(cells) + " |")
     return 0
 
 

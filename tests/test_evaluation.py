@@ -433,10 +433,49 @@ def test_statistics_ceiling_reads_the_cache_and_scores_each_split(tmp_path, caps
     x, y, split, names = mod.load(tmp_path / "manifest.jsonl", tmp_path / "cache")
     assert x.shape == (45, 2) and names == ["sharpness", "noise"] and sorted(set(split)) == ["test", "train", "val"]
     assert mod.main([str(tmp_path / "manifest.jsonl"), "--cache", str(tmp_path / "cache")]) == 0
-    ridge = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| ridge"))
-    assert ridge == "| ridge | 1.000 | 1.000 | 1.000 |"
+    ridge = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| statistics | ridge"))
+    assert ridge == "| statistics | ridge | 1.000 | 1.000 | 1.000 |"
+
+
+def test_brisque_features_respond_to_noise_and_blur():
+    """MSCN shape: Gaussian noise pushes it up, blur pulls it down (peakier); variance likewise."""
+    import cv2
+    from skimage import data
+
+    mod = _ceiling_module()
+    img = data.camera().astype(float)
+    clean = mod.brisque_features(img)
+    noisy = mod.brisque_features(np.clip(img + np.random.default_rng(0).normal(0, 20, img.shape), 0, 255))
+    blurred = mod.brisque_features(cv2.GaussianBlur(img, (0, 0), 3))
+    assert clean.shape == (36,) and np.isfinite(clean).all()
+    assert noisy[0] > clean[0] > blurred[0] and noisy[1] > clean[1] > blurred[1]
 
 
 def test_statistics_ceiling_without_a_manifest_says_what_to_do(tmp_path):
     with pytest.raises(SystemExit, match="llmvqa sig synth"):
         _ceiling_module().main([str(tmp_path / "missing.jsonl")])
+
+
+# ---------------------------------------------------------------------------- eval/alignment_pairs.py
+
+
+def test_alignment_pairs_per_prompt_offset_fixes_a_hub_prompt():
+    """A 'hub' prompt close to every video wins on raw cosine even where it is the wrong prompt;
+    subtracting its mean similarity to the class names (or the train videos) ranks the pair right."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("alignment_pairs", Path(__file__).parents[1] / "eval/alignment_pairs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    e = torch.eye(4)
+    text = {"cat": e[0], "hub": (e[1] + e[2] + e[3] + 0.2 * e[0])}  # "hub" is close to everything but cats
+    basis = {"v_cat": e[0] + e[1] + e[2] + e[3], "v_cat2": e[0] * 2 + e[1]}
+    classes = torch.stack([e[1], e[2], e[3], e[1] + e[2]])  # class names: mostly not cats
+    train = torch.stack([e[1], e[2], e[3]])
+    pairs = [("test", "v_cat", "cat", "hub"), ("test", "v_cat2", "cat", "hub")]
+    out = mod.pair_separation(pairs, text, basis, classes, train)["test"]
+    assert out["pairs"] == 2
+    assert out["raw"] == 0.5  # v_cat: the hub prompt scores higher than the right one
+    assert out["classes"] == 1.0 and out["train-videos"] == 1.0

@@ -453,3 +453,21 @@ def test_real_gemma3_270m_scores_end_to_end(bikes_path):
     assert sum(s.probs.values()) == pytest.approx(1.0, abs=1e-5) and 1.0 <= s.score <= 5.0
     text, s2 = model.explain(feats, prompt=prompt, prompt_stats=prompt_stats)
     assert text.endswith(f"{level_prefix('overall')} {s2.level}.")
+
+
+def test_backbone_goes_to_the_gpu_only_when_no_device_is_named(backbones, monkeypatch):
+    """A recipe with device: cpu on a machine with a GPU keeps the backbone on the CPU."""
+    moved = []
+    real_to = torch.nn.Module.to
+
+    def record_to(self, *args, **kwargs):
+        if args and isinstance(args[0], str):
+            moved.append(args[0])
+            return real_to(self, "cpu")  # no GPU here: record where it would have gone
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.nn.Module, "to", record_to)
+    load_backbone(backbones["qwen"], device="cpu")
+    load_backbone(backbones["qwen"])
+    assert moved == ["cpu", "cuda"]

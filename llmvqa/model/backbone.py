@@ -73,11 +73,13 @@ def load_backbone(
     dtype: str = "auto",
     load_in_4bit: bool = False,
     trust_remote_code: bool = False,
+    device: str | None = None,
 ):
     """Return ``(model, tokenizer)`` for a causal LM given by name, HF id or local path.
 
     load_in_4bit: QLoRA-style nf4 weights through bitsandbytes (CUDA only; the model is
     prepared with ``peft.prepare_model_for_kbit_training``).
+    device: where the weights go; None = the GPU when CUDA is available, else the CPU.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -111,6 +113,8 @@ def load_backbone(
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    elif device is not None:
+        model = model.to(device)
     elif torch.cuda.is_available():
         model = model.to("cuda")
     model.eval()

@@ -70,10 +70,12 @@ class QualityLLM(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, cfg: ModelConfig, encoder_config: dict | None = None, *, lora: bool | None = None) -> QualityLLM:
-        """Load the backbone, add LoRA adapters (fresh) and fresh projectors."""
+    def build(cls, cfg: ModelConfig, encoder_config: dict | None = None, *, lora: bool | None = None,
+              device: str | None = None) -> QualityLLM:
+        """Load the backbone, add LoRA adapters (fresh) and fresh projectors.
+        device: None = the GPU when CUDA is available, else the CPU."""
         lm, tok = load_backbone(cfg.backbone, dtype=cfg.dtype, load_in_4bit=cfg.load_in_4bit,
-                                trust_remote_code=cfg.trust_remote_code)
+                                trust_remote_code=cfg.trust_remote_code, device=device)
         placeholder, added = choose_placeholder(tok)
         if added:  # only tokenizers without a spare token: one new row, zeroed (features overwrite it)
             tok.add_special_tokens({"additional_special_tokens": [placeholder]})
@@ -133,9 +135,11 @@ class QualityLLM(nn.Module):
             self.lm.save_pretrained(str(d / "adapter"), safe_serialization=True, save_embedding_layers=False)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, is_trainable: bool = False, **overrides) -> QualityLLM:
+    def from_pretrained(cls, directory: str | Path, *, is_trainable: bool = False, device: str | None = None,
+                        **overrides) -> QualityLLM:
         """Load a checkpoint dir. overrides replace ModelConfig fields (e.g. backbone=a local path, dtype,
-        trust_remote_code=True). Weights load from safetensors only."""
+        trust_remote_code=True); device: None = the GPU when CUDA is available, else the CPU.
+        Weights load from safetensors only."""
         from safetensors.torch import load_file
 
         d = Path(directory)
@@ -150,7 +154,7 @@ class QualityLLM(nn.Module):
         # remote model code runs only when the caller asks for it now, never because a checkpoint says so
         cfg = ModelConfig.from_dict({**meta["model"], "trust_remote_code": False, **overrides})
         adapter = d / "adapter"
-        model = cls.build(cfg, meta.get("encoder"), lora=False)
+        model = cls.build(cfg, meta.get("encoder"), lora=False, device=device)
         if adapter.is_dir():
             from peft import PeftModel
 

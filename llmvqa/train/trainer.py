@@ -221,9 +221,10 @@ class Trainer:
     def build_model(self, stage_n: int, init_dir: Path | None, sample_features) -> torch.nn.Module:
         from llmvqa.model.modeling import QualityLLM
 
+        device = None if use_cuda(self.cfg) else "cpu"  # device: cpu keeps the model off a visible GPU
         if init_dir is None:
-            return QualityLLM.build(self.model_config(sample_features), self.encoder_dict())
-        return QualityLLM.from_pretrained(init_dir, is_trainable=True)
+            return QualityLLM.build(self.model_config(sample_features), self.encoder_dict(), device=device)
+        return QualityLLM.from_pretrained(init_dir, is_trainable=True, device=device)
 
     def encoder_dict(self) -> dict | None:
         """The encoder settings the features came from (recorded in the checkpoint)."""

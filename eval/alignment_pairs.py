@@ -1,0 +1,100 @@
+"""Does the prompt-alignment statistic itself tell a wrong prompt from the right one?
+
+For each wrong-prompt pair of a synth corpus (``<corpus>/pairs.jsonl``: the same video with its own
+prompt and with another source's), counts how often the wrong prompt scores strictly lower, per
+split, before any model is involved. Three versions of the statistic:
+
+    raw           cos(prompt, video basis): the shipped ``prompt_alignment``
+    classes       raw − the prompt's mean cosine to the encoder's 1000 class names (a per-prompt
+                  offset: some prompts sit close to every basis, "hub" prompts)
+    train-videos  raw − the prompt's mean cosine to the bases of the train split's videos
+
+The model's wrong-prompt check (eval/score_dataset.py) cannot do better than the signal it is
+given, so this is its ceiling with the offline encoders.
+
+    python eval/alignment_pairs.py data/synth --config configs/mini.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+VARIANTS = ("raw", "classes", "train-videos")
+
+
+def pair_separation(pairs: list[tuple[str, str, str, str]], text: dict[str, torch.Tensor],
+                    basis: dict[str, torch.Tensor], classes: torch.Tensor,
+                    train_bases: torch.Tensor) -> dict[str, dict[str, float]]:
+    """pairs: (split, video id, right prompt, wrong prompt); text: prompt → (E,); basis: video id → (E,);
+    classes: (C, E) class-name embeddings; train_bases: (N, E). → {split: {variant: fraction lower, "pairs": n}}."""
+    cls = F.normalize(classes.float(), dim=-1)
+    trb = F.normalize(train_bases.float(), dim=-1)
+    t = {p: F.normalize(e.float(), dim=-1) for p, e in text.items()}
+    offset = {"raw": lambda p: 0.0,
+              "classes": lambda p: float((cls @ t[p]).mean()),
+              "train-videos": lambda p: float((trb @ t[p]).mean())}
+    counts: dict[str, dict[str, float]] = {}
+    for split, vid, right, wrong in pairs:
+        b = F.normalize(basis[vid].float(), dim=-1)
+        c = counts.setdefault(split, {"pairs": 0, **{v: 0 for v in VARIANTS}})
+        c["pairs"] += 1
+        for v in VARIANTS:
+            c[v] += float(b @ t[wrong]) - offset[v](wrong) < float(b @ t[right]) - offset[v](right)
+    return {s: {"pairs": c["pairs"], **{v: round(c[v] / c["pairs"], 3) for v in VARIANTS}} for s, c in counts.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("corpus", help="a synth corpus folder (manifest.jsonl, pairs.jsonl, videos/)")
+    ap.add_argument("--config", default="configs/mini.yaml", help="recipe whose feature cache / encoder to use")
+    ap.add_argument("--json", default="", help="also write the result here")
+    args = ap.parse_args(argv)
+
+    from llmvqa.errors import LlmvqaError
+    from llmvqa.train.config import load_config
+    from llmvqa.train.data import CachedFeatures
+
+    corpus = Path(args.corpus)
+    try:
+        cfg = load_config(args.config, [])
+        for f in ("manifest.jsonl", "pairs.jsonl"):
+            if not (corpus / f).is_file():
+                raise SystemExit(f"error: {corpus / f} not found; make the corpus with `llmvqa sig synth --out {corpus}`")
+        recs = {}
+        for line in (corpus / "manifest.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            recs[r["id"]] = {**r, "_root": str(corpus)}
+        pairs_raw = [json.loads(line) for line in (corpus / "pairs.jsonl").read_text().splitlines()]
+        cached = CachedFeatures(cfg.data)
+        sem = cached.extractor.semantic
+        basis = {}
+        for r in recs.values():
+            if not r.get("twin_of"):
+                basis[r["id"]] = torch.as_tensor(cached(r).alignment_basis, dtype=torch.float32)
+    except LlmvqaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    prompts = sorted({r["prompt"] for r in recs.values() if r.get("prompt")})
+    text = dict(zip(prompts, sem.text_encoder.embed(prompts), strict=True))
+    classes = sem.text_encoder.embed([sem.cfg.class_template.format(c) for c in sem.backbone.classes])
+    train_bases = torch.stack([basis[i] for i, r in recs.items() if r["split"] == "train" and i in basis])
+    pairs = [(recs[p["id"]]["split"], p["id"], recs[p["id"]]["prompt"], recs[p["twin"]]["prompt"]) for p in pairs_raw]
+    result = pair_separation(pairs, text, basis, classes, train_bases)
+    print("| split | pairs | " + " | ".join(VARIANTS) + " |\n|---|---|" + "---|" * len(VARIANTS))
+    for split in ("train", "val", "test"):
+        if split in result:
+            r = result[split]
+            print(f"| {split} | {r['pairs']} | " + " | ".join(f"{r[v]:.3f}" for v in VARIANTS) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
