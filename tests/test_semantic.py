@@ -131,6 +131,28 @@ def test_joint_space_backbone_shares_its_text_tower(tmp_path):
         _ = wrong_text.text_encoder
 
 
+def test_alignment_offset_subtracts_the_prompts_mean_similarity_to_the_class_names(lite0, tmp_path):
+    from llmvqa.encoders.config import EncoderConfig
+
+    plain = SemanticEncoder(SemanticConfig(class_template="{}"), backbone=lite0, text_encoder=_HashTextEncoder())
+    offset = SemanticEncoder(SemanticConfig(class_template="{}", alignment_offset="classes"), backbone=lite0,
+                             text_encoder=_HashTextEncoder())
+    basis = torch.nn.functional.normalize(torch.arange(24, dtype=torch.float32), dim=0)
+    names = torch.nn.functional.normalize(_HashTextEncoder().embed(list(lite0.classes)), dim=-1)
+    text = torch.nn.functional.normalize(_HashTextEncoder().embed(["a corgi surfing"])[0], dim=0)
+    expected = plain.prompt_alignment(basis, "a corgi surfing") - float((names @ text).mean())
+    assert offset.prompt_alignment(basis, "a corgi surfing") == pytest.approx(expected, abs=1e-5)
+    assert offset.class_name_matrix().shape == (1000, 24)
+    with pytest.raises(ConfigError, match="alignment_offset"):
+        SemanticConfig(alignment_offset="videos")
+    joint = SemanticEncoder(SemanticConfig(backbone=make_tiny_clip(tmp_path), alignment_offset="classes"))
+    with pytest.raises(ConfigError, match="classifier backbone"):
+        joint.class_name_matrix()
+    # prompt statistics are never cached: the setting leaves the feature-cache key alone
+    on = EncoderConfig.from_dict({"semantic": {"alignment_offset": "classes"}})
+    assert on.key() == EncoderConfig().key() and on.semantic.alignment_offset == "classes"
+
+
 def test_shared_backbone_is_used_not_reloaded(lite0):
     enc = SemanticEncoder(backbone=lite0, text_encoder=_HashTextEncoder())
     assert enc.backbone is lite0

@@ -46,6 +46,10 @@ class SemanticConfig:
     """Classifier backbones: ImageNet classes per frame whose names form the alignment basis."""
     class_template: str = "a photo of a {}"
     """Sentence around a class name before it is embedded (matches how prompts describe content)."""
+    alignment_offset: str = "none"
+    """prompt_alignment = cos(prompt, basis) minus a per-prompt offset: "none", or "classes" (the prompt's
+    mean cosine to the backbone's class names; evens out "hub" prompts that sit close to every video;
+    classifier backbones only). Not part of the cached features: prompt statistics are computed per query."""
 
     def __post_init__(self) -> None:
         for name in ("nframes_used", "size", "top_k"):
@@ -56,6 +60,9 @@ class SemanticConfig:
             raise ConfigError("SemanticConfig.top_k", f"must be <= 1000 (ImageNet classes), got {self.top_k}", None)
         if not self.backbone or not self.text_encoder:
             raise ConfigError("SemanticConfig", "backbone and text_encoder must be non-empty", "use the defaults")
+        if self.alignment_offset not in ("none", "classes"):
+            raise ConfigError("SemanticConfig.alignment_offset", f"must be 'none' or 'classes', got {self.alignment_offset!r}",
+                              None)
         if "{}" not in self.class_template:
             raise ConfigError(
                 "SemanticConfig.class_template", f"must contain '{{}}', got {self.class_template!r}", None
@@ -93,6 +100,7 @@ class SemanticEncoder:
         self._backbone = backbone
         self._text = text_encoder
         self._name_cache: dict[int, torch.Tensor] = {}
+        self._class_matrix: torch.Tensor | None = None
 
     @property
     def backbone(self) -> VisionBackbone:
@@ -182,4 +190,19 @@ class SemanticEncoder:
                 f"alignment basis has {basis.shape[0]} dimensions but the text encoder gives {text.shape[0]}",
                 "re-extract the features with the same semantic encoder settings",
             )
-        return float(F.cosine_similarity(text, basis, dim=0))
+        cos = float(F.cosine_similarity(text, basis, dim=0))
+        if self.cfg.alignment_offset == "classes":
+            cos -= float((self.class_name_matrix() @ F.normalize(text.float(), dim=0)).mean())
+        return cos
+
+    def class_name_matrix(self) -> torch.Tensor:
+        """(C, E) unit text embeddings of every class name (for alignment_offset="classes"), computed once."""
+        if self._class_matrix is None:
+            classes = self.backbone.classes
+            if self.backbone.joint_space or not classes:
+                raise ConfigError("SemanticConfig.alignment_offset",
+                                  f"'classes' needs a classifier backbone with class names; {self.cfg.backbone!r} has none",
+                                  'set alignment_offset: "none"')
+            names = [self.cfg.class_template.format(c) for c in classes]
+            self._class_matrix = F.normalize(self.text_encoder.embed(names).float(), dim=-1)
+        return self._class_matrix
