@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prompts = sorted({r["prompt"] for r in recs.values() if r.get("prompt")})
     text = dict(zip(prompts, sem.text_encoder.embed(prompts), strict=True))
-    classes = sem.text_encoder.embed([sem.cfg.class_template.format(c) for c in sem.backbone.classes])
+    classes = sem.class_name_matrix()
     train_bases = torch.stack([basis[i] for i, r in recs.items() if r["split"] == "train" and i in basis])
     pairs = [(recs[p["id"]]["split"], p["id"], recs[p["id"]]["prompt"], recs[p["twin"]]["prompt"]) for p in pairs_raw]
     result = pair_separation(pairs, text, basis, classes, train_bases)

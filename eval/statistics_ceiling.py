@@ -14,6 +14,7 @@ depend on the prompt.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -54,13 +55,19 @@ def load(manifest: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.nd
 
 # ---------------------------------------------------------------- optional: natural-scene statistics
 
-def _ggd(x: np.ndarray) -> list[float]:
-    """Shape and variance of a generalized Gaussian fitted by moment matching."""
+@functools.cache
+def _shape_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate shapes and the GGD / AGGD moment ratios they give (computed once)."""
     from scipy.special import gamma
 
     g = np.arange(0.2, 10.0, 0.001)
+    return g, gamma(1 / g) * gamma(3 / g) / gamma(2 / g) ** 2, gamma(2 / g) ** 2 / (gamma(1 / g) * gamma(3 / g))
+
+
+def _ggd(x: np.ndarray) -> list[float]:
+    """Shape and variance of a generalized Gaussian fitted by moment matching."""
+    g, ratio, _ = _shape_tables()
     rho = np.mean(x * x) / (np.mean(np.abs(x)) ** 2 + 1e-12)
-    ratio = gamma(1 / g) * gamma(3 / g) / gamma(2 / g) ** 2
     return [float(g[np.argmin((ratio - rho) ** 2)]), float(np.mean(x * x))]
 
 
@@ -73,8 +80,8 @@ def _aggd(x: np.ndarray) -> list[float]:
     rs = np.sqrt(np.mean(right * right)) if right.size else 1e-6
     gam = ls / rs
     r = np.mean(np.abs(x)) ** 2 / (np.mean(x * x) + 1e-12) * (gam**3 + 1) * (gam + 1) / (gam * gam + 1) ** 2
-    g = np.arange(0.2, 10.0, 0.001)
-    a = g[np.argmin((gamma(2 / g) ** 2 / (gamma(1 / g) * gamma(3 / g)) - r) ** 2)]
+    g, _, ratio = _shape_tables()
+    a = g[np.argmin((ratio - r) ** 2)]
     mean = (rs - ls) * gamma(2 / a) / gamma(1 / a) * np.sqrt(gamma(1 / a) / gamma(3 / a))
     return [float(a), float(mean), float(ls * ls), float(rs * rs)]
 

@@ -157,9 +157,7 @@ class Assessor:
         from llmvqa.encoders.pipeline import FeatureExtractor
         from llmvqa.model.modeling import QualityLLM
 
-        model = QualityLLM.from_pretrained(model_dir, device=device)
-        if device is not None:
-            model = model.to(device)  # the projectors too
+        model = QualityLLM.from_pretrained(model_dir, device=device)  # projectors follow the backbone's device
         model.eval()
         enc = config.get("encoder") or getattr(model, "encoder_config", None)
         if enc is not None and not isinstance(enc, dict):

@@ -503,10 +503,8 @@ class Trainer:
 
 def _unset_hf_deepspeed_config() -> None:
     """Forget the DeepSpeed config that accelerate registered with transformers (is_deepspeed_zero3_enabled)."""
-    try:
-        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-    except ImportError:  # an older transformers without the integration module
-        return
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
     unset_hf_deepspeed_config()
 
 
