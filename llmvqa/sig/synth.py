@@ -82,12 +82,17 @@ class SynthConfig:
     twin_fraction: float = 0.25
     """Fraction of clips without a wrong prompt that also get a wrong-prompt twin record."""
     sources: list[str] | None = None
-    """Source names to use (None = all of llmvqa.sig.sources.SOURCES)."""
+    """Source names to use (None = all of llmvqa.sig.sources.SOURCES, plus the extra sources)."""
+    extra_sources: Path | None = None
+    """A folder of more clips to use as video sources, listed in its MANIFEST.csv (columns path,
+    prompt[,group]; see llmvqa.sig.sources.file_sources), e.g. the developers' aigc_examples."""
     overwrite: bool = False
     """Replace an existing corpus in `out`."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        if self.extra_sources is not None:
+            self.extra_sources = Path(self.extra_sources)
         if self.clips_per_source < 1:
             raise ConfigError("--clips-per-source", f"must be ≥ 1, got {self.clips_per_source}", "pass a positive count")
         if self.size < 32 or self.size % 2:
@@ -123,20 +128,21 @@ class ClipPlan:
 
 
 def assign_splits(sources: list[S.Source], seed: int) -> dict[str, str]:
-    """Source name → split; each kind is shuffled and cut ≈ 70/15/15 so val/test get both kinds."""
+    """Source name → split. The units (groups of sources of the same content) of each kind (shipped
+    video, photo, extra file) are shuffled and cut ≈ 70/15/15, so val/test get every kind."""
     rng = np.random.default_rng([seed, 1])
-    split_of: dict[str, str] = {}
-    for kind in ("video", "photo"):
-        names = sorted(s.name for s in sources if s.kind == kind)
-        rng.shuffle(names)
-        n = len(names)
+    split_of_unit: dict[str, str] = {}
+    for kind in ("video", "photo", "file"):
+        units = sorted({s.unit for s in sources if s.split_kind == kind})
+        rng.shuffle(units)
+        n = len(units)
         if n >= 3:
             n_test = n_val = max(1, int(round(0.15 * n)))
         else:
             n_test, n_val = (1 if n == 2 else 0), 0
-        for i, name in enumerate(names):
-            split_of[name] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    return split_of
+        for i, unit in enumerate(units):
+            split_of_unit[unit] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return {s.name: split_of_unit[s.unit] for s in sources}
 
 
 def _wrong_prompt(src: S.Source, other: S.Source, strength: float) -> str:
@@ -150,7 +156,8 @@ def plan_clips(cfg: SynthConfig, sources: list[S.Source]) -> list[ClipPlan]:
     names = list(DEGRADATIONS)
     plans = []
     for si, src in enumerate(sources):
-        peers = [s for s in sources if s.name != src.name and split_of[s.name] == split_of[src.name]]
+        # other content of the same split (never the same group: its prompt would not be wrong)
+        peers = [s for s in sources if s.unit != src.unit and split_of[s.name] == split_of[src.name]]
         allowed = [n for n in names if (peers or n not in ("mutation", "wrong_prompt"))
                    and not (src.gray and n == "desaturate")]  # a gray clip cannot lose colour
         for i in range(cfg.clips_per_source):
@@ -246,10 +253,21 @@ def _prepare_out(cfg: SynthConfig) -> None:
 
 def usable_sources(cfg: SynthConfig) -> tuple[list[S.Source], list[str]]:
     """Sources long enough for the clip (a shot needs as many frames as the clip) and notes on those left out."""
-    kept, notes = [], []
-    for src in S.get_sources(cfg.sources):
+    kept, notes, candidates = [], [], list(S.SOURCES)
+    if cfg.extra_sources is not None:
+        extra, extra_notes = S.file_sources(cfg.extra_sources)
+        S.register(extra)
+        candidates += extra
+        notes += extra_notes
+    if cfg.sources:
+        candidates = S.get_sources(cfg.sources)
+    for src in candidates:
         if src.kind == "video":
-            frames, fps = S._video_file(src.loader)
+            try:
+                frames, fps = S._video_file(src.loader)
+            except ConfigError as exc:
+                notes.append(f"{src.name}: {exc}; left out")
+                continue
             n = len(frames[src.first : src.last])
             if n < cfg.nframes:
                 notes.append(f"{src.name}: shot has {n} frames, fewer than the clip's {cfg.nframes}; left out")
@@ -296,7 +314,8 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
         "overall_levels_records": level_histogram(records),
         "degradation_counts": dict(Counter(n for p in plans for n, _ in p.degradations)),
         "settings": {"size": cfg.size, "seconds": cfg.seconds, "fps": cfg.fps, "nframes": cfg.nframes,
-                     "clips_per_source": cfg.clips_per_source, "seed": cfg.seed, "twin_fraction": cfg.twin_fraction},
+                     "clips_per_source": cfg.clips_per_source, "seed": cfg.seed, "twin_fraction": cfg.twin_fraction,
+                     "extra_sources": str(cfg.extra_sources) if cfg.extra_sources else None},
         "notes": notes,
         "seconds_taken": round(time.perf_counter() - t0, 1),
     }
@@ -318,6 +337,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of clips that get a wrong-prompt twin record (default %(default)s)")
     parser.add_argument("--sources", default=None,
                         help=f"comma-separated subset of sources (default all: {','.join(S.SOURCE_BY_NAME)})")
+    parser.add_argument("--extra-sources", type=Path, default=None,
+                        help="folder of more clips used as video sources, listed in its MANIFEST.csv "
+                             "(columns path,prompt[,group]), e.g. ../shared/data/aigc_examples")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing corpus in --out")
 
 
@@ -326,7 +348,7 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
         out=args.out, clips_per_source=args.clips_per_source, size=args.size, seconds=args.seconds, fps=args.fps,
         seed=args.seed, workers=args.workers, twin_fraction=args.twin_fraction,
         sources=[s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None,
-        overwrite=args.overwrite,
+        extra_sources=args.extra_sources, overwrite=args.overwrite,
     )
 
 
