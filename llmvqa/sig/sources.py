@@ -17,6 +17,12 @@ cross a train/val/test split.
   show different things may give several sources, each a ``crop`` of it. Grayscale photos
   (``gray=True``) are rendered as RGB with equal channels; the synth never desaturates them.
 
+- File sources (``llmvqa sig synth --extra-sources DIR``, :func:`file_sources`): any clips listed
+  in ``DIR/MANIFEST.csv`` with a prompt (columns path, prompt[, group]), rendered like video shots.
+  Made for the developers' real AI-generated clips (``aigc_examples``); those without a prompt are
+  described in ``aigc_example_prompts.csv`` (written by looking at them), with a *group* for clips
+  of the same content. A group is the unit of the split.
+
 ``render(source, size, nframes, fps, rng, speed)`` gives uint8 (T, size, size, 3) RGB.
 ``speed`` scales the motion (1 = natural, 0 = a still clip): the "too little motion"
 degradation renders with ``speed = 1 - strength``.

