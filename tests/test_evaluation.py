@@ -479,3 +479,45 @@ def test_alignment_pairs_per_prompt_offset_fixes_a_hub_prompt():
     assert out["pairs"] == 2
     assert out["raw"] == 0.5  # v_cat: the hub prompt scores higher than the right one
     assert out["classes"] == 1.0 and out["train-videos"] == 1.0
+
+
+# ---------------------------------------------------------------------------- eval/report_breakdown.py
+
+def _report_breakdown():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report_breakdown", Path(__file__).parents[1] / "eval/report_breakdown.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_report_breakdown_splits_srcc_by_content_kind_and_source(tmp_path, capsys):
+    rb = _report_breakdown()
+    rng = np.random.default_rng(0)
+    records, preds = [], []
+    for src, good in (("gravel", True), ("file_lavie_panda", True), ("file_ad_waves", False)):
+        for i in range(8):
+            t = float(rng.uniform())
+            video = f"videos/{src}_{i:03d}.mp4"
+            records.append({"video": video, "source": src, "twin_of": None})
+            # the model ranks shipped/panda clips right and the waves clips backwards; the ridge is noise
+            preds.append({"video": video, "target": t, "score": 1 + 4 * (t if good else 1 - t),
+                          "baselines": {"ridge": float(rng.uniform())}})
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"predictions": preds}))
+    assert rb.main([str(report), "--manifest", str(manifest), "--json", str(tmp_path / "b.json")]) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["kinds"]["shipped"]["model"] == pytest.approx(1.0) and result["kinds"]["shipped"]["n"] == 8
+    assert result["kinds"]["extra"]["n"] == 16 and result["kinds"]["all"]["n"] == 24
+    assert result["sources"]["file_ad_waves"]["model"] == pytest.approx(-1.0)
+    assert result["sources"]["file_lavie_panda"]["model"] == pytest.approx(1.0)
+    assert -1.0 < result["kinds"]["extra"]["model"] < 1.0
+    assert "| shipped | 8 |" in capsys.readouterr().out
+    # not a report: a clear error, no traceback
+    (tmp_path / "bad.json").write_text("{}")
+    assert rb.main([str(tmp_path / "bad.json"), "--manifest", str(manifest)]) == 2
+    assert "no 'predictions'" in capsys.readouterr().err
+    assert rb.main([str(tmp_path / "missing.json"), "--manifest", str(manifest)]) == 2

@@ -351,7 +351,7 @@ def test_every_clip_of_the_developers_aigc_examples_has_a_prompt():
 
 
 def test_a_source_about_as_fast_as_the_clip_plays_real_frames_not_blends(tmp_path, registry):
-    frames = _write_source_clip(tmp_path / "slowish.mp4", 3, n=20, fps=7.5)
+    _write_source_clip(tmp_path / "slowish.mp4", 3, n=20, fps=7.5)
     (tmp_path / "MANIFEST.csv").write_text("path,prompt\nslowish.mp4,a texture moving right\n")
     (src,), _ = S.file_sources(tmp_path)
     S.register([src])
