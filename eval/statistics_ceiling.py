@@ -9,6 +9,7 @@ depend on the prompt.
 
     python eval/statistics_ceiling.py data/synth/manifest.jsonl --cache cache/features
     python eval/statistics_ceiling.py data/synth/manifest.jsonl --nss 4   # + BRISQUE features of 4 frames
+    python eval/statistics_ceiling.py data/synth/manifest.jsonl --train-on shipped   # without the extra sources
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from llmvqa.evaluation.baselines import impute, stat_matrix
 SPLITS = ("train", "val", "test")
 
 
-def load(manifest: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(statistics (N, S), overall targets (N,), splits (N,), statistic names) of the corpus' clips."""
+def load(manifest: Path, cache_dir: Path, with_sources: bool = False) -> tuple:
+    """(statistics (N, S), overall targets (N,), splits (N,), statistic names[, sources (N,)]) of the corpus' clips."""
     cache, key = FeatureCache(cache_dir), EncoderConfig().key()
-    stats, target, split, missing = [], [], [], []
+    stats, target, split, missing, sources = [], [], [], [], []
     for line in manifest.read_text().splitlines():
         rec = json.loads(line)
         if rec.get("twin_of"):
@@ -44,13 +45,15 @@ def load(manifest: Path, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, np.nd
         stats.append(feats.stats)
         target.append(rec["scores"]["overall"])
         split.append(rec["split"])
+        sources.append(rec.get("source", ""))
     if missing:
         print(f"{len(missing)} clip(s) have no cached features (e.g. {missing[0]}); "
               f"run: llmvqa features {manifest.parent / 'videos'} --out {cache_dir}", file=sys.stderr)
     if not stats:
         raise SystemExit(f"error: no cached features for {manifest}")
     x, names = stat_matrix(stats)
-    return x, np.asarray(target), np.asarray(split), names
+    out = (x, np.asarray(target), np.asarray(split), names)
+    return (*out, np.asarray(sources)) if with_sources else out
 
 
 # ---------------------------------------------------------------- optional: natural-scene statistics
@@ -137,27 +140,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nss", type=int, default=0, metavar="FRAMES",
                         help="also fit on 36 BRISQUE natural-scene statistics of this many frames per clip "
                              "(decoded from the videos; alone and with the cached statistics)")
+    parser.add_argument("--train-on", choices=("all", "shipped"), default="all",
+                        help="fit on every train clip, or only on those of the shipped sources (not from "
+                             "--extra-sources): how much the extra content helps (default %(default)s)")
     args = parser.parse_args(argv)
     if not args.manifest.is_file():
         raise SystemExit(f"error: {args.manifest}: no such manifest; build one with `llmvqa sig synth`")
-    x, y, split, names = load(args.manifest, args.cache)
+    x, y, split, names, sources = load(args.manifest, args.cache, with_sources=True)
+    extra = np.char.startswith(sources.astype(str), "file_")  # clips of --extra-sources sources
     sets = {"statistics": x}
     if args.nss:
         nss = nss_matrix(args.manifest, args.nss)
         if len(nss) != len(x):
             raise SystemExit("error: --nss needs cached features for every clip (see the message above)")
         sets.update({"BRISQUE": nss, "statistics + BRISQUE": np.hstack([x, nss])})
-    train = split == "train"
+    train = (split == "train") & (~extra if args.train_on == "shipped" else True)
     if train.sum() < 3:
         raise SystemExit(f"error: {args.manifest}: fewer than 3 train clips with features")
-    print(f"{len(y)} clips, {len(names)} statistics; SRCC of predicted vs target overall score")
-    print("| features | learner | " + " | ".join(SPLITS) + " |\n|---|---|" + "---|" * len(SPLITS))
+    columns = {s: split == s for s in SPLITS}
+    if extra.any():  # the test split by content kind
+        columns |= {"test (shipped)": (split == "test") & ~extra, "test (extra)": (split == "test") & extra}
+    print(f"{len(y)} clips, {len(names)} statistics, fitted on {int(train.sum())} train clips ({args.train_on}); "
+          "SRCC of predicted vs target overall score")
+    print("| features | learner | " + " | ".join(columns) + " |\n|---|---|" + "---|" * len(columns))
     for feat_name, feats in sets.items():
         x_train, x_all = impute(feats[train], feats)
         for name, model in models().items():
             pred = model.fit(x_train, y[train]).predict(x_all)
-            cells = [f"{spearmanr(pred[split == s], y[split == s])[0]:.3f}" if (split == s).sum() > 2 else "—"
-                     for s in SPLITS]
+            cells = [f"{spearmanr(pred[m], y[m])[0]:.3f}" if m.sum() > 2 else "—" for m in columns.values()]
             print(f"| {feat_name} | {name} | " + " | ".join(cells) + " |")
     return 0
 

@@ -406,8 +406,9 @@ def _ceiling_module():
     return mod
 
 
-def test_statistics_ceiling_reads_the_cache_and_scores_each_split(tmp_path, capsys):
-    """Targets that are a linear function of one cached statistic: ridge ranks every split perfectly."""
+def _ceiling_corpus(tmp_path, extra_every: int = 0) -> list[dict]:
+    """45 cached clips whose overall target is a linear function of sharpness; with extra_every=k,
+    every k-th clip comes from an --extra-sources source (name file_…)."""
     import torch
 
     from llmvqa.encoders.cache import FeatureCache, content_hash
@@ -425,10 +426,29 @@ def test_statistics_ceiling_reads_the_cache_and_scores_each_split(tmp_path, caps
         tokens = {s: torch.zeros(2, 4) for s in ("technical", "motion", "semantic")}
         stats = {"sharpness": sharp, "noise": float(rng.uniform(0, 20))}
         cache.put(VideoFeatures(tokens, stats, meta={"content_hash": content_hash(video), "encoder_key": key}))
+        source = "file_clip" if extra_every and i % extra_every == 0 else "photo"
         rows.append({"video": f"videos/c{i}.mp4", "split": ("train", "val", "test")[i % 3], "twin_of": None,
-                     "scores": {"overall": (sharp - 2) / 7}})
+                     "source": source, "scores": {"overall": (sharp - 2) / 7}})
     rows.append(rows[0] | {"twin_of": "c0", "scores": {"overall": 0.0}})  # twins are left out
     (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return rows
+
+
+def test_statistics_ceiling_fits_on_shipped_sources_only_and_splits_the_test_by_kind(tmp_path, capsys):
+    rows = _ceiling_corpus(tmp_path, extra_every=2)
+    mod = _ceiling_module()
+    assert mod.main([str(tmp_path / "manifest.jsonl"), "--cache", str(tmp_path / "cache"), "--train-on", "shipped"]) == 0
+    out = capsys.readouterr().out
+    shipped_train = sum(r["split"] == "train" and not r["source"].startswith("file_") and not r["twin_of"] for r in rows)
+    assert f"fitted on {shipped_train} train clips (shipped)" in out and shipped_train < 15
+    assert "| features | learner | train | val | test | test (shipped) | test (extra) |" in out
+    ridge = next(line for line in out.splitlines() if line.startswith("| statistics | ridge"))
+    assert ridge.count("1.000") == 5  # the linear target is learned from either subset
+
+
+def test_statistics_ceiling_reads_the_cache_and_scores_each_split(tmp_path, capsys):
+    """Targets that are a linear function of one cached statistic: ridge ranks every split perfectly."""
+    _ceiling_corpus(tmp_path)
     mod = _ceiling_module()
     x, y, split, names = mod.load(tmp_path / "manifest.jsonl", tmp_path / "cache")
     assert x.shape == (45, 2) and names == ["sharpness", "noise"] and sorted(set(split)) == ["test", "train", "val"]
