@@ -4,15 +4,20 @@ For each wrong-prompt pair of a synth corpus (``<corpus>/pairs.jsonl``: the same
 prompt and with another source's), counts how often the wrong prompt scores strictly lower, per
 split, before any model is involved. Three versions of the statistic:
 
-    raw           cos(prompt, video basis): the shipped ``prompt_alignment``
+    raw           cos(prompt, video basis), the default ``prompt_alignment``
     classes       raw − the prompt's mean cosine to the encoder's 1000 class names (a per-prompt
                   offset: some prompts sit close to every basis, "hub" prompts)
     train-videos  raw − the prompt's mean cosine to the bases of the train split's videos
+    configured    the recipe's own ``prompt_alignment`` (its semantic encoder settings: offset,
+                  alignment_scoring, scoring_top_k), exactly as training and rating compute it
 
 The model's wrong-prompt check (eval/score_dataset.py) cannot do better than the signal it is
-given, so this is its ceiling with the offline encoders.
+given, so this is its ceiling with the offline encoders. Prompt statistics are never cached, so
+other settings are measured on the same cached features with --override, e.g.
 
     python eval/alignment_pairs.py data/synth --config configs/mini.yaml
+    python eval/alignment_pairs.py data/synth --config configs/mini.yaml \
+        --override data.encoder.semantic.alignment_scoring=class_expectation
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 VARIANTS = ("raw", "classes", "train-videos")
+COLUMNS = (*VARIANTS, "configured")
 
 
 def pair_separation(pairs: list[tuple[str, str, str, str]], text: dict[str, torch.Tensor],
@@ -49,10 +55,20 @@ def pair_separation(pairs: list[tuple[str, str, str, str]], text: dict[str, torc
     return {s: {"pairs": c["pairs"], **{v: round(c[v] / c["pairs"], 3) for v in VARIANTS}} for s, c in counts.items()}
 
 
+def configured_separation(pairs: list[tuple[str, str, str, str]], value) -> dict[str, float]:
+    """value(video id, prompt) → the configured statistic; → {split: fraction of pairs where the wrong prompt is lower}."""
+    hits: dict[str, list[bool]] = {}
+    for split, vid, right, wrong in pairs:
+        hits.setdefault(split, []).append(value(vid, wrong) < value(vid, right))
+    return {s: round(sum(h) / len(h), 3) for s, h in hits.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpus", help="a synth corpus folder (manifest.jsonl, pairs.jsonl, videos/)")
     ap.add_argument("--config", default="configs/mini.yaml", help="recipe whose feature cache / encoder to use")
+    ap.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="recipe settings, e.g. data.encoder.semantic.alignment_scoring=class_expectation")
     ap.add_argument("--json", default="", help="also write the result here")
     args = ap.parse_args(argv)
 
@@ -62,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     corpus = Path(args.corpus)
     try:
-        cfg = load_config(args.config, [])
+        cfg = load_config(args.config, args.override)
         for f in ("manifest.jsonl", "pairs.jsonl"):
             if not (corpus / f).is_file():
                 raise SystemExit(f"error: {corpus / f} not found; make the corpus with `llmvqa sig synth --out {corpus}`")
@@ -73,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         pairs_raw = [json.loads(line) for line in (corpus / "pairs.jsonl").read_text().splitlines()]
         cached = CachedFeatures(cfg.data)
         sem = cached.extractor.semantic
-        basis = {}
+        basis, feats = {}, {}
         for r in recs.values():
             if not r.get("twin_of"):
-                basis[r["id"]] = torch.as_tensor(cached(r).alignment_basis, dtype=torch.float32)
+                feats[r["id"]] = cached(r)
+                basis[r["id"]] = torch.as_tensor(feats[r["id"]].alignment_basis, dtype=torch.float32)
     except LlmvqaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -86,11 +103,22 @@ def main(argv: list[str] | None = None) -> int:
     train_bases = torch.stack([basis[i] for i, r in recs.items() if r["split"] == "train" and i in basis])
     pairs = [(recs[p["id"]]["split"], p["id"], recs[p["id"]]["prompt"], recs[p["twin"]]["prompt"]) for p in pairs_raw]
     result = pair_separation(pairs, text, basis, classes, train_bases)
-    print("| split | pairs | " + " | ".join(VARIANTS) + " |\n|---|---|" + "---|" * len(VARIANTS))
+    try:
+        configured = configured_separation(
+            pairs, lambda vid, p: cached.extractor.prompt_stats(feats[vid], p)["prompt_alignment"])
+    except LlmvqaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for split, frac in configured.items():
+        result[split]["configured"] = frac
+    sc = sem.cfg
+    print(f"configured: alignment_scoring={sc.alignment_scoring} scoring_top_k={sc.scoring_top_k} "
+          f"alignment_offset={sc.alignment_offset} top_k={sc.top_k}")
+    print("| split | pairs | " + " | ".join(COLUMNS) + " |\n|---|---|" + "---|" * len(COLUMNS))
     for split in ("train", "val", "test"):
         if split in result:
             r = result[split]
-            print(f"| {split} | {r['pairs']} | " + " | ".join(f"{r[v]:.3f}" for v in VARIANTS) + " |")
+            print(f"| {split} | {r['pairs']} | " + " | ".join(f"{r[v]:.3f}" for v in COLUMNS) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

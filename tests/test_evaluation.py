@@ -499,6 +499,10 @@ def test_alignment_pairs_per_prompt_offset_fixes_a_hub_prompt():
     assert out["pairs"] == 2
     assert out["raw"] == 0.5  # v_cat: the hub prompt scores higher than the right one
     assert out["classes"] == 1.0 and out["train-videos"] == 1.0
+    # the recipe's own statistic, whatever its settings: a callable (video, prompt) → value
+    values = {("v_cat", "cat"): 0.3, ("v_cat", "hub"): 0.1, ("v_cat2", "cat"): 0.2, ("v_cat2", "hub"): 0.2}
+    pairs.append(("val", "v_cat", "cat", "hub"))
+    assert mod.configured_separation(pairs, lambda v, p: values[(v, p)]) == {"test": 0.5, "val": 1.0}  # a tie is not lower
 
 
 # ---------------------------------------------------------------------------- eval/report_breakdown.py

@@ -153,6 +153,66 @@ def test_alignment_offset_subtracts_the_prompts_mean_similarity_to_the_class_nam
     assert on.key() == EncoderConfig().key() and on.semantic.alignment_offset == "classes"
 
 
+def test_class_expectation_scores_the_prompt_against_each_frames_top_classes(lite0, tmp_path):
+    """alignment_scoring="class_expectation": per frame, the probability-weighted cosine between the
+    prompt and the top-k class names (probabilities from the cached tokens), averaged over frames."""
+    from llmvqa.encoders.config import EncoderConfig
+
+    cfg = SemanticConfig(class_template="{}", alignment_scoring="class_expectation", scoring_top_k=3)
+    enc = SemanticEncoder(cfg, backbone=lite0, text_encoder=_HashTextEncoder())
+    tokens = torch.randn(4, 1280, generator=torch.Generator().manual_seed(0)).abs()  # (T, 1280) pooled features
+    probs = lite0.probs_from_embeddings(tokens)
+    assert probs.shape == (4, 1000) and torch.allclose(probs.sum(-1), torch.ones(4), atol=1e-5)
+    text = torch.nn.functional.normalize(_HashTextEncoder().embed(["a corgi surfing"])[0], dim=0)
+    names = torch.nn.functional.normalize(_HashTextEncoder().embed(list(lite0.classes)), dim=-1)
+    expected = 0.0
+    for p in probs:  # by hand, frame by frame
+        top_p, top_i = p.topk(3)
+        expected += float(sum(w / top_p.sum() * float(names[i] @ text) for w, i in zip(top_p, top_i, strict=True))) / 4
+    assert enc.prompt_alignment(None, "a corgi surfing", tokens) == pytest.approx(expected, abs=1e-5)
+    # the frames' classes decide: a frame whose top class is the prompt itself scores higher
+    name = lite0.classes[int(probs[0].argmax())]
+    assert enc.prompt_alignment(None, name, tokens[:1]) > enc.prompt_alignment(None, "a corgi surfing", tokens[:1])
+    # with the class offset, the prompt's mean cosine to all names is subtracted
+    both = SemanticEncoder(SemanticConfig(class_template="{}", alignment_scoring="class_expectation",
+                                          scoring_top_k=3, alignment_offset="classes"),
+                           backbone=lite0, text_encoder=_HashTextEncoder())
+    assert both.prompt_alignment(None, "a corgi surfing", tokens) == pytest.approx(
+        expected - float((names @ text).mean()), abs=1e-5)
+    with pytest.raises(ModelError, match="semantic tokens"):
+        enc.prompt_alignment(None, "a corgi surfing")
+    with pytest.raises(ConfigError, match="alignment_scoring"):
+        SemanticConfig(alignment_scoring="nearest")
+    with pytest.raises(ConfigError, match="scoring_top_k"):
+        SemanticConfig(scoring_top_k=1001)
+    joint = SemanticEncoder(SemanticConfig(backbone=make_tiny_clip(tmp_path), alignment_scoring="class_expectation"))
+    with pytest.raises(ConfigError, match="class_expectation"):
+        joint.prompt_alignment(None, "a cat", torch.zeros(2, 16))
+    # a prompt-time setting: the feature-cache key stays the same
+    on = EncoderConfig.from_dict({"semantic": {"alignment_scoring": "class_expectation", "scoring_top_k": 7}})
+    assert on.key() == EncoderConfig().key()
+
+
+def test_prompt_embedding_is_computed_once_per_prompt(lite0):
+    class Counting(_HashTextEncoder):
+        calls = 0
+
+        def embed(self, texts):
+            Counting.calls += len(texts)
+            return super().embed(texts)
+
+    enc = SemanticEncoder(SemanticConfig(class_template="{}"), backbone=lite0, text_encoder=Counting())
+    basis = torch.nn.functional.normalize(torch.ones(24), dim=0)
+    first = [enc.prompt_alignment(basis, p) for p in ("a cat", "a dog", "a cat")]
+    assert Counting.calls == 2 and first[0] == first[2]
+
+
+def test_probs_from_embeddings_matches_the_forward_pass(lite0):
+    images = _photo_clip("chelsea", num_frames=2, size=224)
+    feats, probs = lite0.embed_and_probs(images)
+    assert torch.allclose(lite0.probs_from_embeddings(feats), probs, atol=1e-6)
+
+
 def test_shared_backbone_is_used_not_reloaded(lite0):
     enc = SemanticEncoder(backbone=lite0, text_encoder=_HashTextEncoder())
     assert enc.backbone is lite0

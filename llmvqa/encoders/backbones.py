@@ -115,8 +115,12 @@ class EfficientNetLite0Backbone(VisionBackbone):
         """One forward: (pooled features (N, 1280), class probabilities (N, 1000)); images at their size."""
         images = _check_images(images)
         feats = self.embed(images)  # (N, 1280)
-        probs = self.model.classifier(feats.to(self.device)).softmax(-1).float().cpu()  # (N, 1000)
-        return feats, probs
+        return feats, self.probs_from_embeddings(feats)
+
+    @torch.inference_mode()
+    def probs_from_embeddings(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, 1280) pooled features (e.g. cached semantic tokens) → (N, 1000) class probabilities."""
+        return self.model.classifier(feats.to(self.device, torch.float32)).softmax(-1).float().cpu()
 
     def class_probs(self, images: np.ndarray) -> torch.Tensor:
         return self.embed_and_probs(_resize_to(_check_images(images), 224))[1]

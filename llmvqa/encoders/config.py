@@ -82,7 +82,8 @@ class EncoderConfig:
         """Short stable hash of every setting that changes the features (+ FEATURE_VERSION)."""
         data = self.to_dict()
         del data["limits"]
-        data["semantic"].pop("alignment_offset")  # applies to prompt statistics, which are never cached
+        for name in ("alignment_offset", "alignment_scoring", "scoring_top_k"):
+            data["semantic"].pop(name)  # apply to prompt statistics, which are never cached
         blob = json.dumps({"feature_version": FEATURE_VERSION, **data}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

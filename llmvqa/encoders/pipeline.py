@@ -110,4 +110,5 @@ class FeatureExtractor:
                 f"features were extracted in alignment space {space!r} but this extractor uses {mine!r}; "
                 "re-extract them with the same encoder settings"
             )
-        return {"prompt_alignment": float(self.semantic.prompt_alignment(features.alignment_basis, prompt))}
+        value = self.semantic.prompt_alignment(features.alignment_basis, prompt, features.tokens.get("semantic"))
+        return {"prompt_alignment": float(value)}

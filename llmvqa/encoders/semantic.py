@@ -9,6 +9,11 @@ the basis for prompt alignment.
   - classifier backbone (offline EfficientNet-Lite0): per frame, the probability-weighted mean of
     the MiniLM embeddings of the top-k ImageNet class names, averaged over frames;
   - CLIP / SigLIP backbone: the mean of the unit image embeddings (the model's joint space).
+- or, with ``alignment_scoring="class_expectation"`` (EfficientNet-Lite0), prompt alignment is read
+  from the cached key-frame embeddings at prompt time: the classifier head gives each frame's class
+  probabilities, and the statistic is the probability-weighted mean cosine between the prompt and
+  the frame's top ``scoring_top_k`` class names, averaged over frames. It tells a wrong prompt from
+  the right one more often than the basis (``eval/alignment_pairs.py``).
 
 The offline basis only knows 1000 ImageNet classes: it flags a wrong subject, it does not grade
 fine prompt fidelity (see DESIGN.md).
@@ -50,14 +55,25 @@ class SemanticConfig:
     """prompt_alignment = cos(prompt, basis) minus a per-prompt offset: "none", or "classes" (the prompt's
     mean cosine to the backbone's class names; evens out "hub" prompts that sit close to every video;
     classifier backbones only). Not part of the cached features: prompt statistics are computed per query."""
+    alignment_scoring: str = "basis"
+    """How prompt_alignment reads the video: "basis" (cosine with the cached alignment_basis) or
+    "class_expectation" (EfficientNet-Lite0: the expected cosine between the prompt and each key frame's
+    top scoring_top_k class names, from the cached semantic tokens). Not part of the cached features."""
+    scoring_top_k: int = 20
+    """Classes per frame of alignment_scoring="class_expectation" (1000 = the whole distribution)."""
 
     def __post_init__(self) -> None:
-        for name in ("nframes_used", "size", "top_k"):
+        for name in ("nframes_used", "size", "top_k", "scoring_top_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"SemanticConfig.{name}", f"must be a positive integer, got {value!r}", None)
-        if self.top_k > 1000:
-            raise ConfigError("SemanticConfig.top_k", f"must be <= 1000 (ImageNet classes), got {self.top_k}", None)
+        for name in ("top_k", "scoring_top_k"):
+            if getattr(self, name) > 1000:
+                raise ConfigError(f"SemanticConfig.{name}", f"must be <= 1000 (ImageNet classes), got {getattr(self, name)}",
+                                  None)
+        if self.alignment_scoring not in ("basis", "class_expectation"):
+            raise ConfigError("SemanticConfig.alignment_scoring",
+                              f"must be 'basis' or 'class_expectation', got {self.alignment_scoring!r}", None)
         if not self.backbone or not self.text_encoder:
             raise ConfigError("SemanticConfig", "backbone and text_encoder must be non-empty", "use the defaults")
         if self.alignment_offset not in ("none", "classes"):
@@ -101,6 +117,7 @@ class SemanticEncoder:
         self._text = text_encoder
         self._name_cache: dict[int, torch.Tensor] = {}
         self._class_matrix: torch.Tensor | None = None
+        self._prompt_cache: dict[str, torch.Tensor] = {}  # prompt → unit embedding (a batch repeats prompts)
 
     @property
     def backbone(self) -> VisionBackbone:
@@ -174,15 +191,36 @@ class SemanticEncoder:
             basis = None  # neither a joint space nor class names: no prompt alignment for this backbone
         return tokens, consistency_stats(tokens), None if basis is None else basis.float()
 
-    def prompt_alignment(self, alignment_basis: torch.Tensor | None, prompt: str) -> float:
-        """Cosine between the prompt's text embedding and ``alignment_basis`` (same text space)."""
+    def prompt_alignment(self, alignment_basis: torch.Tensor | None, prompt: str,
+                         tokens: torch.Tensor | None = None) -> float:
+        """The prompt's alignment with a video: cosine with ``alignment_basis`` (same text space), or with
+        ``alignment_scoring="class_expectation"`` the expected class-name cosine of the video's semantic
+        ``tokens`` (T, D); minus the per-prompt offset when ``alignment_offset="classes"``."""
+        text = self._prompt_embedding(prompt)  # (E,)
+        if self.cfg.alignment_scoring == "class_expectation":
+            cos = self._class_expectation(tokens, text)
+        else:
+            cos = self._basis_cosine(alignment_basis, text)
+        if self.cfg.alignment_offset == "classes":
+            cos -= float((self.class_name_matrix() @ text).mean())
+        return cos
+
+    def _prompt_embedding(self, prompt: str, max_cached: int = 4096) -> torch.Tensor:
+        text = self._prompt_cache.get(prompt)
+        if text is None:
+            text = F.normalize(self.text_encoder.embed([prompt])[0].float(), dim=0)
+            if len(self._prompt_cache) >= max_cached:
+                self._prompt_cache.pop(next(iter(self._prompt_cache)))
+            self._prompt_cache[prompt] = text
+        return text
+
+    def _basis_cosine(self, alignment_basis: torch.Tensor | None, text: torch.Tensor) -> float:
         if alignment_basis is None:
             raise ModelError(
                 self.backbone.name,
                 "the features have no alignment basis (the backbone has neither an image-text space nor class names)",
                 'use a CLIP/SigLIP model, a 1000-class classifier, or "efficientnet_lite0"',
             )
-        text = self.text_encoder.embed([prompt])[0]  # (E,)
         basis = torch.as_tensor(alignment_basis, dtype=torch.float32).flatten()
         if basis.shape[0] != text.shape[0]:
             raise ModelError(
@@ -190,13 +228,25 @@ class SemanticEncoder:
                 f"alignment basis has {basis.shape[0]} dimensions but the text encoder gives {text.shape[0]}",
                 "re-extract the features with the same semantic encoder settings",
             )
-        cos = float(F.cosine_similarity(text, basis, dim=0))
-        if self.cfg.alignment_offset == "classes":
-            cos -= float((self.class_name_matrix() @ F.normalize(text.float(), dim=0)).mean())
-        return cos
+        return float(F.cosine_similarity(text, basis, dim=0))
+
+    def _class_expectation(self, tokens: torch.Tensor | None, text: torch.Tensor) -> float:
+        """Mean over frames of the probability-weighted cosine between the prompt and the frame's top-k class names."""
+        probs_of = getattr(self.backbone, "probs_from_embeddings", None)
+        if probs_of is None:
+            raise ConfigError("SemanticConfig.alignment_scoring",
+                              f"'class_expectation' needs a classifier whose class probabilities follow from its "
+                              f"embeddings; {self.cfg.backbone!r} has none", 'use "efficientnet_lite0" or "basis"')
+        if tokens is None or tokens.ndim != 2 or len(tokens) == 0:
+            raise ModelError(self.backbone.name, "prompt alignment by class expectation needs the video's semantic "
+                             "tokens (T, D)", "pass features.tokens['semantic']")
+        probs = probs_of(tokens)  # (T, C)
+        top_p, top_i = probs.topk(min(self.cfg.scoring_top_k, probs.shape[-1]), dim=-1)  # (T, k)
+        cos = self.class_name_matrix() @ text  # (C,)
+        return float(((top_p / top_p.sum(-1, keepdim=True)) * cos[top_i]).sum(-1).mean())
 
     def class_name_matrix(self) -> torch.Tensor:
-        """(C, E) unit text embeddings of every class name (for alignment_offset="classes"), computed once."""
+        """(C, E) unit text embeddings of every class name (alignment_offset="classes", class_expectation), once."""
         if self._class_matrix is None:
             classes = self.backbone.classes
             if self.backbone.joint_space or not classes:
