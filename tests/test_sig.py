@@ -172,6 +172,23 @@ def test_cot_is_hierarchical_and_ends_with_the_overall_sentence(built):
     assert cot["conversations"][1]["value"].endswith(load_yaml("answers")["overall"].format(level=cot["levels"]["overall"]))
 
 
+def test_score_tasks_end_in_the_overall_level(built):
+    """The trainer's score loss reads the last level word of these answers as the overall level."""
+    from llmvqa.train.config import OVERALL_TASKS, SCORE_TASKS
+
+    res, _, _ = built
+    assert set(SCORE_TASKS) <= set(OVERALL_TASKS) <= set(TASKS)
+    for task in TASKS:
+        recs = [r for r in res.records if r["task"] == task]
+        assert recs, task
+        for r in recs:
+            last = stated_levels(r["conversations"][-1]["value"])[0][-1]
+            if task in OVERALL_TASKS:
+                assert last == ("overall", r["levels"]["overall"]), (task, r["id"])
+            elif task in ("dimension", "defect_yesno", "worst_aspect"):
+                assert last[0] != "overall", (task, r["id"])
+
+
 def _other(level: str) -> str:
     return LEVELS[(LEVELS.index(level) + 2) % 5]
 

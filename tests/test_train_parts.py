@@ -12,7 +12,7 @@ import torch
 from llmvqa.errors import ConfigError, DataError
 from llmvqa.train.config import DataConfig, StageConfig, TrainConfig, field_docs, load_config
 from llmvqa.train.data import BatchPlan, epoch_batches, read_records, stage_records
-from llmvqa.train.losses import expected_level_score, plcc_loss, rank_loss, score_loss
+from llmvqa.train.losses import expected_level_score, plcc_loss, rank_loss, score_loss, score_targets
 from llmvqa.train.trainer import deepspeed_plugin, resolve_deepspeed_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -43,10 +43,24 @@ def test_score_loss_needs_four_per_micro_batch(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("trainable", "everything"), ("tasks", ["nope"]), ("warmup_ratio", 1.5),
-                                         ("lr", 0.0), ("grad_accum", 0)])
+                                         ("lr", 0.0), ("grad_accum", 0), ("score_tasks", ["dimension"])])
 def test_stage_checks(field, value):
     with pytest.raises(ConfigError, match=field):
         StageConfig(**{field: value})
+
+
+def test_score_targets_keep_only_answers_that_end_in_the_overall_level():
+    target = torch.tensor([2.0, 3.0, 4.0, 5.0, 1.5])
+    level_pos = torch.tensor([7, 7, -1, 9, 8])
+    tasks = ["rating", "dimension", "rating_cot", "improve", "why"]
+    out = score_targets(target, level_pos, tasks, ["rating", "rating_cot", "improve"])
+    assert out[0] == 2.0 and out[3] == 5.0
+    assert torch.isnan(out[1]) and torch.isnan(out[2]) and torch.isnan(out[4])  # dimension; no level word; not asked
+    assert target[1] == 3.0  # the batch's own tensor is left alone
+    # a stage-3 style micro-batch: the loss sees only the two overall answers
+    logits = torch.randn(5, 5)
+    assert torch.allclose(score_loss(logits, out, 1.0, 0.0), score_loss(logits[[0, 3]], target[[0, 3]], 1.0, 0.0))
+    assert score_loss(logits, score_targets(target, level_pos, tasks, ["rating"]), 1.0, 0.3) is None
 
 
 def test_overrides_and_roundtrip(tmp_path):

@@ -30,6 +30,13 @@ TASKS: tuple[str, ...] = (
 )
 """Instruct record task types (docs/architecture.md, SIG)."""
 
+OVERALL_TASKS = ("rating", "rating_cot", "dimension_rating", "why", "improve")
+"""Task types whose answer ends in the overall sentence, so the level word at level_pos is the overall
+level (llmvqa.sig.instructions)."""
+
+SCORE_TASKS = ("rating", "rating_cot", "dimension_rating", "improve")
+"""Default stage.score_tasks: OVERALL_TASKS without "why", whose question states the overall level."""
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRAINABLE = ("projectors", "lora", "projectors+lora")
 
@@ -80,6 +87,10 @@ class StageConfig:
     rank_weight: float = 0.0
     """Weight of the pairwise rank loss on the expected level score (AIGVEval used 0.3 × rank)."""
 
+    score_tasks: list[str] = field(default_factory=lambda: list(SCORE_TASKS))
+    """Task types whose answer ends in the overall level: only these get the PLCC/rank score loss (the
+    last level word of a dimension answer is that dimension's level, not the overall score's)."""
+
     max_samples: int = 0
     """Use at most this many records (0 = all); the subset is a function of the seed."""
 
@@ -93,6 +104,10 @@ class StageConfig:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
             raise ConfigError("stage.tasks", f"unknown or empty task list {self.tasks!r}", f"use some of {list(TASKS)}")
+        bad = [t for t in self.score_tasks if t not in OVERALL_TASKS]
+        if bad:
+            raise ConfigError("stage.score_tasks", f"{bad!r}: answers of these tasks do not end in the overall level",
+                              f"use some of {list(OVERALL_TASKS)} (or set plcc_weight and rank_weight to 0)")
         if self.trainable not in TRAINABLE:
             raise ConfigError("stage.trainable", f"{self.trainable!r} is not one of {list(TRAINABLE)}", "pick one of them")
         for name in ("epochs", "batch_size", "grad_accum"):

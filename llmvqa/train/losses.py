@@ -35,6 +35,17 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss[off_diag].mean() if n > 1 else loss.sum() * 0.0
 
 
+def score_targets(target_score: torch.Tensor, level_pos: torch.Tensor, tasks: list[str | None],
+                  score_tasks: list[str]) -> torch.Tensor:
+    """(B,) score targets, nan where there is no level word or the record's task is not in score_tasks
+    (a dimension answer's last level word is that dimension's level, not the overall score's)."""
+    target = target_score.float().clone()
+    target[level_pos.to(target.device) < 0] = float("nan")
+    keep = torch.tensor([t in score_tasks for t in tasks], dtype=torch.bool, device=target.device)
+    target[~keep] = float("nan")
+    return target
+
+
 def score_loss(
     level_logits: torch.Tensor,
     target_score: torch.Tensor,

@@ -30,7 +30,7 @@ import torch
 from llmvqa.errors import ConfigError, DataError, ModelError
 from llmvqa.train.config import StageConfig, TrainConfig
 from llmvqa.train.data import BatchPlan, CachedFeatures, FeatureSource, read_records, stage_records
-from llmvqa.train.losses import score_loss
+from llmvqa.train.losses import score_loss, score_targets
 
 STATE_FILE = "trainer_state.json"
 """Written last into a checkpoint: its presence marks the checkpoint complete."""
@@ -352,8 +352,8 @@ class Trainer:
                     loss = stage.ce_weight * ce
                     s_loss = None
                     if stage.uses_score_loss:
-                        target = batch["target_score"].float().clone()
-                        target[batch["level_pos"] < 0] = float("nan")
+                        target = score_targets(batch["target_score"], batch["level_pos"],
+                                               [records[i].get("task") for i in idx], stage.score_tasks)
                         s_loss = score_loss(out["level_logits"], target, stage.plcc_weight, stage.rank_weight)
                         if s_loss is not None:
                             loss = loss + s_loss
