@@ -45,3 +45,25 @@ def test_bad_input_messages():
         srcc([1, 2], [1, 2])
     with pytest.raises(ValueError, match="finite"):
         plcc([1, 2, np.nan], [1, 2, 3])
+
+
+def test_logistic_is_the_vqeg_formula_and_never_overflows():
+    import warnings
+
+    import numpy as np
+
+    from llmvqa.evaluation.metrics import logistic_4
+
+    x = np.array([-2.0, 0.0, 0.5, 3.0])
+    by_hand = (4.0 - 1.0) / (1.0 + np.exp(-(x - 0.5) / 0.7)) + 1.0
+    assert np.allclose(logistic_4(x, 4.0, 1.0, 0.5, -0.7), by_hand)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a steep fit far from its centre used to warn "overflow in exp"
+        y = logistic_4(np.array([-1e3, 0.0, 1e3]), 5.0, 1.0, 0.0, 1e-3)
+    assert np.allclose(y, [1.0, 3.0, 5.0])
+    # a step-like prediction set (many ties, a steep logistic) still gives finite fitted values
+    pred = np.r_[np.zeros(20), np.ones(20)]
+    mos = np.r_[np.linspace(1, 2, 20), np.linspace(4, 5, 20)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(fit_logistic(pred, mos)).all()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 
 def _pair(pred, mos) -> tuple[np.ndarray, np.ndarray]:
@@ -25,7 +25,8 @@ def _pair(pred, mos) -> tuple[np.ndarray, np.ndarray]:
 
 
 def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
-    return (b1 - b2) / (1.0 + np.exp(-(x - b3) / (np.abs(b4) + 1e-12))) + b2
+    # expit(z) = 1 / (1 + exp(-z)) without overflow for steep fits
+    return (b1 - b2) * special.expit((np.asarray(x, dtype=np.float64) - b3) / (np.abs(b4) + 1e-12)) + b2
 
 
 def fit_logistic(pred, mos) -> np.ndarray:
