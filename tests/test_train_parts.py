@@ -63,6 +63,28 @@ def test_score_targets_keep_only_answers_that_end_in_the_overall_level():
     assert score_loss(logits, score_targets(target, level_pos, tasks, ["rating"]), 1.0, 0.3) is None
 
 
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 5e-5 as a string; a recipe or an override that writes it so must still work
+    cfg = load_config(_write(tmp_path, "stage3:\n  lr: 5e-5\n  max_steps: 1e2\n"), ["stage2.lr=2e-4", "seed=7"])
+    assert cfg.stage3.lr == 5e-5 and isinstance(cfg.stage3.lr, float)
+    assert cfg.stage3.max_steps == 100 and isinstance(cfg.stage3.max_steps, int)
+    assert cfg.stage2.lr == 2e-4 and cfg.seed == 7
+    with pytest.raises(ConfigError, match=r"stage3\.lr must be a number, got 'fast'"):
+        load_config(_write(tmp_path, "stage3:\n  lr: fast\n"))
+    with pytest.raises(ConfigError, match=r"stage1\.max_steps must be a whole number"):
+        load_config(_write(tmp_path, "seed: 1\n"), ["stage1.max_steps=2.5"])
+    with pytest.raises(ConfigError, match=r"stage1\.batch_size must be a number"):
+        load_config(_write(tmp_path, "stage1:\n  batch_size: true\n"))
+    from llmvqa.encoders.config import EncoderConfig
+    from llmvqa.model.config import ModelConfig
+
+    assert ModelConfig.from_dict({"lora_dropout": "5e-2", "lora_r": 8}).lora_dropout == 0.05
+    enc = EncoderConfig.from_dict({"semantic": {"scoring_top_k": "2e1", "alignment_scoring": "class_expectation"}})
+    assert enc.semantic.scoring_top_k == 20
+    with pytest.raises(ConfigError, match=r"model\.lora_r must be a number"):
+        ModelConfig.from_dict({"lora_r": "eight"})
+
+
 def test_overrides_and_roundtrip(tmp_path):
     cfg = load_config(CONFIGS / "mini.yaml", ["stage1.max_steps=3", "model.lora_r=4", "seed=7"])
     assert cfg.stage1.max_steps == 3 and cfg.model["lora_r"] == 4 and cfg.seed == 7

@@ -17,6 +17,7 @@ from llmvqa.encoders.motion import MotionConfig
 from llmvqa.encoders.semantic import SemanticConfig
 from llmvqa.encoders.technical import TechnicalConfig
 from llmvqa.errors import ConfigError
+from llmvqa.settings import coerce_number
 from llmvqa.video.config import VideoLimits
 
 FEATURE_VERSION = "2"
@@ -101,5 +102,5 @@ def _build(cls: type, data: Any, section: str) -> Any:
     for k, v in data.items():
         if isinstance(v, list) and "tuple" in str(hints.get(k, "")):
             v = tuple(v)
-        kwargs[k] = v
+        kwargs[k] = coerce_number(cls, k, v, f"{section}.{k}", "EncoderConfig")
     return cls(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from llmvqa.errors import ConfigError
+from llmvqa.settings import coerce_number
 from llmvqa.statistics import STREAMS
 
 
@@ -80,4 +81,4 @@ class ModelConfig:
         extra = sorted(set(d) - known)
         if extra:
             raise ConfigError("ModelConfig", f"unknown settings {extra}", f"known settings are {sorted(known)}")
-        return cls(**d)
+        return cls(**{k: coerce_number(cls, k, v, f"model.{k}", "ModelConfig") for k, v in d.items()})

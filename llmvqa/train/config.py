@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmvqa.errors import ConfigError
+from llmvqa.settings import coerce_number
 
 TASKS: tuple[str, ...] = (
     "rating",
@@ -281,7 +282,7 @@ def _build(cls: type, raw: dict[str, Any], where: str, source: str) -> Any:
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(source, f"unknown key {key!r}", f"valid keys{' in ' + where if where else ''}: {sorted(known)}")
-    kwargs = dict(raw)
+    kwargs = {k: coerce_number(cls, k, v, f"{where}.{k}" if where else k, source) for k, v in raw.items()}
     if cls is TrainConfig:
         for name, sub in _SECTIONS.items():
             if name in kwargs:

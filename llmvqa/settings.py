@@ -1,0 +1,32 @@
+"""Reading settings dataclasses from YAML/JSON: number fields take numbers that YAML left as strings.
+
+PyYAML follows YAML 1.1, where ``5e-5`` (no dot) is a string, not a float; recipes and
+``--override`` values are written that way all the time.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from llmvqa.errors import ConfigError
+
+
+def coerce_number(cls: type, name: str, value: Any, key: str, source: str) -> Any:
+    """value as the int/float that field ``name`` of dataclass ``cls`` holds; other fields pass through.
+
+    key names the setting in messages (e.g. "stage3.lr"), source the file or object it came from."""
+    kind = typing.get_type_hints(cls).get(name)
+    if kind not in (int, float) or value is None or type(value) is kind or (kind is float and type(value) is int):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(source, f"{key} must be a number, got {value!r}", f"write e.g. {name}: {kind()}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(source, f"{key} must be a number, got {value!r}", f"write e.g. {name}: {kind()}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(source, f"{key} must be a whole number, got {value!r}", f"write e.g. {name}: {int(number)}")
+        return int(number)
+    return number
