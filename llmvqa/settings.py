@@ -6,22 +6,28 @@ PyYAML follows YAML 1.1, where ``5e-5`` (no dot) is a string, not a float; recip
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Any
 
 from llmvqa.errors import ConfigError
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def coerce_number(cls: type, name: str, value: Any, key: str, source: str) -> Any:
     """value as the int/float that field ``name`` of dataclass ``cls`` holds; other fields pass through.
 
     key names the setting in messages (e.g. "stage3.lr"), source the file or object it came from."""
-    kind = typing.get_type_hints(cls).get(name)
+    kind = _field_types(cls).get(name)
     if kind not in (int, float) or value is None or type(value) is kind or (kind is float and type(value) is int):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(source, f"{key} must be a number, got {value!r}", f"write e.g. {name}: {kind()}")
     try:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError
         number = float(value)
     except ValueError:
         raise ConfigError(source, f"{key} must be a number, got {value!r}", f"write e.g. {name}: {kind()}") from None

@@ -32,6 +32,8 @@ from llmvqa.sig.cot import build_cot, dimension_statement, level_sentence
 from llmvqa.sig.experts import load_dimensions
 
 TASKS = ("rating", "rating_cot", "dimension", "dimension_rating", "defect_yesno", "worst_aspect", "why", "improve")
+OVERALL_TASKS = ("rating", "rating_cot", "dimension_rating", "why", "improve")
+"""Tasks whose answer ends in the overall sentence (the trainer's score loss reads its level word)."""
 VIDEO_TOKEN = "<video>\n"
 
 

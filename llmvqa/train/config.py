@@ -18,6 +18,7 @@ import yaml
 
 from llmvqa.errors import ConfigError
 from llmvqa.settings import coerce_number
+from llmvqa.sig.instructions import OVERALL_TASKS
 
 TASKS: tuple[str, ...] = (
     "rating",
@@ -30,10 +31,6 @@ TASKS: tuple[str, ...] = (
     "dimension_rating",
 )
 """Instruct record task types (docs/architecture.md, SIG)."""
-
-OVERALL_TASKS = ("rating", "rating_cot", "dimension_rating", "why", "improve")
-"""Task types whose answer ends in the overall sentence, so the level word at level_pos is the overall
-level (llmvqa.sig.instructions)."""
 
 SCORE_TASKS = ("rating", "rating_cot", "dimension_rating", "improve")
 """Default stage.score_tasks: OVERALL_TASKS without "why", whose question states the overall level."""
