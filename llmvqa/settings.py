@@ -6,6 +6,7 @@ PyYAML follows YAML 1.1, where ``5e-5`` (no dot) is a string, not a float; recip
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import typing
 from typing import Any
@@ -16,6 +17,12 @@ from llmvqa.errors import ConfigError
 @functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _example(cls: type, name: str, kind: type) -> Any:
+    """The field's default when it is a non-zero number (a sensible example), else 1 / 1.0."""
+    default = next((f.default for f in dataclasses.fields(cls) if f.name == name), None)
+    return default if isinstance(default, (int, float)) and not isinstance(default, bool) and default else kind(1)
 
 
 def coerce_number(cls: type, name: str, value: Any, key: str, source: str) -> Any:
@@ -30,7 +37,7 @@ def coerce_number(cls: type, name: str, value: Any, key: str, source: str) -> An
             raise ValueError
         number = float(value)
     except ValueError:
-        raise ConfigError(source, f"{key} must be a number, got {value!r}", f"write e.g. {name}: {kind()}") from None
+        raise ConfigError(source, f"{key} must be a number, got {value!r}", f"write e.g. {name}: {_example(cls, name, kind)}") from None
     if kind is int:
         if not number.is_integer():
             raise ConfigError(source, f"{key} must be a whole number, got {value!r}", f"write e.g. {name}: {int(number)}")
