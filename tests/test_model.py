@@ -471,3 +471,75 @@ def test_backbone_goes_to_the_gpu_only_when_no_device_is_named(backbones, monkey
     load_backbone(backbones["qwen"], device="cpu")
     load_backbone(backbones["qwen"])
     assert moved == ["cpu", "cuda"]
+
+
+# ---------------------------------------------------------------------------- scorer (a second checkpoint)
+def perturb(model: QualityLLM, seed: int) -> QualityLLM:
+    """Random LoRA B and projector weights of one seed: two seeds give two different models."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name or name.startswith("projectors"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model
+
+
+def _probs(s: LevelScore) -> list[float]:
+    return list(s.probs.values())
+
+
+def test_a_scorer_reads_every_overall_level_and_the_main_model_the_rest(backbones, tmp_path):
+    import shutil
+
+    feats, stats = make_features(seed=2), {"prompt_alignment": 0.2}
+    perturb(build(backbones["gemma"], lora=True), 5).save_pretrained(tmp_path / "main")
+    perturb(build(backbones["gemma"], lora=True), 6).save_pretrained(tmp_path / "scorer")
+    main = QualityLLM.from_pretrained(tmp_path / "main")
+    scorer = QualityLLM.from_pretrained(tmp_path / "scorer")
+    shutil.copytree(tmp_path / "scorer", tmp_path / "main" / "scorer")
+    both = QualityLLM.from_pretrained(tmp_path / "main")
+    assert both.has_scorer and not main.has_scorer
+    assert not QualityLLM.from_pretrained(tmp_path / "main", scorer=False).has_scorer
+    grads = {k: p.requires_grad for k, p in both.named_parameters()}
+
+    dim = ("How is the flicker of this video ?", level_prefix("dimension", dimension="flicker"))
+    overall = both.score(feats, "a cat", prompt_stats=stats)
+    assert _probs(overall) == pytest.approx(_probs(scorer.score(feats, "a cat", prompt_stats=stats)), abs=1e-5)
+    assert _probs(overall) != pytest.approx(_probs(main.score(feats, "a cat", prompt_stats=stats)), abs=1e-3)
+    ref_dim = main.score(feats, "a cat", question=dim[0], answer_prefix=dim[1], prompt_stats=stats)
+    got_dim = both.score(feats, "a cat", question=dim[0], answer_prefix=dim[1], prompt_stats=stats)
+    assert _probs(got_dim) == pytest.approx(_probs(ref_dim), abs=1e-5)
+    # the shared-prefix path routes each query the same way, in the asked order
+    fast = both.score_queries(feats, [dim, (None, None)], prompt="a cat", prompt_stats=stats)
+    assert _probs(fast[0]) == pytest.approx(_probs(ref_dim), abs=1e-5)
+    assert _probs(fast[1]) == pytest.approx(_probs(overall), abs=1e-5)
+    # explain: the main model's text, ending in one overall sentence with the scorer's level
+    text, score = both.explain(feats, "a cat", prompt_stats=stats, max_new_tokens=24)
+    main_text, _ = main.explain(feats, "a cat", prompt_stats=stats, max_new_tokens=24)
+    prefix = level_prefix("overall")
+    assert _probs(score) == pytest.approx(_probs(overall), abs=1e-5)
+    assert text.endswith(f"{prefix} {overall.level}.") and text.count(prefix) == 1
+    assert text.rsplit(prefix, 1)[0].strip() == main_text.rsplit(prefix, 1)[0].strip()
+    # switching adapters leaves every parameter's requires_grad as it was
+    assert {k: p.requires_grad for k, p in both.named_parameters()} == grads
+    # saving keeps the scorer; the copy loads to the same numbers
+    both.save_pretrained(tmp_path / "again")
+    assert (tmp_path / "again" / "scorer" / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "again" / "adapter" / "scorer").exists()  # PEFT's layout for a 2nd adapter: not used
+    again = QualityLLM.from_pretrained(tmp_path / "again")
+    assert _probs(again.score(feats, "a cat", prompt_stats=stats)) == pytest.approx(_probs(overall), abs=1e-5)
+
+
+def test_a_scorer_from_another_recipe_is_a_clear_model_error(backbones, tmp_path):
+    import shutil
+
+    perturb(build(backbones["gemma"], lora=True), 5).save_pretrained(tmp_path / "main")
+    cfg = ModelConfig(backbone=backbones["gemma"], num_query_tokens=2, stream_dims=DIMS, use_lora=True, lora_r=4)
+    QualityLLM.build(cfg).save_pretrained(tmp_path / "other")
+    shutil.copytree(tmp_path / "other", tmp_path / "main" / "scorer")
+    with pytest.raises(ModelError, match=r"num_query_tokens"):
+        QualityLLM.from_pretrained(tmp_path / "main")
+    shutil.rmtree(tmp_path / "main" / "scorer")
+    build(backbones["gemma"], lora=False).save_pretrained(tmp_path / "main" / "scorer")  # no adapter
+    with pytest.raises(ModelError, match="LoRA adapters"):
+        QualityLLM.from_pretrained(tmp_path / "main")

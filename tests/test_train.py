@@ -205,3 +205,25 @@ def test_a_stage_builds_its_model_without_a_previous_zero3_registration(workspac
     Probe(cfg, features=FakeFeatures(), progress=False).train_stage(1)
     assert seen == [False]
     del left_over
+
+
+def test_scorer_from_ships_stage_2_as_the_scorer_of_stage_3(workspace):
+    """stage3.scorer_from=2: stage 3's final holds stage 2's checkpoint, which reads the overall level."""
+    from llmvqa.model.modeling import SCORER_DIR, QualityLLM
+
+    root, backbone = workspace
+    cfg = config_from_dict({**recipe(root, backbone, "run-scorer", max_steps=2, save_every=0),
+                            "stage3": {"batch_size": 4, "max_steps": 2, "lr": 3e-3, "scorer_from": 2}})
+    trainer = Trainer(cfg, features=FakeFeatures(), progress=False)
+    trainer.run((1, 2))
+    (root / "run-scorer" / "stage1" / "final" / STATE_FILE).unlink()
+    with pytest.raises(ConfigError, match="stage 2 starts from stage 1's checkpoint"):
+        trainer.train_stage(2)
+    final = trainer.train_stage(3)
+    assert (final / SCORER_DIR / "config.json").is_file() and not (final / SCORER_DIR / SCORER_DIR).exists()
+    feats = make_features(0)
+    both, stage2 = QualityLLM.from_pretrained(final), QualityLLM.from_pretrained(root / "run-scorer" / "stage2" / "final")
+    own = QualityLLM.from_pretrained(final, scorer=False)
+    assert both.has_scorer and list(both.score(feats).probs.values()) == pytest.approx(
+        list(stage2.score(feats).probs.values()), abs=1e-5)
+    assert list(own.score(feats).probs.values()) != pytest.approx(list(stage2.score(feats).probs.values()), abs=1e-4)

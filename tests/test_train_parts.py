@@ -42,6 +42,15 @@ def test_score_loss_needs_four_per_micro_batch(tmp_path):
     StageConfig(batch_size=2, plcc_weight=0, rank_weight=0)  # fine without the score loss
 
 
+def test_scorer_from_names_an_earlier_stage(tmp_path):
+    assert load_config(_write(tmp_path, "stage3:\n  scorer_from: 2\n")).stage3.scorer_from == 2
+    for text in ("stage3:\n  scorer_from: 3\n", "stage2:\n  scorer_from: 2\n"):
+        with pytest.raises(ConfigError, match=r"scorer_from: must name an earlier stage"):
+            load_config(_write(tmp_path, text))
+    with pytest.raises(ConfigError, match="scorer_from"):
+        StageConfig(scorer_from=-1)
+
+
 @pytest.mark.parametrize("field,value", [("trainable", "everything"), ("tasks", ["nope"]), ("warmup_ratio", 1.5),
                                          ("lr", 0.0), ("grad_accum", 0), ("score_tasks", ["dimension"])])
 def test_stage_checks(field, value):

@@ -3,13 +3,21 @@
 Flow: batch (llmvqa.model.collate) → per-stream projectors → feature tokens scattered into the
 LLM input embeddings at the placeholder positions → decoder hidden states → the LM head is applied
 only where logits are needed (answer tokens for the loss; the five level rows at level_pos).
+
+A checkpoint may hold a *scorer*: ``<dir>/scorer/`` is another checkpoint of the same backbone,
+encoders and prompts (in the recipes: stage 2's, trained on ratings with the score losses), loaded
+as a second PEFT adapter ("scorer") with its own projectors. It reads every overall level (score
+mode, the overall query of score_queries, the last sentence of explain); the main adapter answers
+everything else (dimensions, justifications, chat).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -27,6 +35,11 @@ from llmvqa.model.vocab import answer_token_ids
 
 CHECKPOINT_FORMAT = "llmvqa-quality-llm"
 FORMAT_VERSION = 1
+SCORER_DIR = "scorer"
+"""Sub-folder of a checkpoint that holds the checkpoint whose adapter and projectors read the overall level."""
+SCORER_MATCH = ("backbone", "projector", "num_query_tokens", "stats_token", "stream_dims", "resampler_heads",
+                "prompt_version")
+"""Model settings a scorer must share with the checkpoint it belongs to (the LoRA settings may differ)."""
 
 
 def _text_config(lm):
@@ -67,6 +80,9 @@ class QualityLLM(nn.Module):
         self._stop_ids = {i for i in [tokenizer.eos_token_id, end[0] if len(end) == 1 else None] if i is not None}
         self._turn_end_text = self.template.fmt["turn_end"].strip()
         self._answer_ids: torch.Tensor | None = None  # answer vocabulary, built on first generation
+        # the scorer (attach_scorer): projectors kept out of the module tree, so training and
+        # state_dict never see them; "active" while an overall level is being read
+        self._scorer: dict | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -132,13 +148,20 @@ class QualityLLM(nn.Module):
         save_file(state, str(d / "projectors.safetensors"))
         if hasattr(self.lm, "peft_config"):
             # an added placeholder row is zeroed deterministically at build time: no need to save embeddings
-            self.lm.save_pretrained(str(d / "adapter"), safe_serialization=True, save_embedding_layers=False)
+            self.lm.save_pretrained(str(d / "adapter"), safe_serialization=True, save_embedding_layers=False,
+                                    selected_adapters=["default"])
+        if self._scorer is not None:  # never trained here: its files are copied as they were loaded
+            src, dst = self._scorer["source"], d / SCORER_DIR
+            if src.resolve() != dst.resolve():
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns(SCORER_DIR))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, is_trainable: bool = False, device: str | None = None,
-                        **overrides) -> QualityLLM:
+                        scorer: bool = True, **overrides) -> QualityLLM:
         """Load a checkpoint dir. overrides replace ModelConfig fields (e.g. backbone=a local path, dtype,
         trust_remote_code=True); device: None = the GPU when CUDA is available, else the CPU.
+        scorer: also load ``<dir>/scorer/`` when there is one (training passes False).
         Weights load from safetensors only."""
         from safetensors.torch import load_file
 
@@ -168,16 +191,80 @@ class QualityLLM(nn.Module):
         except RuntimeError as e:
             raise ModelError(str(proj), f"does not match the model settings ({str(e)[:200]})",
                              "check stream_dims / projector / num_query_tokens in config.json") from e
+        if scorer and (d / SCORER_DIR).is_dir():
+            model.attach_scorer(d / SCORER_DIR, meta)
         model.eval()
         return model
+
+    def attach_scorer(self, directory: str | Path, meta: dict | None = None) -> None:
+        """Load the checkpoint at ``directory`` as the scorer: its adapter becomes PEFT adapter "scorer"
+        and its projectors read the overall level. meta: this model's own config.json (checked against the
+        scorer's); None = this model's settings."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        cfg_path = d / "config.json"
+        if not cfg_path.is_file():
+            raise ModelError(str(d), "is not a llmvqa model directory (no config.json)",
+                             "a scorer is a checkpoint folder written by llmvqa train (e.g. stage2/final)")
+        theirs = json.loads(cfg_path.read_text(encoding="utf-8"))
+        mine = meta or {"model": self.cfg.to_dict(), "encoder": self.encoder_config}
+        differ = [k for k in SCORER_MATCH if theirs.get("model", {}).get(k) != mine["model"].get(k)]
+        if theirs.get("encoder") != mine.get("encoder"):
+            differ.append("encoder")
+        if differ:
+            raise ModelError(str(cfg_path), f"the scorer's settings differ from its model's: {differ}",
+                             "a scorer must come from the same recipe (same backbone, encoders and prompts)")
+        if not (d / "adapter").is_dir() or not hasattr(self.lm, "load_adapter") or not hasattr(self.lm, "peft_config"):
+            raise ModelError(str(d), "a scorer needs LoRA adapters in both checkpoints",
+                             "use a stage trained with LoRA (trainable: projectors+lora) on both sides")
+        flags = [(p, p.requires_grad) for p in self.lm.parameters()]
+        self.lm.load_adapter(str(d / "adapter"), adapter_name="scorer", is_trainable=False)
+        self._set_adapter("default", flags)
+        projectors = copy.deepcopy(self.projectors)
+        try:
+            projectors.load_state_dict(load_file(str(d / "projectors.safetensors"), device=str(self.device)))
+        except (RuntimeError, FileNotFoundError, OSError) as e:
+            raise ModelError(str(d / "projectors.safetensors"), f"cannot be loaded as the scorer's projectors "
+                             f"({str(e)[:200]})", "the scorer checkpoint is incomplete; copy it again") from e
+        projectors.eval().requires_grad_(False)
+        self._scorer = {"source": d, "projectors": projectors, "active": False}
+
+    @property
+    def has_scorer(self) -> bool:
+        return self._scorer is not None
+
+    @contextlib.contextmanager
+    def scoring(self):
+        """Within this block the scorer's adapter and projectors run (no-op for a model without a scorer)."""
+        if self._scorer is None or self._scorer["active"]:
+            yield
+            return
+        self._set_adapter("scorer")
+        self._scorer["active"] = True
+        try:
+            yield
+        finally:
+            self._scorer["active"] = False
+            self._set_adapter("default")
+
+    def _set_adapter(self, name: str, flags: list | None = None) -> None:
+        """Switch the active PEFT adapter without the side effect of PEFT's set_adapter, which gives the
+        active adapter gradients: every parameter keeps its requires_grad (or gets the one in flags)."""
+        flags = flags if flags is not None else [(p, p.requires_grad) for p in self.lm.parameters()]
+        self.lm.set_adapter(name)
+        known = {id(p): on for p, on in flags}
+        for p in self.lm.parameters():  # parameters new since flags were taken (a just-loaded adapter): off
+            p.requires_grad_(known.get(id(p), False))
 
     # ------------------------------------------------------------------ core
     def project(self, batch: dict) -> torch.Tensor:
         """Feature tokens of every stream in template order: (B, tokens_per_video, H)."""
         dev = self.device
         # the projectors' own dtype: DeepSpeed's bf16 mode casts the whole module (no autocast)
-        dtype = next(self.projectors.parameters()).dtype
-        outs = [self.projectors[s](batch["stream_tokens"][s].to(dev, dtype), batch["stream_lengths"][s].to(dev),
+        projectors = self._scorer["projectors"] if self._scorer is not None and self._scorer["active"] else self.projectors
+        dtype = next(projectors.parameters()).dtype
+        outs = [projectors[s](batch["stream_tokens"][s].to(dev, dtype), batch["stream_lengths"][s].to(dev),
                                    batch["stream_stats"][s].to(dev, dtype))
                 for s in self.template.stream_order]
         return torch.cat(outs, dim=1)  # (B, 3 * tokens_per_stream, H)
@@ -278,7 +365,9 @@ class QualityLLM(nn.Module):
                for f, p, ps in zip(features, prompts, prompt_stats, strict=True)]
         if any(e.level_pos < 0 for e in exs):
             raise ValueError(f"answer_prefix {prefix!r} does not end where a level word follows (answers.yaml)")
-        out = self.forward(self.collator(exs))
+        overall = prefix == level_prefix("overall", self.cfg.prompt_version)
+        with self.scoring() if overall else contextlib.nullcontext():
+            out = self.forward(self.collator(exs))
         return [LevelScore.from_probs(p.tolist()) for p in out["level_probs"].cpu()]
 
     def score(self, features: VideoFeatures, prompt: str | None = None, question: str | None = None, *,
@@ -297,6 +386,22 @@ class QualityLLM(nn.Module):
         """
         if not queries:
             return []
+        overall = level_prefix("overall", self.cfg.prompt_version)
+        if self._scorer is not None:  # overall levels from the scorer, the rest from the main adapter
+            main = [i for i, (_, a) in enumerate(queries) if (a or overall) != overall]
+            by_scorer = sorted(set(range(len(queries))) - set(main))
+            out: list[LevelScore | None] = [None] * len(queries)
+            for idx, ctx in ((main, contextlib.nullcontext()), (by_scorer, self.scoring())):
+                if idx:
+                    with ctx:
+                        for i, sc in zip(idx, self._score_shared(features, [queries[i] for i in idx], prompt,
+                                                                 prompt_stats), strict=True):
+                            out[i] = sc
+            return out  # type: ignore[return-value]
+        return self._score_shared(features, queries, prompt, prompt_stats)
+
+    def _score_shared(self, features: VideoFeatures, queries: list[tuple[str | None, str | None]],
+                      prompt: str | None, prompt_stats: dict | None) -> list[LevelScore]:
         overall = level_prefix("overall", self.cfg.prompt_version)
         exs = [encode_conversation(self._user_turn(q, "rating", prompt), features, self.template, prompt=prompt,
                                    prompt_stats=prompt_stats, open_answer=a or overall) for q, a in queries]
@@ -392,6 +497,19 @@ class QualityLLM(nn.Module):
                                  prompt_stats=prompt_stats, open_answer="")
         gen, steps, state = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
         prefix = level_prefix("overall", self.cfg.prompt_version)
+        if self._scorer is not None:
+            # the scorer reads the level (asked as a rating); the justification ends in a sentence with it,
+            # in place of the overall sentence generation wrote (and anything after it)
+            for k in range(len(gen) - 1, -1, -1):
+                if gen[k] in self.level_ids and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix):
+                    text = self._clean(gen[:k])
+                    text = text[:-len(prefix)].rstrip() if text.endswith(prefix) else text
+                    break
+            else:
+                text = self._clean(gen)
+            score = self.score(features, prompt, prompt_stats=prompt_stats)
+            sep = "\n" if text else ""
+            return f"{text}{sep}{prefix} {score.level}.", score
         for k in range(len(gen) - 1, -1, -1):
             if gen[k] in self.level_ids and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix):
                 return self._clean(gen), LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())

@@ -89,6 +89,11 @@ class StageConfig:
     """Task types whose answer ends in the overall level: only these get the PLCC/rank score loss (the
     last level word of a dimension answer is that dimension's level, not the overall score's)."""
 
+    scorer_from: int = 0
+    """0 = none; N = stage N's final checkpoint becomes this stage's *scorer* (copied into final/scorer/):
+    it reads the overall level, this stage's model everything else. Lets a text stage keep the ranking
+    of a stage trained with the score losses (llmvqa.model.modeling, SCORER_DIR)."""
+
     max_samples: int = 0
     """Use at most this many records (0 = all); the subset is a function of the seed."""
 
@@ -111,7 +116,7 @@ class StageConfig:
         for name in ("epochs", "batch_size", "grad_accum"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"stage.{name}", f"must be ≥ 1, got {getattr(self, name)}", f"set {name} to 1 or more")
-        for name in ("max_steps", "max_samples", "save_every", "max_answer_words", "keep_checkpoints"):
+        for name in ("max_steps", "max_samples", "save_every", "max_answer_words", "keep_checkpoints", "scorer_from"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"stage.{name}", f"must be ≥ 0, got {getattr(self, name)}", "use 0 to turn it off")
         if not self.lr > 0:
@@ -233,6 +238,11 @@ class TrainConfig:
             raise ConfigError("device", f"{self.device!r} is not one of auto/cpu/cuda", "pick one of them")
         if self.log_every < 1:
             raise ConfigError("log_every", f"must be ≥ 1, got {self.log_every}", "use e.g. 10")
+        for n in (1, 2, 3):
+            stage = getattr(self, f"stage{n}")
+            if isinstance(stage, StageConfig) and stage.scorer_from >= n:
+                raise ConfigError(f"stage{n}.scorer_from", f"must name an earlier stage, got {stage.scorer_from}",
+                                  f"use 0 (none) or a stage below {n}, e.g. 2 for stage 3")
         if self.deepspeed and not Path(self.deepspeed).is_file():
             raise ConfigError(self.deepspeed, "DeepSpeed config file not found", "fix the deepspeed path or set it to \"\"")
 

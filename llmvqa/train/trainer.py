@@ -224,7 +224,8 @@ class Trainer:
         device = None if use_cuda(self.cfg) else "cpu"  # device: cpu keeps the model off a visible GPU
         if init_dir is None:
             return QualityLLM.build(self.model_config(sample_features), self.encoder_dict(), device=device)
-        return QualityLLM.from_pretrained(init_dir, is_trainable=True, device=device)
+        # a scorer of the previous stage is not carried on: this stage's scorer_from decides
+        return QualityLLM.from_pretrained(init_dir, is_trainable=True, device=device, scorer=False)
 
     def encoder_dict(self) -> dict | None:
         """The encoder settings the features came from (recorded in the checkpoint)."""
@@ -278,6 +279,10 @@ class Trainer:
             if not self.is_done(n - 1):
                 raise ConfigError(str(init_dir), f"stage {n} starts from stage {n - 1}'s checkpoint, which is missing",
                                   f"run stage {n - 1} first (llmvqa train --stage {n - 1}) or --stage all")
+        if stage.scorer_from and not self.is_done(stage.scorer_from):
+            raise ConfigError(str(self.final_dir(stage.scorer_from)),
+                              f"stage{n}.scorer_from={stage.scorer_from} needs that stage's final checkpoint, which is missing",
+                              f"run stage {stage.scorer_from} first, or set stage{n}.scorer_from to 0")
         from accelerate import Accelerator, PartialState
         from accelerate.state import AcceleratorState, GradientState
 
@@ -490,6 +495,12 @@ class Trainer:
                     shutil.rmtree(final)
                 final.mkdir(parents=True)
                 self.save_model(unwrapped, final)
+                scorer = self.cfg.stage(n).scorer_from
+                if scorer:  # that stage's checkpoint reads the overall level (QualityLLM.attach_scorer)
+                    from llmvqa.model.modeling import SCORER_DIR
+
+                    shutil.copytree(self.final_dir(scorer), final / SCORER_DIR,
+                                    ignore=shutil.ignore_patterns(SCORER_DIR))
         if acc.is_main_process:
             self.cfg.save(final / "config.yaml")
             state = self._state(n, step, total, history, acc)
