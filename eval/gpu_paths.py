@@ -20,7 +20,9 @@ correlation between the reloaded final model's scores and the clips' quality (on
 there is one), the number of 4-bit layers in the reloaded model (bitsandbytes' Linear4bit plus PEFT's LoRA
 wrappers of them, which share the class name), and a resume check (stage 3 and
 stage 2's final folder removed, the run repeated with --resume: stage 1 skipped, stage 2 continued
-from its mid-stage checkpoint with no step twice). Nothing here is timed for a target; it checks
+from its mid-stage checkpoint with no step twice), and a scorer check (stage 3 keeps stage 2 as its
+scorer, ``stage3.scorer_from: 2``: the reloaded final model's overall levels must be stage 2's, its
+dimension levels its own, and explain must end in the scorer's level). Nothing here is timed for a target; it checks
 that the paths work. Report of the H100 run: eval/reports/gpu_paths.json.
 """
 
@@ -81,7 +83,7 @@ def recipe(mode: str, backbone: str, data: Path, out: Path, steps: int, batch: i
                  "video_root": str(data / "videos"), "compute_missing": False},
         "stage1": {**stage, "lr": 2e-3},
         "stage2": {**stage, "lr": 1e-3},
-        "stage3": {**stage, "lr": 5e-4},
+        "stage3": {**stage, "lr": 5e-4, "scorer_from": 2},
         "output_dir": str(out), "seed": 0, "device": "cuda" if gpu else "cpu",
         "precision": "bf16" if gpu else "fp32", "gradient_checkpointing": gpu, "log_every": 5,
     }
@@ -118,6 +120,36 @@ def spearman_of_final(final: Path, clips: int) -> tuple[float, int]:
     srcc = float(spearmanr(scores, [smoke.quality(i, clips) for i in range(clips)])[0])
     four_bit = sum(type(m).__name__ == "Linear4bit" for m in model.modules())  # bitsandbytes nf4 layers
     return round(srcc, 4), four_bit
+
+
+def scorer_check(out: Path, clips: int) -> dict:
+    """The final checkpoint holds stage 2 as its scorer: overall levels equal stage 2's, a dimension
+    level equals the final model's own (loaded without the scorer), explain ends in the scorer's level."""
+    import torch
+
+    from llmvqa.model.modeling import QualityLLM
+    from llmvqa.model.scoring import level_prefix
+    from llmvqa.train import smoke
+
+    final, stage2 = out / "stage3" / "final", out / "stage2" / "final"
+    both, own, scorer = (QualityLLM.from_pretrained(d, scorer=s) for d, s in ((final, True), (final, False), (stage2, True)))
+    feats = [smoke.make_features(i, clips, smoke.SMALL_DIMS, frames=8) for i in range(min(clips, 8))]
+
+    def probs(scores):
+        return torch.tensor([list(s.probs.values()) for s in scores])
+
+    dim = ("How is the flicker of this video ?", level_prefix("dimension", dimension="flicker"))
+    overall_diff = float((probs(both.score_batch(feats)) - probs(scorer.score_batch(feats))).abs().max())
+    own_diff = float((probs(both.score_batch(feats)) - probs(own.score_batch(feats))).abs().max())
+    dim_diff = float((probs(both.score_batch(feats, question=dim[0], answer_prefix=dim[1]))
+                      - probs(own.score_batch(feats, question=dim[0], answer_prefix=dim[1]))).abs().max())
+    text, score = both.explain(feats[0], max_new_tokens=32)
+    res = {"has_scorer": both.has_scorer, "overall_vs_stage2_max_diff": round(overall_diff, 5),
+           "overall_vs_own_max_diff": round(own_diff, 5), "dimension_vs_own_max_diff": round(dim_diff, 5),
+           "explain_ends_in_scorer_level": text.endswith(f"{level_prefix('overall')} {score.level}.")}
+    res["ok"] = bool(res["has_scorer"] and overall_diff < 1e-2 and dim_diff < 1e-2 and own_diff > overall_diff
+                     and res["explain_ends_in_scorer_level"])
+    return res
 
 
 def run_mode(mode: str, root: Path, backbone: str, data: Path, args) -> dict:
@@ -158,9 +190,14 @@ def run_mode(mode: str, root: Path, backbone: str, data: Path, args) -> dict:
         res["srcc_final_vs_quality"], res["linear4bit_modules"] = spearman_of_final(final, args.clips)
     except Exception as e:  # noqa: BLE001 - a reload failure is part of the report, not a crash
         res["reload_error"] = f"{e.__class__.__name__}: {str(e)[:300]}"
+    try:
+        res["scorer"] = scorer_check(out, args.clips)
+    except Exception as e:  # noqa: BLE001 - part of the report
+        res["scorer"] = {"ok": False, "error": f"{e.__class__.__name__}: {str(e)[:300]}"}
     if args.resume_check:
         res["resume"] = resume_check(out, cmd, env, root, mode)
-    res["ok"] = "reload_error" not in res and res.get("resume", {}).get("ok", True)
+    res["ok"] = ("reload_error" not in res and res.get("resume", {}).get("ok", True)
+                 and res["scorer"].get("ok", False))
     return res
 
 
@@ -232,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res, indent=1), flush=True)
         if args.json:  # written after every mode: a later crash loses nothing
             Path(args.json).write_text(json.dumps(report, indent=1))
-    print("\n| mode | ok | wall s | stage 1 loss | stage 2 loss | stage 3 loss | peak CUDA MiB | SRCC | 4-bit layers | resume |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| mode | ok | wall s | stage 1 loss | stage 2 loss | stage 3 loss | peak CUDA MiB | SRCC | 4-bit layers "
+          "| resume | scorer |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in report["modes"]:
         st = r.get("stages", {})
         losses = [f"{st[n]['loss_first']}→{st[n]['loss_last']}" if n in st else "-" for n in (1, 2, 3)]
@@ -241,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         resumed = r.get("resume", {})
         resumed = f"ok from step {resumed.get('resumed_from_step')}" if resumed.get("ok") else (resumed and "FAILED") or "-"
         print(f"| {r['mode']} | {r['ok']} | {r['wall_seconds']} | {' | '.join(losses)} | {peak} "
-              f"| {r.get('srcc_final_vs_quality', '-')} | {r.get('linear4bit_modules', '-')} | {resumed} |")
+              f"| {r.get('srcc_final_vs_quality', '-')} | {r.get('linear4bit_modules', '-')} | {resumed} "
+              f"| {'ok' if r.get('scorer', {}).get('ok') else 'FAILED'} |")
     print(json.dumps(report["versions"]))
     return 0 if all(r["ok"] for r in report["modes"]) else 1
 
