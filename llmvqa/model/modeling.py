@@ -262,7 +262,11 @@ class QualityLLM(nn.Module):
         """Feature tokens of every stream in template order: (B, tokens_per_video, H)."""
         dev = self.device
         # the projectors' own dtype: DeepSpeed's bf16 mode casts the whole module (no autocast)
-        projectors = self._scorer["projectors"] if self._scorer is not None and self._scorer["active"] else self.projectors
+        projectors = self.projectors
+        if self._scorer is not None and self._scorer["active"]:
+            projectors = self._scorer["projectors"]
+            if next(projectors.parameters()).device != dev:  # not a submodule: .to() on the model skips it
+                projectors.to(dev)
         dtype = next(projectors.parameters()).dtype
         outs = [projectors[s](batch["stream_tokens"][s].to(dev, dtype), batch["stream_lengths"][s].to(dev),
                                    batch["stream_stats"][s].to(dev, dtype))
