@@ -42,6 +42,17 @@ SCORER_MATCH = ("backbone", "projector", "num_query_tokens", "stats_token", "str
 """Model settings a scorer must share with the checkpoint it belongs to (the LoRA settings may differ)."""
 
 
+def read_checkpoint_meta(directory: Path, fix: str) -> dict:
+    """config.json of a checkpoint folder; ModelError (with ``fix`` as the advice) when it is not one."""
+    cfg_path = directory / "config.json"
+    if not cfg_path.is_file():
+        raise ModelError(str(directory), "is not a llmvqa model directory (no config.json)", fix)
+    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(str(cfg_path), f"unknown checkpoint format {meta.get('format')!r}", fix)
+    return meta
+
+
 def _text_config(lm):
     cfg = lm.config
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
@@ -166,14 +177,7 @@ class QualityLLM(nn.Module):
         from safetensors.torch import load_file
 
         d = Path(directory)
-        cfg_path = d / "config.json"
-        if not cfg_path.is_file():
-            raise ModelError(str(d), "is not a llmvqa model directory (no config.json)",
-                             "pass a folder written by QualityLLM.save_pretrained / llmvqa train")
-        meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise ModelError(str(cfg_path), f"unknown checkpoint format {meta.get('format')!r}",
-                             "pass a folder written by QualityLLM.save_pretrained")
+        meta = read_checkpoint_meta(d, "pass a folder written by QualityLLM.save_pretrained / llmvqa train")
         # remote model code runs only when the caller asks for it now, never because a checkpoint says so
         cfg = ModelConfig.from_dict({**meta["model"], "trust_remote_code": False, **overrides})
         adapter = d / "adapter"
@@ -203,11 +207,8 @@ class QualityLLM(nn.Module):
         from safetensors.torch import load_file
 
         d = Path(directory)
+        theirs = read_checkpoint_meta(d, "a scorer is a checkpoint folder written by llmvqa train (e.g. stage2/final)")
         cfg_path = d / "config.json"
-        if not cfg_path.is_file():
-            raise ModelError(str(d), "is not a llmvqa model directory (no config.json)",
-                             "a scorer is a checkpoint folder written by llmvqa train (e.g. stage2/final)")
-        theirs = json.loads(cfg_path.read_text(encoding="utf-8"))
         mine = meta or {"model": self.cfg.to_dict(), "encoder": self.encoder_config}
         differ = [k for k in SCORER_MATCH if theirs.get("model", {}).get(k) != mine["model"].get(k)]
         if theirs.get("encoder") != mine.get("encoder"):
