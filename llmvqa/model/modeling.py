@@ -42,6 +42,14 @@ SCORER_MATCH = ("backbone", "projector", "num_query_tokens", "stats_token", "str
 """Model settings a scorer must share with the checkpoint it belongs to (the LoRA settings may differ)."""
 
 
+def copy_scorer(source: Path, model_dir: Path) -> None:
+    """Copy the checkpoint at ``source`` (without a scorer of its own) into ``model_dir``/scorer/."""
+    dst = model_dir / SCORER_DIR
+    if source.resolve() != dst.resolve():
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(source, dst, ignore=shutil.ignore_patterns(SCORER_DIR))
+
+
 def read_checkpoint_meta(directory: Path, fix: str) -> dict:
     """config.json of a checkpoint folder; ModelError (with ``fix`` as the advice) when it is not one."""
     cfg_path = directory / "config.json"
@@ -162,10 +170,7 @@ class QualityLLM(nn.Module):
             self.lm.save_pretrained(str(d / "adapter"), safe_serialization=True, save_embedding_layers=False,
                                     selected_adapters=["default"])
         if self._scorer is not None:  # never trained here: its files are copied as they were loaded
-            src, dst = self._scorer["source"], d / SCORER_DIR
-            if src.resolve() != dst.resolve():
-                shutil.rmtree(dst, ignore_errors=True)
-                shutil.copytree(src, dst, ignore=shutil.ignore_patterns(SCORER_DIR))
+            copy_scorer(self._scorer["source"], d)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, is_trainable: bool = False, device: str | None = None,
@@ -392,18 +397,17 @@ class QualityLLM(nn.Module):
         if not queries:
             return []
         overall = level_prefix("overall", self.cfg.prompt_version)
-        if self._scorer is not None:  # overall levels from the scorer, the rest from the main adapter
-            main = [i for i, (_, a) in enumerate(queries) if (a or overall) != overall]
-            by_scorer = sorted(set(range(len(queries))) - set(main))
-            out: list[LevelScore | None] = [None] * len(queries)
-            for idx, ctx in ((main, contextlib.nullcontext()), (by_scorer, self.scoring())):
-                if idx:
-                    with ctx:
-                        for i, sc in zip(idx, self._score_shared(features, [queries[i] for i in idx], prompt,
-                                                                 prompt_stats), strict=True):
-                            out[i] = sc
-            return out  # type: ignore[return-value]
-        return self._score_shared(features, queries, prompt, prompt_stats)
+        if self._scorer is None:
+            return self._score_shared(features, queries, prompt, prompt_stats)
+        out: list[LevelScore | None] = [None] * len(queries)  # overall levels from the scorer, the rest not
+        for by_scorer in (False, True):
+            idx = [i for i, (_, a) in enumerate(queries) if ((a or overall) == overall) == by_scorer]
+            if idx:
+                with self.scoring() if by_scorer else contextlib.nullcontext():
+                    scores = self._score_shared(features, [queries[i] for i in idx], prompt, prompt_stats)
+                for i, sc in zip(idx, scores, strict=True):
+                    out[i] = sc
+        return out  # type: ignore[return-value]
 
     def _score_shared(self, features: VideoFeatures, queries: list[tuple[str | None, str | None]],
                       prompt: str | None, prompt_stats: dict | None) -> list[LevelScore]:
@@ -502,22 +506,20 @@ class QualityLLM(nn.Module):
                                  prompt_stats=prompt_stats, open_answer="")
         gen, steps, state = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
         prefix = level_prefix("overall", self.cfg.prompt_version)
+        # the last generated level word that follows the overall sentence's prefix, if any
+        k = next((k for k in range(len(gen) - 1, -1, -1) if gen[k] in self.level_ids
+                  and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix)), None)
         if self._scorer is not None:
             # the scorer reads the level (asked as a rating); the justification ends in a sentence with it,
             # in place of the overall sentence generation wrote (and anything after it)
-            for k in range(len(gen) - 1, -1, -1):
-                if gen[k] in self.level_ids and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix):
-                    text = self._clean(gen[:k])
-                    text = text[:-len(prefix)].rstrip() if text.endswith(prefix) else text
-                    break
-            else:
-                text = self._clean(gen)
+            text = self._clean(gen if k is None else gen[:k])
+            if k is not None and text.endswith(prefix):
+                text = text[:-len(prefix)].rstrip()
             score = self.score(features, prompt, prompt_stats=prompt_stats)
             sep = "\n" if text else ""
             return f"{text}{sep}{prefix} {score.level}.", score
-        for k in range(len(gen) - 1, -1, -1):
-            if gen[k] in self.level_ids and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix):
-                return self._clean(gen), LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
+        if k is not None:
+            return self._clean(gen), LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
         text = self._clean(gen)
         sep = "\n" if text else ""
         tail = self.tokenizer(sep + prefix, add_special_tokens=False)["input_ids"]

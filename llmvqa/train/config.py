@@ -18,19 +18,7 @@ import yaml
 
 from llmvqa.errors import ConfigError
 from llmvqa.settings import coerce_number
-from llmvqa.sig.instructions import OVERALL_TASKS
-
-TASKS: tuple[str, ...] = (
-    "rating",
-    "rating_cot",
-    "dimension",
-    "defect_yesno",
-    "worst_aspect",
-    "why",
-    "improve",
-    "dimension_rating",
-)
-"""Instruct record task types (docs/architecture.md, SIG)."""
+from llmvqa.sig.instructions import OVERALL_TASKS, TASKS
 
 SCORE_TASKS = ("rating", "rating_cot", "dimension_rating", "improve")
 """Default stage.score_tasks: OVERALL_TASKS without "why", whose question states the overall level."""

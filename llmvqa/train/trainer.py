@@ -497,10 +497,9 @@ class Trainer:
                 self.save_model(unwrapped, final)
                 scorer = self.cfg.stage(n).scorer_from
                 if scorer:  # that stage's checkpoint reads the overall level (QualityLLM.attach_scorer)
-                    from llmvqa.model.modeling import SCORER_DIR
+                    from llmvqa.model.modeling import copy_scorer
 
-                    shutil.copytree(self.final_dir(scorer), final / SCORER_DIR,
-                                    ignore=shutil.ignore_patterns(SCORER_DIR))
+                    copy_scorer(self.final_dir(scorer), final)
         if acc.is_main_process:
             self.cfg.save(final / "config.yaml")
             state = self._state(n, step, total, history, acc)
