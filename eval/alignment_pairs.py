@@ -10,6 +10,9 @@ split, before any model is involved. Three versions of the statistic:
     train-videos  raw − the prompt's mean cosine to the bases of the train split's videos
     configured    the recipe's own ``prompt_alignment`` (its semantic encoder settings: offset,
                   alignment_scoring, scoring_top_k), exactly as training and rating compute it
+    one_cut       the configured statistic with one cut fitted on the train pairs: the fraction of
+                  pairs with right ≥ cut > wrong, i.e. the wrong prompt's *level* strictly lower for
+                  a two-level rule on this statistic alone (the model card's wrong-prompt target)
 
 The model's wrong-prompt check (eval/score_dataset.py) cannot do better than the signal it is
 given, so this is its ceiling with the offline encoders. Prompt statistics are never cached, so
@@ -23,6 +26,7 @@ other settings are measured on the same cached features with --override, e.g.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -31,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 VARIANTS = ("raw", "classes", "train-videos")
-COLUMNS = (*VARIANTS, "configured")
+COLUMNS = (*VARIANTS, "configured", "one_cut")
 
 
 def pair_separation(pairs: list[tuple[str, str, str, str]], text: dict[str, torch.Tensor],
@@ -61,6 +65,25 @@ def configured_separation(pairs: list[tuple[str, str, str, str]], value) -> dict
     for split, vid, right, wrong in pairs:
         hits.setdefault(split, []).append(value(vid, wrong) < value(vid, right))
     return {s: round(sum(h) / len(h), 3) for s, h in hits.items()}
+
+
+def one_cut_separation(pairs: list[tuple[str, str, str, str]], value, fit_split: str = "train") -> dict:
+    """The ceiling of "the wrong prompt gets a lower *level*" for a rule that reads the level from the
+    statistic with one cut: the cut is fitted on ``fit_split``'s pairs (the midpoint that puts the most
+    right prompts at or above it and wrong prompts below it), then each split's fraction of pairs with
+    right ≥ cut > wrong. → {"cut": float, split: fraction}. A level needs an absolute value, so a
+    statistic that orders the two prompts of a pair well can still separate few pairs this way."""
+    vals = [(split, value(vid, right), value(vid, wrong)) for split, vid, right, wrong in pairs]
+    fit = [(r, w) for s, r, w in vals if s == fit_split]
+    if not fit:
+        raise ValueError(f"no {fit_split} pairs to fit the cut on")
+    points = sorted({x for rw in fit for x in rw})
+    candidates = [points[0] - 1.0] + [(a + b) / 2 for a, b in itertools.pairwise(points)] + [points[-1] + 1.0]
+    cut = max(candidates, key=lambda c: sum(r >= c > w for r, w in fit))
+    hits: dict[str, list[bool]] = {}
+    for s, r, w in vals:
+        hits.setdefault(s, []).append(r >= cut > w)
+    return {"cut": cut, **{s: round(sum(h) / len(h), 3) for s, h in hits.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,16 +127,26 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(recs[p["id"]]["split"], p["id"], recs[p["id"]]["prompt"], recs[p["twin"]]["prompt"]) for p in pairs_raw]
     result = pair_separation(pairs, text, basis, classes, train_bases)
     try:
-        configured = configured_separation(
-            pairs, lambda vid, p: cached.extractor.prompt_stats(feats[vid], p)["prompt_alignment"])
+        memo: dict[tuple[str, str], float] = {}
+
+        def value(vid: str, p: str) -> float:
+            if (vid, p) not in memo:
+                memo[vid, p] = cached.extractor.prompt_stats(feats[vid], p)["prompt_alignment"]
+            return memo[vid, p]
+
+        configured = configured_separation(pairs, value)
+        one_cut = one_cut_separation(pairs, value)
     except LlmvqaError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for split, frac in configured.items():
         result[split]["configured"] = frac
+        result[split]["one_cut"] = one_cut[split]
     sc = sem.cfg
     print(f"configured: alignment_scoring={sc.alignment_scoring} scoring_top_k={sc.scoring_top_k} "
           f"alignment_offset={sc.alignment_offset} top_k={sc.top_k}")
+    print(f"one_cut: right prompt ≥ {one_cut['cut']:.4f} > wrong prompt (the configured statistic; cut fitted on "
+          "the train pairs) — the most a level read from this statistic alone can separate")
     print("| split | pairs | " + " | ".join(COLUMNS) + " |\n|---|---|" + "---|" * len(COLUMNS))
     for split in ("train", "val", "test"):
         if split in result:

@@ -505,6 +505,27 @@ def test_alignment_pairs_per_prompt_offset_fixes_a_hub_prompt():
     assert mod.configured_separation(pairs, lambda v, p: values[(v, p)]) == {"test": 0.5, "val": 1.0}  # a tie is not lower
 
 
+def test_alignment_pairs_one_cut_needs_an_absolute_gap():
+    """Every pair orders its prompts right, but the right prompt of one clip scores below the wrong
+    prompt of another: one cut fitted on train separates only the pairs on either side of it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("alignment_pairs", Path(__file__).parents[1] / "eval/alignment_pairs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    values = {("a", "r"): 0.9, ("a", "w"): 0.5, ("b", "r"): 0.4, ("b", "w"): 0.1, ("c", "r"): 0.8, ("c", "w"): 0.6}
+    pairs = [("train", "a", "r", "w"), ("train", "b", "r", "w"), ("train", "c", "r", "w"), ("test", "b", "r", "w"),
+             ("test", "c", "r", "w")]
+    value = lambda v, p: values[(v, p)]  # noqa: E731
+    assert mod.configured_separation(pairs, value) == {"train": 1.0, "test": 1.0}
+    out = mod.one_cut_separation(pairs, value)
+    # train: a cut in (0.6, 0.8] separates a and c (2/3); none separates all three (b's right 0.4 < a's wrong 0.5)
+    assert 0.6 < out["cut"] <= 0.8
+    assert out["train"] == 0.667 and out["test"] == 0.5
+    with pytest.raises(ValueError, match="no train pairs"):
+        mod.one_cut_separation([("test", "b", "r", "w")], value)
+
+
 # ---------------------------------------------------------------------------- eval/report_breakdown.py
 
 def _report_breakdown():
