@@ -566,3 +566,49 @@ def test_report_breakdown_splits_srcc_by_content_kind_and_source(tmp_path, capsy
     assert rb.main([str(tmp_path / "bad.json"), "--manifest", str(manifest)]) == 2
     assert "no 'predictions'" in capsys.readouterr().err
     assert rb.main([str(tmp_path / "missing.json"), "--manifest", str(manifest)]) == 2
+
+
+# ---------------------------------------------------------------------------- eval/level_cut.py
+
+def _level_cut():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("level_cut", Path(__file__).parents[1] / "eval/level_cut.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cut_report(rows):
+    """rows: (id, model score, model level, reference level) of prompt alignment."""
+    return {"predictions": [{"id": i, "dimensions": {"prompt_alignment": {"score": s, "level": lv}},
+                             "reference_levels": {"prompt_alignment": ref}} for i, s, lv, ref in rows]}
+
+
+def test_level_cut_fits_on_one_report_and_measures_on_the_other(tmp_path, capsys):
+    """The model always says "excellent", but its score is lower for bad alignment: a cut fitted on
+    the fit report turns that into levels on the apply report, twins (id + "#1") included."""
+    mod = _level_cut()
+    fit = _cut_report([("a", 4.8, "excellent", "excellent"), ("b", 4.6, "excellent", "excellent"),
+                       ("c", 4.1, "excellent", "bad"), ("d", 3.9, "excellent", "bad"), ("e", 4.7, "excellent", "excellent")])
+    app = _cut_report([("x", 4.9, "excellent", "excellent"), ("x#1", 4.0, "excellent", "bad"),
+                       ("y", 4.5, "excellent", "excellent"), ("y#1", 4.2, "excellent", "bad")])
+    out = mod.evaluate(fit, app)
+    assert out["n_fit"] == 5 and out["n"] == 4 and out["pairs"] == 2 and out["majority"] == 0.5
+    own = out["model level"]
+    assert own["accuracy"] == 0.5 and own["balanced_accuracy"] == 0.5 and own["wrong_prompt_lower_level"] == 0.0
+    cut = out["cut by accuracy"]
+    assert 4.1 < cut["cut"] < 4.6  # between the fit report's bad and excellent scores
+    assert cut["accuracy"] == 1.0 and cut["wrong_prompt_lower_level"] == 1.0
+    # no twins, and another dimension: no wrong-prompt column
+    assert "wrong_prompt_lower_level" not in mod.evaluate(fit, _cut_report([("x", 4.9, "excellent", "bad")]))["model level"]
+    with pytest.raises(ValueError, match="apply report has no 'sharpness'"):
+        mod.evaluate(fit, app, key="sharpness")
+    # the script: a missing report is a clear error, not a traceback
+    (tmp_path / "fit.json").write_text(json.dumps(fit))
+    (tmp_path / "app.json").write_text(json.dumps(app))
+    assert mod.main(["--fit", str(tmp_path / "fit.json"), "--apply", str(tmp_path / "app.json"),
+                     "--json", str(tmp_path / "out.json")]) == 0
+    assert json.loads((tmp_path / "out.json").read_text())["cut by accuracy"]["accuracy"] == 1.0
+    assert mod.main(["--fit", str(tmp_path / "missing.json"), "--apply", str(tmp_path / "app.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
