@@ -90,9 +90,8 @@ def evaluate(fit_report: dict, apply_report: dict, key: str = PROMPT_ALIGNMENT) 
                          "(score it with --dimensions on on a labelled split)")
     ref = [r[2] for r in app]
     twins = twin_scores(apply_report, key) if key == PROMPT_ALIGNMENT else []
-    refs = [r[2] for r in app]
     out: dict = {"key": key, "n_fit": len(fit), "n": len(app), "pairs": len(twins),
-                 "majority": max(refs.count(lv) for lv in set(refs)) / len(refs)}
+                 "majority": max(ref.count(lv) for lv in set(ref)) / len(ref)}
     rules = {"model level": (None, lambda r: r[1])}
     for name, obj in (("cut by accuracy", accuracy), ("cut by balanced accuracy", balanced_accuracy)):
         c = fit_cut(fit, obj)
