@@ -12,7 +12,8 @@ split, before any model is involved. Three versions of the statistic:
                   alignment_scoring, scoring_top_k), exactly as training and rating compute it
     one_cut       the configured statistic with one cut fitted on the train pairs: the fraction of
                   pairs with right ≥ cut > wrong, i.e. the wrong prompt's *level* strictly lower for
-                  a two-level rule on this statistic alone (the model card's wrong-prompt target)
+                  a two-level rule on this statistic alone (the model card's wrong-prompt target; a
+                  rule with more levels that rises with the statistic reaches at most `configured`)
 
 The model's wrong-prompt check (eval/score_dataset.py) cannot do better than the signal it is
 given, so this is its ceiling with the offline encoders. Prompt statistics are never cached, so
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"configured: alignment_scoring={sc.alignment_scoring} scoring_top_k={sc.scoring_top_k} "
           f"alignment_offset={sc.alignment_offset} top_k={sc.top_k}")
     print(f"one_cut: right prompt ≥ {one_cut['cut']:.4f} > wrong prompt (the configured statistic; cut fitted on "
-          "the train pairs) — the most a level read from this statistic alone can separate")
+          "the train pairs) — the most a two-level rule on this statistic can separate; with any number of "
+          "levels, at most the `configured` fraction")
     print("| split | pairs | " + " | ".join(COLUMNS) + " |\n|---|---|" + "---|" * len(COLUMNS))
     for split in ("train", "val", "test"):
         if split in result:
