@@ -27,13 +27,14 @@ other settings are measured on the same cached features with --override, e.g.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from llmvqa.evaluation.metrics import best_cut
 
 VARIANTS = ("raw", "classes", "train-videos")
 COLUMNS = (*VARIANTS, "configured", "one_cut")
@@ -78,9 +79,7 @@ def one_cut_separation(pairs: list[tuple[str, str, str, str]], value, fit_split:
     fit = [(r, w) for s, r, w in vals if s == fit_split]
     if not fit:
         raise ValueError(f"no {fit_split} pairs to fit the cut on")
-    points = sorted({x for rw in fit for x in rw})
-    candidates = [points[0] - 1.0] + [(a + b) / 2 for a, b in itertools.pairwise(points)] + [points[-1] + 1.0]
-    cut = max(candidates, key=lambda c: sum(r >= c > w for r, w in fit))
+    cut = best_cut([x for rw in fit for x in rw], lambda c: sum(r >= c > w for r, w in fit))
     hits: dict[str, list[bool]] = {}
     for s, r, w in vals:
         hits.setdefault(s, []).append(r >= cut > w)
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
         configured = configured_separation(pairs, value)
         one_cut = one_cut_separation(pairs, value)
-    except LlmvqaError as e:
+    except (LlmvqaError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for split, frac in configured.items():

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmvqa.evaluation.metrics import best_cut
 from llmvqa.evaluation.suite import PROMPT_ALIGNMENT, wrong_prompt_check
 
 Row = tuple[float, str, str]
@@ -62,10 +63,8 @@ def fit_cut(fit_rows: Sequence[Row], objective: Callable[[Sequence[str], Sequenc
     """The cut (a midpoint between sorted fit scores, or below them all) that maximizes ``objective``."""
     if not fit_rows:
         raise ValueError("no records with this dimension's score and reference level to fit a cut on")
-    s = sorted({r[0] for r in fit_rows})
-    candidates = [s[0] - 1.0] + [(a + b) / 2 for a, b in zip(s, s[1:], strict=False)] + [s[-1] + 1.0]
     ref = [r[2] for r in fit_rows]
-    return max(candidates, key=lambda c: objective([cut_level(r[0], c) for r in fit_rows], ref))
+    return best_cut([r[0] for r in fit_rows], lambda c: objective([cut_level(r[0], c) for r in fit_rows], ref))
 
 
 def twin_scores(report: dict, key: str) -> list[tuple[float, float, str, str]]:

@@ -6,6 +6,7 @@ predictions to the human scores (VQEG): f(x) = (b1 - b2) / (1 + exp(-(x - b3) / 
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -78,3 +79,13 @@ def correlation_report(pred, mos) -> dict[str, float]:
     """SRCC, PLCC, KRCC, RMSE and the number of pairs."""
     p, m = _pair(pred, mos)
     return {"srcc": srcc(p, m), "plcc": plcc(p, m), "krcc": krcc(p, m), "rmse": rmse(p, m), "n": int(p.size)}
+
+
+def best_cut(values, objective) -> float:
+    """The threshold that maximizes ``objective(cut)`` among one below all ``values``, the midpoints
+    between consecutive distinct values, and one above them all (the first such on ties)."""
+    points = sorted({float(v) for v in values})
+    if not points:
+        raise ValueError("no values to place a cut between")
+    candidates = [points[0] - 1.0, *((a + b) / 2 for a, b in itertools.pairwise(points)), points[-1] + 1.0]
+    return max(candidates, key=objective)
