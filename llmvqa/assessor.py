@@ -23,7 +23,6 @@ from typing import Any
 from llmvqa.errors import LlmvqaError, ModelError, VideoError
 from llmvqa.features import VideoFeatures
 from llmvqa.levels import LEVELS
-from llmvqa.prompts import load_yaml
 from llmvqa.result import LevelRating, RatingResult
 from llmvqa.sig.experts import Dimension
 from llmvqa.sig.experts import load_dimensions as load_dimension_spec
@@ -53,18 +52,12 @@ def load_dimensions(version: str = "v1") -> tuple[Dimension, ...]:
 
 
 def aspect_query(kind: str, subject: str, prompt: str | None, version: str = "v1") -> tuple[str, str]:
-    """(question, answer prefix) that ask the model for the level of one group or dimension.
+    """(question, answer prefix) that ask the model for the level of one group or dimension
+    (``llmvqa.model.scoring.aspect_query``, the one place these questions are written)."""
+    from llmvqa.model.scoring import aspect_query as query
 
-    The question is SIG's first single-dimension template (instructions.yaml, as in training);
-    the answer is prefilled up to the level word of the answers.yaml sentence of ``kind``.
-    """
-    q = load_yaml("instructions", version)
-    clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
-    label = f"{subject} quality" if kind == "group" else subject
-    question = q["dimension"][0].format(name=label, definition="", prompt_clause=clause)
-    names = {"group": subject} if kind == "group" else {"dimension": subject}
-    sentence = load_yaml("answers", version)[kind].format(level="{level}", **names)
-    return question, sentence.split("{level}")[0].rstrip(" ")
+    question, prefix = query(f"{kind}:{subject}", prompt, version)
+    return str(question), prefix
 
 
 def resolve_video(video: str | Path) -> Path:

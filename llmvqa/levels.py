@@ -41,10 +41,15 @@ def level_spread(probs: Sequence[float]) -> float:
     return float(np.sqrt(max(0.0, p @ (w - mu) ** 2)))
 
 
+LEVEL_CUTS: tuple[float, ...] = (4.2, 3.4, 2.6, 1.8)
+"""Lower bounds of excellent, good, fair, poor on 1–5: five equal-width intervals (bad below 1.8)."""
+
+
 def level_of_score(score_1_5: float) -> str:
-    """Nearest level word for a 1–5 score (4.5+ excellent, 3.5–4.5 good, ...)."""
-    idx = int(np.clip(np.rint(5.0 - float(score_1_5)), 0, 4))
-    return LEVELS[idx]
+    """The level a 1–5 score is reported with: the equal-width interval it falls in
+    (bad < 1.8 ≤ poor < 2.6 ≤ fair < 3.4 ≤ good < 4.2 ≤ excellent), so "3.6 — excellent" never appears."""
+    x = float(score_1_5)
+    return next((lv for lv, cut in zip(LEVELS[:-1], LEVEL_CUTS, strict=True) if x >= cut), LEVELS[-1])
 
 
 def levels_from_values(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from llmvqa.levels import LEVELS, expected_score, level_spread, to_100
+from llmvqa.levels import LEVELS, expected_score, level_of_score, level_spread, to_100
 
 BAR_CELLS = 10
 """Width of a level bar in the text report (one cell per 10 points on the 0–100 scale)."""
@@ -19,7 +19,7 @@ class LevelRating:
     score: float
     """Expected score on the 1–5 scale (softmax over the level words dotted with 5..1)."""
     level: str
-    """Most likely level word."""
+    """The level of ``score``: its equal-width interval of 1–5 (``llmvqa.levels.level_of_score``)."""
     distribution: dict[str, float]
     """Level word -> probability, in LEVELS order."""
     group: str = ""
@@ -46,8 +46,8 @@ class LevelRating:
         if total <= 0:
             raise ValueError(f"{name!r}: level probabilities sum to {total}")
         p = [x / total for x in p]
-        best = max(range(len(p)), key=p.__getitem__)
-        return cls(name=name, score=expected_score(p), level=LEVELS[best],
+        score = expected_score(p)
+        return cls(name=name, score=score, level=level_of_score(score),
                    distribution=dict(zip(LEVELS, p, strict=True)), group=group, definition=definition,
                    statistics=dict(statistics or {}))
 

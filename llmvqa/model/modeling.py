@@ -28,8 +28,9 @@ from llmvqa.features import VideoFeatures
 from llmvqa.model.backbone import language_model_parts, load_backbone
 from llmvqa.model.collate import Collator, encode_conversation
 from llmvqa.model.config import ModelConfig
-from llmvqa.model.projectors import StreamProjector
-from llmvqa.model.scoring import LevelScore, expected_scores, level_prefix, level_token_ids
+from llmvqa.model.prior import HumanPrior
+from llmvqa.model.projectors import StreamProjector, widen_stats_inputs
+from llmvqa.model.scoring import LevelScore, aspect_prefix, expected_scores, level_prefix, level_token_ids
 from llmvqa.model.template import IGNORE, VIDEO_TAG, PromptTemplate, choose_placeholder
 from llmvqa.model.vocab import answer_token_ids
 
@@ -37,6 +38,8 @@ CHECKPOINT_FORMAT = "llmvqa-quality-llm"
 FORMAT_VERSION = 1
 SCORER_DIR = "scorer"
 """Sub-folder of a checkpoint that holds the checkpoint whose adapter and projectors read the overall level."""
+INTERVAL_FILE = "interval.json"
+"""The calibrated interval of the overall score (written by llmvqa calibrate)."""
 SCORER_MATCH = ("backbone", "projector", "num_query_tokens", "stats_token", "stream_dims", "resampler_heads",
                 "prompt_version")
 """Model settings a scorer must share with the checkpoint it belongs to (the LoRA settings may differ)."""
@@ -102,6 +105,8 @@ class QualityLLM(nn.Module):
         # the scorer (attach_scorer): projectors kept out of the module tree, so training and
         # state_dict never see them; "active" while an overall level is being read
         self._scorer: dict | None = None
+        self.prior: HumanPrior | None = None  # human prior (llmvqa.model.prior): its estimates enter the stats tokens
+        self.interval: dict | None = None  # calibrated score interval {"coverage": 0.8, "half_width": …} (calibrate)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -169,6 +174,10 @@ class QualityLLM(nn.Module):
             # an added placeholder row is zeroed deterministically at build time: no need to save embeddings
             self.lm.save_pretrained(str(d / "adapter"), safe_serialization=True, save_embedding_layers=False,
                                     selected_adapters=["default"])
+        if self.prior is not None:
+            self.prior.save(d)
+        if self.interval is not None:
+            (d / INTERVAL_FILE).write_text(json.dumps(self.interval, indent=2), encoding="utf-8")
         if self._scorer is not None:  # never trained here: its files are copied as they were loaded
             copy_scorer(self._scorer["source"], d)
 
@@ -196,10 +205,14 @@ class QualityLLM(nn.Module):
         if not proj.is_file():
             raise ModelError(str(proj), "is missing", "the checkpoint is incomplete; save it again")
         try:
-            model.projectors.load_state_dict(load_file(str(proj), device=str(model.device)))
+            model.projectors.load_state_dict(widen_stats_inputs(load_file(str(proj), device=str(model.device)),
+                                                                model.projectors.state_dict()))
         except RuntimeError as e:
             raise ModelError(str(proj), f"does not match the model settings ({str(e)[:200]})",
                              "check stream_dims / projector / num_query_tokens in config.json") from e
+        model.prior = HumanPrior.load(d)
+        if (d / INTERVAL_FILE).is_file():
+            model.interval = json.loads((d / INTERVAL_FILE).read_text(encoding="utf-8"))
         if scorer and (d / SCORER_DIR).is_dir():
             model.attach_scorer(d / SCORER_DIR, meta)
         model.eval()
@@ -229,12 +242,28 @@ class QualityLLM(nn.Module):
         self._set_adapter("default", flags)
         projectors = copy.deepcopy(self.projectors)
         try:
-            projectors.load_state_dict(load_file(str(d / "projectors.safetensors"), device=str(self.device)))
+            projectors.load_state_dict(widen_stats_inputs(load_file(str(d / "projectors.safetensors"),
+                                                                    device=str(self.device)), projectors.state_dict()))
         except (RuntimeError, FileNotFoundError, OSError) as e:
             raise ModelError(str(d / "projectors.safetensors"), f"cannot be loaded as the scorer's projectors "
                              f"({str(e)[:200]})", "the scorer checkpoint is incomplete; copy it again") from e
         projectors.eval().requires_grad_(False)
-        self._scorer = {"source": d, "projectors": projectors, "active": False}
+        reads = theirs.get("scorer_reads") or ["overall"]
+        self._scorer = {"source": d, "projectors": projectors, "active": False,
+                        "prefixes": {aspect_prefix(a, self.cfg.prompt_version) for a in reads}}
+
+    def reads_by_scorer(self, answer_prefix: str | None) -> bool:
+        """Whether the scorer reads the level after ``answer_prefix`` (None = the overall sentence)."""
+        if self._scorer is None:
+            return False
+        return (answer_prefix or level_prefix("overall", self.cfg.prompt_version)) in self._scorer["prefixes"]
+
+    def input_stats(self, features: VideoFeatures, prompt_stats: dict | None) -> dict:
+        """The prompt-time statistics the stats tokens read: prompt_stats plus the human prior's estimates."""
+        stats = dict(prompt_stats or {})
+        if self.prior is not None:
+            stats.update(self.prior.stats(features, stats))
+        return stats
 
     @property
     def has_scorer(self) -> bool:
@@ -371,12 +400,11 @@ class QualityLLM(nn.Module):
         prompts = prompts or [None] * n
         prompt_stats = prompt_stats or [None] * n
         exs = [encode_conversation(self._user_turn(question, "rating", p), f, self.template, prompt=p,
-                                   prompt_stats=ps, open_answer=prefix)
+                                   prompt_stats=self.input_stats(f, ps), open_answer=prefix)
                for f, p, ps in zip(features, prompts, prompt_stats, strict=True)]
         if any(e.level_pos < 0 for e in exs):
             raise ValueError(f"answer_prefix {prefix!r} does not end where a level word follows (answers.yaml)")
-        overall = prefix == level_prefix("overall", self.cfg.prompt_version)
-        with self.scoring() if overall else contextlib.nullcontext():
+        with self.scoring() if self.reads_by_scorer(prefix) else contextlib.nullcontext():
             out = self.forward(self.collator(exs))
         return [LevelScore.from_probs(p.tolist()) for p in out["level_probs"].cpu()]
 
@@ -396,12 +424,11 @@ class QualityLLM(nn.Module):
         """
         if not queries:
             return []
-        overall = level_prefix("overall", self.cfg.prompt_version)
         if self._scorer is None:
             return self._score_shared(features, queries, prompt, prompt_stats)
-        out: list[LevelScore | None] = [None] * len(queries)  # overall levels from the scorer, the rest not
+        out: list[LevelScore | None] = [None] * len(queries)  # the scorer's aspects from the scorer, the rest not
         for by_scorer in (False, True):
-            idx = [i for i, (_, a) in enumerate(queries) if ((a or overall) == overall) == by_scorer]
+            idx = [i for i, (_, a) in enumerate(queries) if self.reads_by_scorer(a) == by_scorer]
             if idx:
                 with self.scoring() if by_scorer else contextlib.nullcontext():
                     scores = self._score_shared(features, [queries[i] for i in idx], prompt, prompt_stats)
@@ -412,8 +439,9 @@ class QualityLLM(nn.Module):
     def _score_shared(self, features: VideoFeatures, queries: list[tuple[str | None, str | None]],
                       prompt: str | None, prompt_stats: dict | None) -> list[LevelScore]:
         overall = level_prefix("overall", self.cfg.prompt_version)
+        stats = self.input_stats(features, prompt_stats)
         exs = [encode_conversation(self._user_turn(q, "rating", prompt), features, self.template, prompt=prompt,
-                                   prompt_stats=prompt_stats, open_answer=a or overall) for q, a in queries]
+                                   prompt_stats=stats, open_answer=a or overall) for q, a in queries]
         if any(e.level_pos < 0 for e in exs):
             raise ValueError("an answer prefix does not end where a level word follows (answers.yaml)")
         ids = [e.input_ids for e in exs]
@@ -499,40 +527,19 @@ class QualityLLM(nn.Module):
     @torch.no_grad()
     def explain(self, features: VideoFeatures, prompt: str | None = None, *, prompt_stats: dict | None = None,
                 question: str | None = None, max_new_tokens: int | None = None) -> tuple[str, LevelScore]:
-        """Rate-and-explain: greedy chain of thought; the score is read from the logits right before the
-        level word of the final overall sentence, so text and score agree. When generation left that
-        sentence out, its prefix is appended and the level is read (and written) there."""
+        """Rate-and-explain: a greedy chain of thought, then the score read in score mode (the same
+        number ``score`` gives, so a clip has one score with or without its explanation). The
+        justification closes with the overall sentence stating the level of that score, in place of
+        whatever overall sentence generation wrote (and anything after it)."""
         ex = encode_conversation(self._user_turn(question, "explain", prompt), features, self.template, prompt=prompt,
-                                 prompt_stats=prompt_stats, open_answer="")
-        gen, steps, state = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
+                                 prompt_stats=self.input_stats(features, prompt_stats), open_answer="")
+        gen, _, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
         prefix = level_prefix("overall", self.cfg.prompt_version)
-        # the last generated level word that follows the overall sentence's prefix, if any
-        k = next((k for k in range(len(gen) - 1, -1, -1) if gen[k] in self.level_ids
-                  and self.tokenizer.decode(gen[:k]).rstrip().endswith(prefix)), None)
-        if self._scorer is not None:
-            # the scorer reads the level (asked as a rating); the justification ends in a sentence with it,
-            # in place of the overall sentence generation wrote (and anything after it)
-            text = self._clean(gen if k is None else gen[:k])
-            if k is not None and text.endswith(prefix):
-                text = text[:-len(prefix)].rstrip()
-            score = self.score(features, prompt, prompt_stats=prompt_stats)
-            sep = "\n" if text else ""
-            return f"{text}{sep}{prefix} {score.level}.", score
-        if k is not None:
-            return self._clean(gen), LevelScore.from_probs(torch.softmax(steps[k], dim=-1).tolist())
         text = self._clean(gen)
+        if prefix in text:
+            text = text[:text.index(prefix)].rstrip()
+        score = self.score(features, prompt, prompt_stats=prompt_stats)
         sep = "\n" if text else ""
-        tail = self.tokenizer(sep + prefix, add_special_tokens=False)["input_ids"]
-        if state["ended"] in ("text", "repeat"):  # the cache holds dropped tokens: recompute cleanly
-            body = self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-            ids = ex.input_ids + body + tail
-            batch = self.collator([type(ex)(ids, [IGNORE] * len(ids), len(ids) - 1, math.nan,
-                                            ex.stream_tokens, ex.stream_stats)])
-            probs = self.forward(batch)["level_probs"][0]
-        else:  # the cache holds the prompt and every generated token but a final stop token
-            self._feed(state, tail)
-            probs = torch.softmax(self._level_logits(state["h"]), dim=-1)[0]
-        score = LevelScore.from_probs(probs.tolist())
         return f"{text}{sep}{prefix} {score.level}.", score
 
     @torch.no_grad()
@@ -542,7 +549,8 @@ class QualityLLM(nn.Module):
         turn ("<video>" is put in the first user turn when absent); returns the assistant's reply."""
         if not messages or messages[-1].get("role", messages[-1].get("from")) not in ("user", "human"):
             raise ValueError("chat messages must end with a user turn")
-        ex = encode_conversation(messages, features, self.template, prompt=prompt, prompt_stats=prompt_stats,
+        ex = encode_conversation(messages, features, self.template, prompt=prompt,
+                                 prompt_stats=self.input_stats(features, prompt_stats),
                                  open_answer="")
         gen, _, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
         return self._clean(gen)

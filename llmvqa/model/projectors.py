@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmvqa.model.prior import PRIOR_OF_STREAM, normalize_prior
 from llmvqa.statistics import PROMPT_STATS, normalize, stats_of_stream
 
 
@@ -17,7 +18,9 @@ def stats_vector(stream: str, stats: dict[str, float], prompt_stats: dict[str, f
     """Normalized statistics of one stream as a float32 vector (length stats_dim(stream)).
 
     Prompt statistics (prompt_alignment) take two slots: the normalized value (0 when absent)
-    and a has-prompt indicator. Other statistics must be present.
+    and a has-prompt indicator. Other statistics must be present. The last two slots are the
+    stream's human-prior estimate (``PRIOR_OF_STREAM``, passed in prompt_stats by a model that has
+    a prior; 0 and 0 otherwise).
     """
     prompt_stats = prompt_stats or {}
     values: list[float] = []
@@ -29,11 +32,26 @@ def stats_vector(stream: str, stats: dict[str, float], prompt_stats: dict[str, f
             values.append(normalize(name, stats[name]))
         else:
             raise ValueError(f"statistic {name!r} of stream {stream!r} is missing from the video features")
+    prior = prompt_stats.get(PRIOR_OF_STREAM[stream])
+    values += [0.0, 0.0] if prior is None else [normalize_prior(prior), 1.0]
     return torch.tensor(values, dtype=torch.float32)
 
 
 def stats_dim(stream: str) -> int:
-    return sum(2 if n in PROMPT_STATS else 1 for n in stats_of_stream(stream))
+    return sum(2 if n in PROMPT_STATS else 1 for n in stats_of_stream(stream)) + 2
+
+
+def widen_stats_inputs(state: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Projector weights saved before the prior slots existed: the stats MLP's first layer gets zero
+    columns for the missing inputs, so the old model computes exactly what it did (the slots are 0
+    for it anyway)."""
+    out = dict(state)
+    for k, v in state.items():
+        want = model_state.get(k)
+        if k.endswith("stats.0.weight") and want is not None and v.ndim == 2 and v.shape[1] < want.shape[1] \
+                and v.shape[0] == want.shape[0]:
+            out[k] = torch.cat([v, v.new_zeros(v.shape[0], want.shape[1] - v.shape[1])], dim=1)
+    return out
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:

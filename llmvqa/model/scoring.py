@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from llmvqa.errors import ModelError
-from llmvqa.levels import LEVELS, WEIGHTS, expected_score, level_spread, to_100
+from llmvqa.levels import LEVELS, WEIGHTS, expected_score, level_of_score, level_spread, to_100
 from llmvqa.prompts import load_yaml
 
 
@@ -22,8 +22,8 @@ class LevelScore:
     score_100: float
     """The same on 0–100."""
     level: str
-    """Most probable level word — the word greedy decoding writes at the level position, so an
-    explanation's overall sentence and this level always agree."""
+    """The level of the score (``level_of_score``: equal-width intervals of 1–5); an explanation's
+    closing sentence states this level."""
     spread: float
     """Standard deviation of the level distribution on 1–5 (uncertainty)."""
 
@@ -32,13 +32,38 @@ class LevelScore:
         p = [float(x) for x in probs]
         s = expected_score(p)
         return cls(probs=dict(zip(LEVELS, p, strict=True)), score=s, score_100=to_100(s),
-                   level=LEVELS[max(range(len(p)), key=p.__getitem__)], spread=level_spread(p))
+                   level=level_of_score(s), spread=level_spread(p))
 
 
 def level_prefix(kind: str = "overall", version: str = "v1", **names: str) -> str:
     """Text of an answers.yaml sentence up to (not including) " {level}", e.g. "… this video is"."""
     sentence = load_yaml("answers", version)[kind].format(level="{level}", **names)
     return sentence.split("{level}")[0].rstrip(" ")
+
+
+def aspect_prefix(aspect: str, version: str = "v1") -> str:
+    """Answer prefix of an aspect: "overall", "group:<group>" or "dimension:<dimension>"."""
+    kind, _, name = aspect.partition(":")
+    if kind == "overall" and not name:
+        return level_prefix("overall", version)
+    if kind in ("group", "dimension") and name:
+        return level_prefix(kind, version, **{kind: name})
+    raise ValueError(f"aspect {aspect!r}: use 'overall', 'group:<name>' or 'dimension:<name>'")
+
+
+def aspect_query(aspect: str, prompt: str | None, version: str = "v1") -> tuple[str | None, str]:
+    """(question, answer prefix) that ask for the level of an aspect ("overall", "group:<g>",
+    "dimension:<d>"): SIG's first single-dimension template (instructions.yaml, as in training), the
+    answer prefilled up to the level word. The overall question is None: the model's own rating
+    question (``PromptTemplate.question("rating")``)."""
+    prefix = aspect_prefix(aspect, version)
+    kind, _, subject = aspect.partition(":")
+    if kind == "overall":
+        return None, prefix
+    q = load_yaml("instructions", version)
+    clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
+    label = f"{subject} quality" if kind == "group" else subject
+    return q["dimension"][0].format(name=label, definition="", prompt_clause=clause), prefix
 
 
 def level_token_ids(tokenizer, version: str = "v1") -> list[int]:

@@ -1,0 +1,62 @@
+"""`llmvqa calibrate --model DIR --ratings FOLDER --out DIR`: teach a trained model what people see.
+
+The human stage after stages 1–3 (``llmvqa.train.human``): fits the human prior on the rated clips,
+trains the scorer (LoRA + projectors, from the model's own weights) on the human ratings and, with
+``--synth``, on degradation chains of the synth corpus' train split (relative ranks only), and
+writes a complete model to --out (main adapter unchanged, scorer/, prior, interval).
+
+    llmvqa calibrate --model runs/mini/stage3/final --ratings ../shared/data/fetv_dev \\
+        --synth data/synth/manifest.jsonl --out runs/mini/calibrated
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from llmvqa.errors import ModelError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="human stage: fit the scorer to human ratings (after stage 3)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="trained checkpoint (e.g. runs/mini/stage3/final)")
+    p.add_argument("--ratings", required=True, help="folder with labels.csv (name, model, prompt, static, "
+                   "temporal, alignment on 1–5) and clips/")
+    p.add_argument("--out", required=True, help="where to write the calibrated model")
+    p.add_argument("--synth", default=None, help="synth manifest.jsonl: degradation chains of its train split "
+                   "teach relative ranks")
+    p.add_argument("--chains", type=int, default=48, help="degradation chains built from --synth (default 48)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: CalibrationConfig.steps)")
+    p.add_argument("--cache", default="cache/features", help="feature cache folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-v", "--verbose", action="store_true", help="log the training steps")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from llmvqa.train.human import CalibrationConfig, calibrate, features_from_cache, load_rated
+
+    model = Path(args.model)
+    cfg_path = model / "config.json"
+    if not cfg_path.is_file():
+        raise ModelError(str(model), "is not a llmvqa model directory (no config.json)",
+                         "pass the folder `llmvqa train` wrote, e.g. runs/mini/stage3/final")
+    encoder = json.loads(cfg_path.read_text(encoding="utf-8")).get("encoder")
+    clips = load_rated(args.ratings)
+    features_of = features_from_cache(encoder, args.cache)
+    settings = {"seed": args.seed, **({"steps": args.steps} if args.steps else {})}
+    log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
+    chains = None
+    if args.synth:
+        from llmvqa.encoders.config import EncoderConfig
+        from llmvqa.encoders.pipeline import FeatureExtractor
+        from llmvqa.sig.chains import build_chains
+
+        extractor = FeatureExtractor(EncoderConfig.from_dict(encoder) if encoder else None)
+        chains = build_chains(extractor, args.synth, "train", args.chains, args.seed)
+    out = calibrate(model, clips, features_of, args.out, CalibrationConfig(**settings), log=log, chains=chains)
+    print(f"calibrated model: {out}")
+    return 0

@@ -1,0 +1,139 @@
+"""The human prior: a ridge probe of the encoder features fitted to human ratings, read by the LLM.
+
+On human-rated AI-generated video (FETV) the offline encoders carry the quality signal, but an LLM
+fine-tuned on a few dozen rated clips cannot find it in 2,600 raw inputs; a ridge regression can
+(closed form, strong L2 penalty). The prior is that ridge: mean-pooled tokens of each stream plus the
+normalized statistics → one estimate per human rating (static, temporal, alignment; 1–5). The
+model reads each estimate as one more statistic of its stream (value + has-prior indicator in the
+stream's stats token, ``PRIOR_OF_STREAM``), so the score is still the LLM's level-word softmax;
+a model without a prior feeds zeros there (identical to a model built before the prior existed).
+
+Stored in a checkpoint as ``prior.safetensors`` (standardization, weights, bias; the target names
+and settings in its metadata). Fitting is numpy only (the dual form: 72 clips × 2,628 inputs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmvqa.errors import ModelError
+from llmvqa.features import VideoFeatures
+from llmvqa.statistics import PROMPT_STATS, STATISTICS, STREAMS, normalize
+
+PRIOR_TARGETS: tuple[str, ...] = ("static", "temporal", "alignment")
+"""Human ratings the prior estimates (1–5): per-frame quality, temporal quality, prompt alignment."""
+PRIOR_OF_STREAM: dict[str, str] = {"technical": "prior_static", "motion": "prior_temporal",
+                                   "semantic": "prior_alignment"}
+"""Which estimate each stream's stats token carries (key in the prompt-stats dict)."""
+PRIOR_FILE = "prior.safetensors"
+DEFAULT_ALPHA = 1000.0
+"""Ridge penalty on standardized inputs (grouped-fold CV on fetv_dev: flat from 100 to 3,000)."""
+
+
+def prior_input(features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> np.ndarray:
+    """(D,) input of the prior: mean-pooled tokens per stream, then every statistic normalized
+    (prompt statistics as value + has-prompt indicator, 0 when absent)."""
+    prompt_stats = prompt_stats or {}
+    parts = [np.asarray(features.tokens[s], dtype=np.float64).mean(axis=0) for s in STREAMS]
+    stats = []
+    for st in STATISTICS:
+        if st.name in PROMPT_STATS:
+            have = st.name in prompt_stats
+            stats += [normalize(st.name, prompt_stats[st.name]) if have else 0.0, float(have)]
+        else:
+            stats.append(normalize(st.name, features.stats.get(st.name, sum(st.typical) / 2)))
+    return np.concatenate([*parts, np.asarray(stats)])
+
+
+@dataclass
+class HumanPrior:
+    """Standardize → linear map → 1–5 estimates of the human ratings in ``targets``."""
+
+    mean: np.ndarray
+    """(D,) input means of the fitting data."""
+    scale: np.ndarray
+    """(D,) input standard deviations (1 where constant)."""
+    weights: np.ndarray
+    """(K, D) one row per target."""
+    bias: np.ndarray
+    """(K,) target means of the fitting data."""
+    targets: tuple[str, ...] = PRIOR_TARGETS
+    info: dict = field(default_factory=dict)
+    """How it was fitted (alpha, n, dataset); saved with it."""
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, alpha: float = DEFAULT_ALPHA, targets: Sequence[str] = PRIOR_TARGETS,
+            info: dict | None = None) -> HumanPrior:
+        """x: (N, D) prior inputs; y: (N, K) human ratings. Ridge in the dual form (N ≪ D)."""
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x.ndim != 2 or y.shape != (x.shape[0], len(targets)):
+            raise ValueError(f"prior fit: x {x.shape} and y {y.shape} do not match {len(targets)} targets")
+        if x.shape[0] < 3:
+            raise ValueError(f"the prior needs at least 3 rated clips, got {x.shape[0]}")
+        mean, scale = x.mean(0), x.std(0)
+        scale = np.where(scale > 1e-8, scale, 1.0)
+        z = (x - mean) / scale  # (N, D)
+        bias = y.mean(0)  # (K,)
+        gram = z @ z.T  # (N, N)
+        dual = np.linalg.solve(gram + alpha * np.eye(len(z)), y - bias)  # (N, K)
+        weights = (z.T @ dual).T  # (K, D)
+        return cls(mean, scale, weights, bias, tuple(targets), {"alpha": alpha, "n": int(len(z)), **(info or {})})
+
+    def predict_inputs(self, x: np.ndarray) -> np.ndarray:
+        """(N, D) → (N, K) estimates, clipped to 1–5."""
+        z = (np.asarray(x, np.float64) - self.mean) / self.scale
+        return np.clip(z @ self.weights.T + self.bias, 1.0, 5.0)
+
+    def predict(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
+        """{target: 1–5 estimate} for one video."""
+        x = prior_input(features, prompt_stats)
+        if x.shape != self.mean.shape:
+            raise ModelError("prior", f"expects {self.mean.shape[0]} inputs, the features give {x.shape[0]}",
+                             "use the encoders the prior was fitted with (the checkpoint's config.json)")
+        return dict(zip(self.targets, self.predict_inputs(x[None])[0].tolist(), strict=True))
+
+    def stats(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The estimates as statistics of the streams (``PRIOR_OF_STREAM`` names)."""
+        return prior_stats(self.predict(features, prompt_stats))
+
+    def save(self, directory: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        tensors = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
+        save_file({k: np.ascontiguousarray(v, np.float64) for k, v in tensors.items()}, str(Path(directory) / PRIOR_FILE),
+                  metadata={"targets": json.dumps(list(self.targets)), "info": json.dumps(self.info)})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> HumanPrior | None:
+        """The prior saved in ``directory``, or None when it has none."""
+        path = Path(directory) / PRIOR_FILE
+        if not path.is_file():
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            t = {k: f.get_tensor(k) for k in ("mean", "scale", "weights", "bias")}
+        return cls(t["mean"], t["scale"], t["weights"], t["bias"], tuple(json.loads(meta.get("targets", "[]"))),
+                   json.loads(meta.get("info", "{}")))
+
+
+def prior_stats(estimates: Mapping[str, float]) -> dict[str, float]:
+    """{"prior_static": …, "prior_temporal": …, "prior_alignment": …} from {target: estimate}."""
+    by_target = {"prior_" + t: float(v) for t, v in estimates.items()}
+    return {name: by_target[name] for name in PRIOR_OF_STREAM.values() if name in by_target}
+
+
+def normalize_prior(value: float) -> float:
+    """A 1–5 estimate on the stats token's scale: centred on 3, one unit per level step (clipped to ±2),
+    so the few tenths that separate generated clips are not lost in the stats MLP."""
+    return float(min(2.0, max(-2.0, float(value) - 3.0)))
+
+
+__all__ = ["DEFAULT_ALPHA", "PRIOR_FILE", "PRIOR_OF_STREAM", "PRIOR_TARGETS", "HumanPrior", "normalize_prior",
+           "prior_input", "prior_stats"]

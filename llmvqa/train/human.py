@@ -1,0 +1,307 @@
+"""Human calibration: the stage that teaches the scorer what people see in AI-generated video.
+
+    llmvqa calibrate --model runs/mini/stage3/final --ratings ../shared/data/fetv_dev --out models/llmvqa-mini
+
+Input: a trained checkpoint (stages 1–3) and human-rated clips (``labels.csv``: name, model,
+prompt, static, temporal, alignment on 1–5, FETV's layout). Output: a checkpoint whose
+
+- ``prior.safetensors`` is the human prior (``llmvqa.model.prior``): a ridge probe of the encoder
+  features fitted to all the ratings, read by the stats tokens;
+- ``scorer/`` is the base checkpoint fine-tuned (LoRA + projectors) to read, from those stats tokens
+  and the features, the levels people give: overall ← mean of static and temporal, technical
+  group ← static, motion group ← temporal, semantic group and prompt_alignment ← alignment
+  (``HUMAN_ASPECTS``). Losses on the expected score: MSE (the scale) + PLCC + 0.3 × rank, each batch
+  one aspect. While it trains, every clip's prior estimate is the one a prior fitted *without that
+  clip's prompt* gives (grouped cross-fitting), so the scorer learns how far the prior is trusted on
+  unseen content, not on clips the prior memorized;
+- ``interval.json`` is the half-width of the stated interval of the overall score: the
+  ``coverage`` quantile of the cross-fitted prior's absolute error (measured, not assumed: eval/human_cv.py);
+- the main adapter (dimensions, justifications, chat) is the base checkpoint's, unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmvqa.errors import DataError
+from llmvqa.model.prior import DEFAULT_ALPHA, PRIOR_TARGETS, HumanPrior, prior_input, prior_stats
+
+HUMAN_ASPECTS: dict[str, tuple[str, ...]] = {
+    "overall": ("static", "temporal"),
+    "group:technical": ("static",),
+    "group:motion": ("temporal",),
+    "group:semantic": ("alignment",),
+    "dimension:prompt_alignment": ("alignment",),
+}
+"""Aspect the scorer reads → the human ratings whose mean is its target."""
+
+
+@dataclass(frozen=True)
+class RatedClip:
+    """One human-rated clip."""
+
+    name: str
+    path: Path
+    prompt: str
+    source: str
+    """The generator ("ground-truth" for real footage)."""
+    ratings: dict[str, float]
+    """static / temporal / alignment on 1–5 (means of the raters)."""
+
+
+def load_rated(folder: str | Path) -> list[RatedClip]:
+    """The clips of ``folder/labels.csv`` (columns name, model, prompt, static, temporal, alignment)."""
+    root = Path(folder)
+    labels = root / "labels.csv"
+    if not labels.is_file():
+        raise DataError(str(labels), "not found", "pass a folder with labels.csv and clips/ (FETV layout)")
+    clips = []
+    with labels.open(newline="", encoding="utf-8") as f:
+        for i, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                ratings = {t: float(row[t]) for t in PRIOR_TARGETS}
+                name = row["name"]
+            except (KeyError, TypeError, ValueError) as e:
+                raise DataError(f"{labels}:{i}", f"bad row ({e})",
+                                "columns: name, model, prompt, static, temporal, alignment (1–5)") from e
+            path = root / "clips" / name
+            if not path.exists():
+                raise DataError(f"{labels}:{i}", f"clip {path} not found", "put the clips in clips/")
+            clips.append(RatedClip(name, path, row.get("prompt", ""), row.get("model", ""), ratings))
+    if len(clips) < 6:
+        raise DataError(str(labels), f"only {len(clips)} rated clips", "calibration needs at least 6")
+    return clips
+
+
+def target(aspect: str, ratings: dict[str, float]) -> float:
+    """The human target of an aspect (``HUMAN_ASPECTS``) on 1–5."""
+    return float(np.mean([ratings[t] for t in HUMAN_ASPECTS[aspect]]))
+
+
+def prompt_folds(prompts: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
+    """(N,) fold index per clip; all clips of one prompt share a fold (prompts dealt round-robin
+    after a seeded shuffle)."""
+    unique = sorted(set(prompts))
+    k = max(2, min(k, len(unique)))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of = {unique[j]: i % k for i, j in enumerate(order)}
+    return np.array([fold_of[p] for p in prompts])
+
+
+def cross_fitted(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float) -> np.ndarray:
+    """(N, K) prior estimates, each from a prior fitted on the other folds."""
+    out = np.zeros_like(y, dtype=np.float64)
+    for f in np.unique(folds):
+        test = folds == f
+        out[test] = HumanPrior.fit(x[~test], y[~test], alpha).predict_inputs(x[test])
+    return out
+
+
+@dataclass
+class CalibrationConfig:
+    """Settings of the human calibration stage."""
+
+    steps: int = 60
+    """Optimizer steps (each one batch of one aspect)."""
+    batch_size: int = 8
+    """Clips per batch (PLCC and rank losses correlate within a batch)."""
+    lr: float = 5e-4
+    """AdamW learning rate of the LoRA weights, linear warmup over the first 10% of steps."""
+    projector_lr: float = 3e-3
+    """Learning rate of the projectors (the stats tokens that carry the prior start at zero weight)."""
+    mse_weight: float = 1.0
+    """Weight of the mean squared error of the expected score (on 1–5 divided by 4)."""
+    plcc_weight: float = 1.0
+    rank_weight: float = 0.3
+    alpha: float = DEFAULT_ALPHA
+    """Ridge penalty of the prior."""
+    inner_folds: int = 5
+    """Prompt-grouped folds of the cross-fitted prior estimates the scorer trains on."""
+    chain_every: int = 3
+    """Every chain_every-th step trains ranks on degradation chains (when chains are given; 0 = never)."""
+    chain_batch: int = 2
+    """Chains per chain step (each contributes all its strengths)."""
+    chain_margin: float = 1.0
+    """Score gap (1–5 scale) a full-strength degradation should open below its clean clip."""
+    coverage: float = 0.8
+    """Nominal coverage of the stated interval of the overall score."""
+    seed: int = 0
+    aspects: tuple[str, ...] = field(default_factory=lambda: tuple(HUMAN_ASPECTS))
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError(f"calibration needs steps ≥ 1 and batch_size ≥ 2, got {self.steps}, {self.batch_size}")
+        if not 0 < self.coverage < 1:
+            raise ValueError(f"coverage must lie in (0, 1), got {self.coverage}")
+        unknown = [a for a in self.aspects if a not in HUMAN_ASPECTS]
+        if unknown:
+            raise ValueError(f"unknown aspects {unknown}; known: {list(HUMAN_ASPECTS)}")
+
+
+FeaturesOf = Callable[[RatedClip], tuple]
+"""clip → (VideoFeatures, prompt_stats dict)."""
+
+
+def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: FeaturesOf, out_dir: str | Path,
+              cfg: CalibrationConfig | None = None, log: Callable[[str], None] | None = None,
+              chains: Sequence | None = None) -> Path:
+    """Fit the prior on ``clips``, train the scorer from ``base_dir`` and write the model to ``out_dir``.
+
+    chains: degradation chains (``llmvqa.sig.chains.Chain``) whose clean clip's quality is unknown:
+    they teach relative ranks only (a stronger degradation scores lower, on the overall score and
+    on the group it hurts)."""
+    import torch
+
+    from llmvqa.model.collate import encode_conversation
+    from llmvqa.model.modeling import QualityLLM
+    from llmvqa.model.scoring import aspect_query
+    from llmvqa.train.losses import plcc_loss, rank_loss
+
+    cfg = cfg or CalibrationConfig()
+    log = log or (lambda _m: None)
+    base, out = Path(base_dir), Path(out_dir)
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    feats = [features_of(c) for c in clips]
+    x = np.stack([prior_input(f, ps) for f, ps in feats])  # (N, D)
+    y = np.array([[c.ratings[t] for t in PRIOR_TARGETS] for c in clips])  # (N, 3)
+    folds = prompt_folds([c.prompt for c in clips], cfg.inner_folds, cfg.seed)
+    oof = cross_fitted(x, y, folds, cfg.alpha)  # (N, 3): what the scorer sees while training
+    info = {"dataset": str(Path(clips[0].path).parent.parent.name), "targets_of": {"prior_" + t: t for t in PRIOR_TARGETS}}
+    prior = HumanPrior.fit(x, y, cfg.alpha, info=info)
+
+    model = QualityLLM.from_pretrained(base, is_trainable=True, scorer=False)
+    model.prior = None  # stats are passed explicitly below (cross-fitted)
+    model.train()
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    proj = list(model.projectors.parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [*lora, *proj]
+    for p in params:
+        p.requires_grad_(True)
+    optim = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}],
+                              weight_decay=0.0)
+    warm = max(1, cfg.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
+    version = model.cfg.prompt_version
+    stats = [{**ps, **prior_stats(dict(zip(PRIOR_TARGETS, oof[i], strict=True)))} for i, (_, ps) in enumerate(feats)]
+    n = len(clips)
+    chains = list(chains or [])
+    chain_stats = [[prior.stats(f, {}) for f in ch.features] for ch in chains]  # the prior fitted on all clips
+    human_step = chain_step = 0
+    for step in range(cfg.steps):
+        if chains and cfg.chain_every and step % cfg.chain_every == cfg.chain_every - 1:
+            loss = _chain_loss(model, chains, chain_stats, chain_step, cfg, rng, version)
+            chain_step += 1
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optim.step()
+            sched.step()
+            continue
+        aspect = cfg.aspects[human_step % len(cfg.aspects)]
+        human_step += 1
+        pick = rng.choice(n, size=min(cfg.batch_size, n), replace=False)
+        exs = []
+        for i in pick:
+            c = clips[i]
+            question, prefix = aspect_query(aspect, c.prompt or None, version)
+            turn = model._user_turn(question, "rating", c.prompt or None)
+            exs.append(encode_conversation(turn, feats[i][0], model.template, prompt=c.prompt or None,
+                                           prompt_stats=stats[i], open_answer=prefix))
+        batch = model.collator(exs)
+        pred = model.forward(batch)["expected_score"]  # (B,) on 1–5
+        tgt = torch.tensor([target(aspect, clips[i].ratings) for i in pick], dtype=pred.dtype)
+        loss = (cfg.mse_weight * torch.mean(((pred - tgt) / 4.0) ** 2) + cfg.plcc_weight * plcc_loss(pred, tgt)
+                + cfg.rank_weight * rank_loss(pred, tgt))
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        sched.step()
+        if step % 10 == 0 or step == cfg.steps - 1:
+            log(f"calibrate step {step + 1}/{cfg.steps} {aspect}: loss {loss.item():.4f}")
+
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    scorer_dir = out / "scorer"
+    shutil.rmtree(scorer_dir, ignore_errors=True)
+    model.save_pretrained(scorer_dir)
+    meta = json.loads((scorer_dir / "config.json").read_text(encoding="utf-8"))
+    meta["scorer_reads"] = list(cfg.aspects)
+    (scorer_dir / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    for name in ("config.json", "projectors.safetensors"):
+        if (base / name).resolve() != (out / name).resolve():
+            shutil.copy2(base / name, out / name)
+    if (base / "adapter").resolve() != (out / "adapter").resolve():
+        shutil.rmtree(out / "adapter", ignore_errors=True)
+        shutil.copytree(base / "adapter", out / "adapter")
+    prior.save(out)
+    overall_oof = oof[:, :2].mean(axis=1)
+    overall_y = y[:, :2].mean(axis=1)
+    half = float(np.quantile(np.abs(overall_oof - overall_y), cfg.coverage))
+    interval = {"coverage": cfg.coverage, "half_width": half, "fitted_on": len(clips),
+                "how": "quantile of the cross-fitted prior's absolute error on the overall target"}
+    (out / "interval.json").write_text(json.dumps(interval, indent=2), encoding="utf-8")
+    state = {"stage": "calibrate", "base": str(base), "clips": len(clips), "steps": cfg.steps,
+             "seconds": time.perf_counter() - t0, "settings": {k: v for k, v in vars(cfg).items()}}
+    (out / "calibration.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
+    log(f"calibrated in {state['seconds']:.0f} s → {out}")
+    return out
+
+
+def _chain_loss(model, chains, chain_stats, k: int, cfg: CalibrationConfig, rng, version: str):
+    """Rank loss inside each of ``cfg.chain_batch`` chains: targets −margin × strength (relative only),
+    asked as the overall score (even chain steps) or the chain's group (odd ones)."""
+    import torch
+
+    from llmvqa.model.collate import encode_conversation
+    from llmvqa.model.scoring import aspect_query
+    from llmvqa.train.losses import rank_loss
+
+    picks = rng.choice(len(chains), size=min(cfg.chain_batch, len(chains)), replace=False)
+    exs, groups = [], []
+    for c in picks:
+        ch = chains[c]
+        aspect = "overall" if k % 2 == 0 else f"group:{ch.group}"
+        question, prefix = aspect_query(aspect, None, version)
+        for f, st in zip(ch.features, chain_stats[c], strict=True):
+            exs.append(encode_conversation(model._user_turn(question, "rating", None), f, model.template,
+                                           prompt_stats=st, open_answer=prefix))
+        groups.append(torch.tensor([-cfg.chain_margin * s for s in ch.strengths]))
+    pred = model.forward(model.collator(exs))["expected_score"]  # (sum of chain lengths,)
+    losses, start = [], 0
+    for tgt in groups:
+        losses.append(rank_loss(pred[start:start + len(tgt)], tgt.to(pred.dtype)))
+        start += len(tgt)
+    return torch.stack(losses).mean()
+
+
+def features_from_cache(encoder: dict | None, cache_dir: str | Path) -> FeaturesOf:
+    """A ``features_of`` that extracts (or reads from the feature cache) with the model's encoders."""
+    from llmvqa.encoders.cache import FeatureCache, get_or_extract
+    from llmvqa.encoders.config import EncoderConfig
+    from llmvqa.encoders.pipeline import FeatureExtractor
+
+    extractor = FeatureExtractor(EncoderConfig.from_dict(encoder) if encoder else None)
+    cache = FeatureCache(cache_dir)
+
+    def features_of(clip: RatedClip):
+        f, _ = get_or_extract(extractor, clip.path, cache)
+        return f, {k: float(v) for k, v in extractor.prompt_stats(f, clip.prompt or None).items()}
+
+    return features_of
+
+
+__all__ = ["HUMAN_ASPECTS", "CalibrationConfig", "RatedClip", "calibrate", "cross_fitted", "features_from_cache",
+           "load_rated", "prompt_folds", "target"]

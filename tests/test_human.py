@@ -1,0 +1,197 @@
+"""Human prior, human calibration and the agreement metrics (eval/human_cv.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_model import _save_backbone, build, make_features, perturb_lora
+
+from llmvqa.errors import DataError, ModelError
+from llmvqa.evaluation.human import agreement, coverage, real_outranks, within_source
+from llmvqa.features import VideoFeatures
+from llmvqa.levels import level_of_score
+from llmvqa.model import QualityLLM
+from llmvqa.model.prior import PRIOR_OF_STREAM, HumanPrior, prior_input, prior_stats
+from llmvqa.model.projectors import stats_vector
+from llmvqa.model.scoring import aspect_query
+from llmvqa.train.human import (
+    HUMAN_ASPECTS,
+    CalibrationConfig,
+    RatedClip,
+    calibrate,
+    cross_fitted,
+    load_rated,
+    prompt_folds,
+)
+
+
+@pytest.fixture(scope="session")
+def gemma(tmp_path_factory) -> str:
+    """A tiny random Gemma-3 backbone saved to disk (test_model's builder)."""
+    return _save_backbone(tmp_path_factory.mktemp("gemma"), "gemma")
+
+
+# ---------------------------------------------------------------------------- levels
+@pytest.mark.parametrize("score,level", [(5.0, "excellent"), (4.2, "excellent"), (4.19, "good"), (3.63, "good"),
+                                         (3.4, "good"), (3.39, "fair"), (2.6, "fair"), (2.59, "poor"),
+                                         (1.8, "poor"), (1.79, "bad"), (1.0, "bad")])
+def test_the_reported_level_is_the_equal_width_interval_of_the_score(score, level):
+    assert level_of_score(score) == level
+
+
+# ---------------------------------------------------------------------------- prior
+def _linear_data(n=40, d=30, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    w = np.zeros((3, d))
+    w[0, 0], w[1, 1], w[2, 2] = 0.8, -0.6, 0.5
+    y = np.clip(3 + x @ w.T, 1, 5)
+    return x, y
+
+
+def test_the_prior_recovers_a_linear_relation_on_new_clips():
+    x, y = _linear_data()
+    prior = HumanPrior.fit(x[:30], y[:30], alpha=1.0)
+    pred = prior.predict_inputs(x[30:])
+    for k in range(3):
+        assert np.corrcoef(pred[:, k], y[30:, k])[0, 1] > 0.9
+
+
+def test_the_prior_round_trips_through_its_file(tmp_path):
+    x, y = _linear_data()
+    prior = HumanPrior.fit(x, y, alpha=3.0, info={"dataset": "demo"})
+    prior.save(tmp_path)
+    again = HumanPrior.load(tmp_path)
+    assert again is not None and again.targets == prior.targets and again.info["dataset"] == "demo"
+    np.testing.assert_allclose(again.predict_inputs(x), prior.predict_inputs(x))
+    assert HumanPrior.load(tmp_path / "nothing") is None
+
+
+def test_the_prior_refuses_features_of_other_encoders():
+    feats = make_features()
+    x = prior_input(feats)[None]
+    prior = HumanPrior.fit(np.repeat(x, 4, 0)[:, :-1] + np.arange(4)[:, None], np.full((4, 3), 3.0))
+    with pytest.raises(ModelError, match="expects"):
+        prior.predict(feats)
+
+
+def test_cross_fitted_estimates_never_see_their_own_ratings():
+    x, y = _linear_data(n=24)
+    folds = prompt_folds([f"p{i // 3}" for i in range(24)], k=4)
+    a = cross_fitted(x, y, folds, alpha=1.0)
+    y2 = y.copy()
+    y2[5] += 1.5  # another rating for clip 5 changes every other fold's estimates, not clip 5's own
+    b = cross_fitted(x, y2, folds, alpha=1.0)
+    np.testing.assert_allclose(a[5], b[5])
+    assert not np.allclose(a[folds != folds[5]], b[folds != folds[5]])
+
+
+def test_prompt_folds_keep_every_prompt_in_one_fold():
+    prompts = [f"p{i % 7}" for i in range(28)]
+    folds = prompt_folds(prompts, k=3, seed=1)
+    assert set(folds.tolist()) == {0, 1, 2}
+    for p in set(prompts):
+        assert len({f for q, f in zip(prompts, folds, strict=True) if q == p}) == 1
+
+
+def test_the_prior_enters_the_stats_token_of_each_stream():
+    feats = make_features()
+    plain = stats_vector("motion", feats.stats)
+    with_prior = stats_vector("motion", feats.stats, prior_stats({"static": 5.0, "temporal": 2.0, "alignment": 4.0}))
+    assert plain.shape == with_prior.shape
+    assert plain[-2:].tolist() == [0.0, 0.0]
+    assert with_prior[-2:].tolist() == [pytest.approx(-1.0), 1.0]  # temporal 2.0 → 2 − 3
+    assert torch.equal(plain[:-2], with_prior[:-2])
+    assert PRIOR_OF_STREAM["motion"] == "prior_temporal"
+
+
+def test_a_checkpoint_saved_before_the_prior_slots_loads_unchanged(gemma, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = build(gemma)
+    feats = make_features(2)
+    before = model.score(feats).score
+    model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "projectors.safetensors"))
+    old = {k: (v[:, :-2].contiguous() if k.endswith("stats.0.weight") else v) for k, v in state.items()}
+    save_file(old, str(tmp_path / "projectors.safetensors"))
+    assert QualityLLM.from_pretrained(tmp_path).score(feats).score == pytest.approx(before, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------- agreement metrics
+def test_real_outranks_counts_pairs_of_one_prompt_only():
+    prompts = ["a", "a", "a", "b", "b"]
+    sources = ["ground-truth", "gen1", "gen2", "ground-truth", "gen1"]
+    pred = [3.0, 2.0, 4.0, 1.0, 1.0]  # a: real beats gen1, loses to gen2; b: a tie
+    assert real_outranks(pred, prompts, sources) == pytest.approx((1 + 0 + 0.5) / 3)
+
+
+def test_within_source_and_coverage_and_agreement():
+    sources = ["g1"] * 4 + ["g2"] * 4
+    human = [1, 2, 3, 4, 1, 2, 3, 4]
+    pred = [1, 2, 3, 4, 4, 3, 2, 1]
+    out = within_source(pred, human, sources)
+    assert out["g1"] == pytest.approx(1.0) and out["g2"] == pytest.approx(-1.0)
+    assert out["mean_generated"] == pytest.approx(0.0)
+    assert coverage([3.0, 3.0, 3.0, 3.0], [3.1, 3.5, 2.2, 3.0], 0.5) == pytest.approx(0.75)
+    ratings = [{"static": s, "temporal": 6 - s, "alignment": s} for s in (1, 2, 3, 4, 5)]
+    rep = agreement({"technical": [1, 2, 3, 4, 5], "motion": [1, 2, 3, 4, 5]}, ratings)
+    assert rep["technical~static"]["srcc"] == pytest.approx(1.0)
+    assert rep["motion~temporal"]["srcc"] == pytest.approx(-1.0)
+    assert "overall~static" not in rep
+
+
+def test_load_rated_names_the_bad_row(tmp_path):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "labels.csv").write_text("name,model,prompt,static,temporal,alignment\nx.gif,m,p,3,oops,2\n")
+    with pytest.raises(DataError, match="labels.csv:2"):
+        load_rated(tmp_path)
+
+
+# ---------------------------------------------------------------------------- calibration end to end
+def _rated(tmp_path, n=12):
+    """Clips whose features carry their rating (the semantic tokens' mean and the sharpness statistic)."""
+    clips, feats = [], []
+    for i in range(n):
+        q = 1.0 + 4.0 * i / (n - 1)
+        f = make_features(i)
+        f = VideoFeatures(tokens={s: t + (q - 3.0) for s, t in f.tokens.items()}, stats=dict(f.stats))
+        path = tmp_path / f"c{i}.gif"
+        path.write_bytes(b"")
+        clips.append(RatedClip(f"c{i}.gif", path, f"prompt {i // 2}", "gen" if i % 3 else "ground-truth",
+                               {"static": q, "temporal": q, "alignment": 6 - q}))
+        feats.append((f, {}))
+    return clips, feats
+
+
+def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tmp_path):
+    base = build(gemma, lora=True)
+    perturb_lora(base)
+    base.save_pretrained(tmp_path / "base")
+    clips, feats = _rated(tmp_path)
+    by_name = {c.name: f for c, f in zip(clips, feats, strict=True)}
+    out = calibrate(tmp_path / "base", clips, lambda c: by_name[c.name], tmp_path / "out",
+                    CalibrationConfig(steps=3, batch_size=4, inner_folds=3))
+    for name in ("config.json", "projectors.safetensors", "prior.safetensors", "interval.json", "scorer/config.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "scorer" / "config.json").read_text())["scorer_reads"] == list(HUMAN_ASPECTS)
+    model = QualityLLM.from_pretrained(out)
+    main = QualityLLM.from_pretrained(tmp_path / "base")
+    scorer = QualityLLM.from_pretrained(out / "scorer")
+    scorer.prior = model.prior
+    assert model.has_scorer and model.prior is not None and 0 < model.interval["half_width"] < 4
+    f = feats[3][0]
+    for aspect in [*HUMAN_ASPECTS, "dimension:sharpness"]:
+        q, a = aspect_query(aspect, "a cat", model.cfg.prompt_version)
+        got = model.score_queries(f, [(q, a)], prompt="a cat")[0].score
+        who = scorer if aspect in HUMAN_ASPECTS else main
+        want = who.score(f, "a cat", q, answer_prefix=a).score
+        assert got == pytest.approx(want, abs=1e-4), aspect
+    # one score per clip: explain's closing sentence states the level of the same score
+    text, sc = model.explain(f, "a cat", max_new_tokens=4)
+    assert sc.score == pytest.approx(model.score(f, "a cat").score, abs=1e-5)
+    assert text.endswith(f"The overall quality of this video is {level_of_score(sc.score)}.")
+    assert text.count("The overall quality of this video is") == 1
