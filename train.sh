@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Progressive training recipe: features → stage 1 → stage 2 → stage 3 → evaluation.
+# Progressive training recipe: features → stage 1 → stage 2 → stage 3 → human stage → evaluation.
 #
 #   ./train.sh [configs/mini.yaml] [--override key=value ...]
 #
@@ -65,8 +65,22 @@ python -m llmvqa.cli train --config "$CONFIG" --fill-cache "${EXTRA[@]}"
 # ---- 4. stage 3: the full instruction mix with justifications
 "${LAUNCH[@]}" train --config "$CONFIG" --stage 3 --resume "${EXTRA[@]}"
 
-# ---- 5. evaluation of the final checkpoint (when the evaluation script is present)
+# ---- 5. human stage: where human-rated clips are present ($HUMAN_RATINGS, default ../shared/data/fetv_dev:
+#         labels.csv + clips/), fit the human prior and train the scorer on the ratings and on degradation
+#         chains of the corpus' train split (llmvqa calibrate). Without them the model is stage 3's.
 FINAL="$OUT/stage3/final"
+HUMAN_RATINGS="${HUMAN_RATINGS:-../shared/data/fetv_dev}"
+if [ -f "$HUMAN_RATINGS/labels.csv" ]; then
+  SYNTH=()
+  [ -f data/synth/manifest.jsonl ] && SYNTH=(--synth data/synth/manifest.jsonl)
+  [ -f "$OUT/calibrated/scorer/config.json" ] || python -m llmvqa.cli calibrate --model "$FINAL" \
+      --ratings "$HUMAN_RATINGS" "${SYNTH[@]}" --out "$OUT/calibrated" --verbose
+  FINAL="$OUT/calibrated"
+else
+  echo "note: $HUMAN_RATINGS/labels.csv not found; no human stage (the model is stage 3's)"
+fi
+
+# ---- 6. evaluation of the final checkpoint (when the evaluation script is present)
 if [ -f eval/score_dataset.py ]; then
   # EVAL_DATA: a dataset file (info.txt, CSV, JSONL, synth manifest); default: the synth corpus' test split
   python eval/score_dataset.py ${EVAL_DATA:+"$EVAL_DATA"} --model "$FINAL" --out "$OUT/eval" \

@@ -208,6 +208,9 @@ class Assessor:
         timings = {"features": time.perf_counter() - t0}
         prompt_stats = {k: float(v) for k, v in self.extractor.prompt_stats(features, prompt).items()} if prompt else {}
         stats = {**{k: float(v) for k, v in features.stats.items()}, **prompt_stats}
+        prior = getattr(self.model, "prior", None)
+        if prior is not None:  # the human prior's estimates (1–5) the scorer reads
+            stats.update(prior.stats(features, prompt_stats))
         justification = None
         groups: dict[str, LevelRating] = {}
         dims: dict[str, LevelRating] = {}
@@ -234,11 +237,24 @@ class Assessor:
                 evidence = {s: stats[s] for s in dim.statistics if s in stats}
                 dims[dim.key] = LevelRating.from_probs(dim.key, _probs(level), group=dim.group,
                                                        definition=dim.definition, statistics=evidence)
+        if justification:  # the text states the reported levels, once each (rating protection)
+            from llmvqa.sig.validate import restate_levels
+
+            reported = {"overall": overall.level, **{k: v.level for k, v in groups.items()},
+                        **{k: v.level for k, v in dims.items()}}
+            justification = restate_levels(justification, reported, self.prompt_version)
         timings["total"] = time.perf_counter() - t0
         meta = dict(self.meta)
         meta.update({k: v for k, v in features.meta.items() if k in ("content_hash", "encoder_key")})
+        interval = None
+        calibrated = getattr(self.model, "interval", None)
+        if isinstance(calibrated, dict) and "half_width" in calibrated:
+            half = float(calibrated["half_width"])
+            interval = {"coverage": float(calibrated.get("coverage", 0.8)), "low": max(1.0, overall.score - half),
+                        "high": min(5.0, overall.score + half)}
         return RatingResult(video=str(video), overall=overall, prompt=prompt, groups=groups, dimensions=dims,
-                            statistics=stats, justification=justification, timings=timings, meta=meta)
+                            statistics=stats, justification=justification, timings=timings, meta=meta,
+                            interval=interval)
 
     # ------------------------------------------------------------------ chat
     def chat(self, video: str | Path, messages: list[dict], prompt: str | None = None) -> str:

@@ -88,6 +88,9 @@ class RatingResult:
     """Seconds spent per stage: features, score, dimensions, explain, total."""
     meta: dict[str, str] = field(default_factory=dict)
     """Model directory, encoder key, content hash ..."""
+    interval: dict[str, float] | None = None
+    """{"coverage", "low", "high"}: the range (1–5) that holds the human mean rating in ``coverage`` of
+    clips, as measured on held-out human-rated clips when the model was calibrated (None: not calibrated)."""
 
     @property
     def score(self) -> float:
@@ -128,6 +131,7 @@ class RatingResult:
             "justification": self.justification,
             "timings": {k: float(v) for k, v in self.timings.items()},
             "meta": dict(self.meta),
+            "interval": dict(self.interval) if self.interval else None,
         }
 
 
@@ -146,9 +150,12 @@ def render_text(result: RatingResult) -> str:
     lines = [f"Video:   {result.video}"]
     if result.prompt:
         lines.append(f"Prompt:  {result.prompt}")
-    lines.append(
-        f"Overall: {result.level} — {result.score:.2f} / 5  ({result.score_100:.0f} / 100, ±{result.spread:.2f})"
-    )
+    if result.interval:
+        iv = result.interval
+        spread = f"{iv['coverage']:.0%} interval {iv['low']:.2f}–{iv['high']:.2f}"
+    else:
+        spread = f"±{result.spread:.2f}"
+    lines.append(f"Overall: {result.level} — {result.score:.2f} / 5  ({result.score_100:.0f} / 100, {spread})")
     lines.append(f"         {bar(result.score)}  " + "  ".join(f"{lv} {p:.0%}" for lv, p in result.distribution.items()))
     names = list(result.groups) + list(result.dimensions)
     if names:

@@ -258,3 +258,20 @@ def test_every_example_name_resolves_to_a_real_clip():
     for name in EXAMPLES:
         path = resolve_video(f"example:{name}")
         assert path.is_file() and path.suffix == ".mp4", name
+
+
+def test_a_calibrated_model_gives_an_interval_around_the_score_and_levels_the_text_states(video):
+    a = make_assessor()
+    a.model.interval = {"coverage": 0.8, "half_width": 0.4}
+    r = a.rate(video, prompt="a red fox", explain=True)
+    assert r.interval["coverage"] == 0.8
+    assert r.interval["low"] == pytest.approx(max(1.0, r.score - 0.4))
+    assert r.interval["high"] == pytest.approx(min(5.0, r.score + 0.4))
+    assert json.loads(json.dumps(r.to_dict()))["interval"] == r.interval
+    assert "80% interval" in render_text(r)
+    # the level is the level of the score, and the justification closes with it
+    from llmvqa.levels import level_of_score
+
+    assert r.level == level_of_score(r.score)
+    assert r.justification.endswith(f"The overall quality of this video is {r.level}.")
+    assert make_assessor().rate(video).interval is None

@@ -181,7 +181,7 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
     model = QualityLLM.from_pretrained(out)
     main = QualityLLM.from_pretrained(tmp_path / "base")
     scorer = QualityLLM.from_pretrained(out / "scorer")
-    scorer.prior = model.prior
+    main.prior = scorer.prior = model.prior  # the prior's estimates reach both adapters' stats tokens
     assert model.has_scorer and model.prior is not None and 0 < model.interval["half_width"] < 4
     f = feats[3][0]
     for aspect in [*HUMAN_ASPECTS, "dimension:sharpness"]:
@@ -195,3 +195,14 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
     assert sc.score == pytest.approx(model.score(f, "a cat").score, abs=1e-5)
     assert text.endswith(f"The overall quality of this video is {level_of_score(sc.score)}.")
     assert text.count("The overall quality of this video is") == 1
+
+
+# ---------------------------------------------------------------------------- rating protection at inference
+def test_restate_levels_makes_the_text_state_the_reported_levels_once():
+    from llmvqa.sig.validate import restate_levels, stated_levels
+
+    text = ("Edges are soft. In terms of clarity, this video is excellent. In terms of technical quality, this video "
+            "is good.\nIn terms of clarity, this video is poor.\nThe overall quality of this video is excellent.")
+    out = restate_levels(text, {"sharpness": "fair", "technical": "poor", "overall": "good"})
+    assert stated_levels(out)[0] == [("sharpness", "fair"), ("technical", "poor"), ("overall", "good")]
+    assert out.startswith("Edges are soft.") and out.endswith("The overall quality of this video is good.")

@@ -51,8 +51,10 @@ def markdown(report: Mapping) -> str:
     acc = report.get("dimension_accuracy")
     if acc:
         out += ["## Per-dimension level accuracy", "",
-                "| key | accuracy | within one level | majority-level baseline | n |", "|---|---|---|---|---|"]
-        out += [f"| {k} | {_fmt(v['accuracy'], 3)} | {_fmt(v['within_one'], 3)} | {_fmt(v.get('majority'), 3)} | {v['n']} |"
+                "| key | accuracy | within one level | majority-level baseline | balanced accuracy | majority balanced | n |",
+                "|---|---|---|---|---|---|---|"]
+        out += [f"| {k} | {_fmt(v['accuracy'], 3)} | {_fmt(v['within_one'], 3)} | {_fmt(v.get('majority'), 3)} | "
+                f"{_fmt(v.get('balanced_accuracy'), 3)} | {_fmt(v.get('majority_balanced'), 3)} | {v['n']} |"
                 for k, v in acc.items()]
         out.append("")
     wp = report.get("wrong_prompt")

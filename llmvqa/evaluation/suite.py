@@ -89,7 +89,10 @@ def score_items(assessor: Any, items: Sequence[EvalItem], explain: bool = False,
 
 def dimension_accuracy(predicted: Sequence[Mapping[str, str]], reference: Sequence[Mapping[str, str]]) -> dict:
     """Per key (dimension / group / overall): exact level accuracy, within-one-level accuracy, n, and
-    ``majority``: the accuracy of always answering that key's most frequent reference level (chance).
+    ``majority``: the accuracy of always answering that key's most frequent reference level (chance);
+    ``balanced_accuracy``: the mean over the reference levels present of the share of their videos
+    given that level (always-the-majority-level scores 1 / the number of levels present:
+    ``majority_balanced``).
 
     Only keys present in both the prediction and the reference of a video count.
     """
@@ -102,8 +105,10 @@ def dimension_accuracy(predicted: Sequence[Mapping[str, str]], reference: Sequen
     out = {}
     for k, v in sorted(hits.items()):
         refs = [h[2] for h in v]
+        recall = [float(np.mean([h[0] for h in v if h[2] == lv])) for lv in sorted(set(refs))]
         out[k] = {"accuracy": float(np.mean([h[0] for h in v])), "within_one": float(np.mean([h[1] for h in v])),
-                  "n": len(v), "majority": max(refs.count(lv) for lv in set(refs)) / len(refs)}
+                  "n": len(v), "majority": max(refs.count(lv) for lv in set(refs)) / len(refs),
+                  "balanced_accuracy": float(np.mean(recall)), "majority_balanced": 1.0 / len(recall)}
     return out
 
 
