@@ -67,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ratings", default="../shared/data/fetv_dev", help="folder with labels.csv and clips/")
     ap.add_argument("--folds", type=int, default=6, help="prompt-grouped folds (default 6)")
     ap.add_argument("--steps", type=int, default=CalibrationConfig.steps, help="calibration steps per fold")
+    ap.add_argument("--synth", default=None, help="synth manifest.jsonl: degradation chains of its train split join "
+                    "every fold's calibration (as llmvqa calibrate --synth)")
+    ap.add_argument("--chains", type=int, default=48, help="chains built from --synth (default 48)")
     ap.add_argument("--cache", default="cache/features", help="feature cache")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="eval/reports/human_cv")
@@ -80,6 +83,15 @@ def main(argv=None) -> int:
     features_of = features_from_cache(meta.get("encoder"), args.cache)
     feats = [features_of(c) for c in clips]
     folds = prompt_folds([c.prompt for c in clips], args.folds, args.seed)
+    chains = None
+    if args.synth:
+        from llmvqa.encoders.config import EncoderConfig
+        from llmvqa.encoders.pipeline import FeatureExtractor
+        from llmvqa.sig.chains import build_chains
+
+        enc = meta.get("encoder")
+        chains = build_chains(FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None), args.synth, "train",
+                              args.chains, args.seed)
     n = len(clips)
     t0 = time.perf_counter()
 
@@ -110,7 +122,7 @@ def main(argv=None) -> int:
             pred_ridge["semantic"][i] = pred_ridge["prompt_alignment"][i] = a
         with tempfile.TemporaryDirectory() as tmp:
             out = calibrate(base, [clips[i] for i in train], features_of, Path(tmp) / "model", cfg,
-                            log=lambda m: print(m, file=sys.stderr))
+                            log=lambda m: print(m, file=sys.stderr), chains=chains)
             model = QualityLLM.from_pretrained(out)
             scored = score_clips(model, [clips[i] for i in test], [feats[i] for i in test])
             half[test] = float(model.interval["half_width"]) if model.interval else np.nan
@@ -126,7 +138,7 @@ def main(argv=None) -> int:
     if pred_brisque is not None:
         rows.append(summarize("BRISQUE (LIVE SVM, −score; nothing fitted)", {"overall": pred_brisque}, clips))
     report = {"ratings": str(args.ratings), "clips": n, "folds": int(folds.max()) + 1, "grouped_by": "prompt",
-              "steps": args.steps, "seconds": time.perf_counter() - t0, "rows": rows,
+              "steps": args.steps, "chains": len(chains or []), "seconds": time.perf_counter() - t0, "rows": rows,
               "predictions": {"names": [c.name for c in clips], "model": pred_model, "ridge": pred_ridge,
                               "before": pred_before, "brisque": pred_brisque, "fold": folds.tolist(), "half_width": half.tolist()}}
     out_dir = Path(args.out)

