@@ -130,7 +130,12 @@ def main(argv=None) -> int:
         for k, v in scored.items():
             for j, i in enumerate(test):
                 pred_model[k][i] = v[j]
-        print(f"fold {f + 1}/{folds.max() + 1} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        from llmvqa.evaluation.metrics import srcc
+
+        hum = human_table([clips[i].ratings for i in test])
+        print(f"fold {f + 1}/{folds.max() + 1} done ({time.perf_counter() - t0:.0f} s): overall~static "
+              f"{srcc(scored['overall'], hum['static']):.3f}, ~temporal {srcc(scored['overall'], hum['temporal']):.3f}; "
+              f"ridge {srcc(est[:, :2].mean(1), hum['overall']):.3f}", file=sys.stderr)
 
     rows = [summarize("llmvqa (calibrated, held-out folds)", pred_model, clips, half),
             summarize("before: base checkpoint, no calibration", pred_before, clips),

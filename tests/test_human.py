@@ -116,7 +116,8 @@ def test_a_checkpoint_saved_before_the_prior_slots_loads_unchanged(gemma, tmp_pa
     before = model.score(feats).score
     model.save_pretrained(tmp_path)
     state = load_file(str(tmp_path / "projectors.safetensors"))
-    old = {k: (v[:, :-2].contiguous() if k.endswith("stats.0.weight") else v) for k, v in state.items()}
+    old = {k: (v[:, :-2].contiguous() if k.endswith("stats.0.weight") else v) for k, v in state.items()
+           if not k.endswith("prior_dir")}
     save_file(old, str(tmp_path / "projectors.safetensors"))
     assert QualityLLM.from_pretrained(tmp_path).score(feats).score == pytest.approx(before, abs=1e-5)
 
@@ -190,6 +191,12 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
         who = scorer if aspect in HUMAN_ASPECTS else main
         want = who.score(f, "a cat", q, answer_prefix=a).score
         assert got == pytest.approx(want, abs=1e-4), aspect
+    # the scorer reads the prior: a higher estimate in the slots gives a higher score (warm start + training)
+    low, high = ({"prior_static": v, "prior_temporal": v, "prior_alignment": v} for v in (1.5, 4.5))
+    own, model.prior = model.prior, None  # pass the estimates in by hand
+    with model.scoring():
+        assert model.score(f, prompt_stats=low).score < model.score(f, prompt_stats=high).score
+    model.prior = own
     # one score per clip: explain's closing sentence states the level of the same score
     text, sc = model.explain(f, "a cat", max_new_tokens=4)
     assert sc.score == pytest.approx(model.score(f, "a cat").score, abs=1e-5)

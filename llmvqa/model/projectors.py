@@ -46,6 +46,9 @@ def widen_stats_inputs(state: dict[str, torch.Tensor], model_state: dict[str, to
     columns for the missing inputs, so the old model computes exactly what it did (the slots are 0
     for it anyway)."""
     out = dict(state)
+    for k, want in model_state.items():  # the prior direction: absent before the prior existed → zero
+        if k.endswith("prior_dir") and k not in out:
+            out[k] = torch.zeros_like(want)
     for k, v in state.items():
         want = model_state.get(k)
         if k.endswith("stats.0.weight") and want is not None and v.ndim == 2 and v.shape[1] < want.shape[1] \
@@ -113,10 +116,14 @@ class StreamProjector(nn.Module):
         self.tokens = (MLPProjector(d_in, hidden, num_tokens) if kind == "mlp"
                        else ResamplerProjector(d_in, hidden, num_tokens, heads))
         self.stats = _mlp(stats_dim(stream), hidden) if stats_token else None
+        # the human prior's estimate moves the stats token along one direction (zero: no effect); the
+        # calibration stage starts it along the model's own score gradient (llmvqa.train.human)
+        self.prior_dir = nn.Parameter(torch.zeros(hidden)) if stats_token else None
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
         # → (B, N [+1], H)
         out = self.tokens(x, lengths)
         if self.stats is not None:
-            out = torch.cat([out, self.stats(stats)[:, None, :]], dim=1)  # (B, N+1, H)
+            token = self.stats(stats) + stats[:, -2:-1] * self.prior_dir  # (B, H): the prior slot (value) × direction
+            out = torch.cat([out, token[:, None, :]], dim=1)  # (B, N+1, H)
         return out

@@ -113,18 +113,25 @@ class CalibrationConfig:
     """Optimizer steps (each one batch of one aspect)."""
     batch_size: int = 8
     """Clips per batch (PLCC and rank losses correlate within a batch)."""
-    trainable: str = "stats+lora"
+    trainable: str = "stats"
     """What the scorer trains: "stats" (the stats-token MLPs only: they read the statistics and the prior,
     so the scorer cannot memorize clips through their 2,600 feature inputs), "stats+lora", "projectors"
     (all projectors) or "projectors+lora"."""
     lr: float = 2e-4
     """AdamW learning rate of the LoRA weights (trainable "projectors+lora"), warmup over the first 10% of steps."""
-    projector_lr: float = 1e-3
-    """Learning rate of the projectors."""
+    projector_lr: float = 1e-4
+    """Learning rate of the projectors (small: a large step moves the stats token out of the region where the
+    warm-started prior direction raises the score)."""
+    prior_lr: float = 1e-3
+    """Learning rate of the prior directions (``StreamProjector.prior_dir``)."""
     mse_weight: float = 1.0
     """Weight of the mean squared error of the expected score (on 1–5 divided by 4)."""
     plcc_weight: float = 1.0
     rank_weight: float = 0.3
+    warm_gain: float = 0.5
+    """First-order score change (levels) per level step of the prior estimate at the start (``_warm_start``)."""
+    ce_weight: float = 0.5
+    """Weight of the cross-entropy against the soft level targets (``losses.soft_level_ce``)."""
     alpha: float = DEFAULT_ALPHA
     """Ridge penalty of the prior."""
     inner_folds: int = 5
@@ -175,7 +182,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     import torch
 
     from llmvqa.model.modeling import QualityLLM
-    from llmvqa.train.losses import plcc_loss, rank_loss
+    from llmvqa.train.losses import plcc_loss, rank_loss, soft_level_ce
 
     cfg = cfg or CalibrationConfig()
     log = log or (lambda _m: None)
@@ -195,14 +202,16 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     model.prior = None  # stats are passed explicitly below (cross-fitted)
     model.train()
     lora = [p for n, p in model.named_parameters() if "lora_" in n] if cfg.trainable.endswith("+lora") else []
+    direction = [p for n, p in model.projectors.named_parameters() if n.endswith("prior_dir")]
     proj = [p for n, p in model.projectors.named_parameters()
-            if cfg.trainable.startswith("projectors") or ".stats." in n]
+            if not n.endswith("prior_dir") and (cfg.trainable.startswith("projectors") or ".stats." in n)]
     for p in model.parameters():
         p.requires_grad_(False)
-    params = [*lora, *proj]
+    params = [*lora, *proj, *direction]
     for p in params:
         p.requires_grad_(True)
-    groups = [{"params": proj, "lr": cfg.projector_lr}] + ([{"params": lora, "lr": cfg.lr}] if lora else [])
+    groups = [{"params": proj, "lr": cfg.projector_lr}, {"params": direction, "lr": cfg.prior_lr}]
+    groups += [{"params": lora, "lr": cfg.lr}] if lora else []
     optim = torch.optim.AdamW(groups, weight_decay=0.0)
     warm = max(1, cfg.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
@@ -214,6 +223,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     # "follow the prior whatever the picture shows")
     pool = [(f, ps, c.prompt or None) for (f, ps), c in zip(feats, clips, strict=True)]
     pool += [(ch.features[0], {}, None) for ch in chains if ch.strengths[0] == 0]
+    _warm_start(model, pool, cfg, rng, version)
     kinds = _step_kinds(cfg, bool(chains))
     counts = dict.fromkeys(("read", "human", "chain"), 0)
     for step in range(cfg.steps):
@@ -226,10 +236,11 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
             aspect = cfg.aspects[counts["human"] % len(cfg.aspects)]
             pick = rng.choice(len(clips), size=min(cfg.batch_size, len(clips)), replace=False)
             exs = [_example(model, aspect, feats[i][0], stats[i], clips[i].prompt or None, version) for i in pick]
-            pred = model.forward(model.collator(exs))["expected_score"]  # (B,) on 1–5
+            res = model.forward(model.collator(exs))
+            pred = res["expected_score"]  # (B,) on 1–5
             tgt = torch.tensor([target(aspect, clips[i].ratings) for i in pick], dtype=pred.dtype)
             loss = (cfg.mse_weight * torch.mean(((pred - tgt) / 4.0) ** 2) + cfg.plcc_weight * plcc_loss(pred, tgt)
-                    + cfg.rank_weight * rank_loss(pred, tgt))
+                    + cfg.rank_weight * rank_loss(pred, tgt) + cfg.ce_weight * soft_level_ce(res["level_logits"], tgt))
         counts[kind] += 1
         optim.zero_grad()
         loss.backward()
@@ -284,6 +295,32 @@ def _example(model, aspect: str, features, stats: dict, prompt: str | None, vers
                                prompt_stats=stats, open_answer=prefix)
 
 
+WARM_ASPECT = {"technical": "group:technical", "motion": "group:motion", "semantic": "group:semantic"}
+
+
+def _warm_start(model, pool, cfg: CalibrationConfig, rng, version: str) -> None:
+    """Start each stream's prior direction along the gradient of its group's expected score with respect
+    to the stats token (averaged over a batch), scaled so that one level step of the estimate moves that
+    score by about ``cfg.warm_gain`` levels to first order; training refines it."""
+    import torch
+
+    from llmvqa.model.prior import PRIOR_OF_STREAM
+
+    idx = rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False)
+    for stream, aspect in WARM_ASPECT.items():
+        proj = model.projectors[stream]
+        if proj.prior_dir is None:
+            continue
+        exs = [_example(model, aspect, pool[i][0], {**pool[i][1], PRIOR_OF_STREAM[stream]: 4.0}, pool[i][2], version)
+               for i in idx]  # estimate 4.0 → slot value 1
+        proj.prior_dir.grad = None
+        model.forward(model.collator(exs))["expected_score"].mean().backward()
+        g = proj.prior_dir.grad.detach().clone()
+        with torch.no_grad():
+            proj.prior_dir.copy_(cfg.warm_gain * g / g.pow(2).sum().clamp_min(1e-12))
+        model.zero_grad(set_to_none=True)
+
+
 def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str):
     """Teach the scorer to read the prior: random estimates in the stats slots, the aspect's own mix of
     them as the target (MSE on the 1–5 scale / 4). Content and estimate are independent here, so the
@@ -291,6 +328,7 @@ def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str):
     import torch
 
     from llmvqa.model.prior import prior_stats
+    from llmvqa.train.losses import soft_level_ce
 
     exs, tgt = [], []
     for i in rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False):
@@ -299,8 +337,9 @@ def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str):
         aspect = cfg.aspects[int(rng.integers(len(cfg.aspects)))]
         exs.append(_example(model, aspect, f, {**ps, **prior_stats(est)}, prompt, version))
         tgt.append(target(aspect, est))
-    pred = model.forward(model.collator(exs))["expected_score"]  # (B,)
-    return torch.mean(((pred - torch.tensor(tgt, dtype=pred.dtype)) / 4.0) ** 2)
+    out = model.forward(model.collator(exs))
+    t = torch.tensor(tgt, dtype=out["expected_score"].dtype)
+    return torch.mean(((out["expected_score"] - t) / 4.0) ** 2) + cfg.ce_weight * soft_level_ce(out["level_logits"], t)
 
 
 def _chain_loss(model, chains, chain_stats, k: int, cfg: CalibrationConfig, rng, version: str):

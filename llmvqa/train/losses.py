@@ -35,6 +35,26 @@ def rank_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss[off_diag].mean() if n > 1 else loss.sum() * 0.0
 
 
+def soft_level_targets(target: torch.Tensor) -> torch.Tensor:
+    """(B,) 1–5 targets → (B, 5) level distributions (LEVELS order, weights 5..1): the mass split between
+    the two levels around the target so that its expected value is the target."""
+    t = target.float().clamp(1.0, 5.0)
+    pos = 5.0 - t  # 0 = excellent … 4 = bad
+    lo = pos.floor().clamp(max=3.0)
+    frac = pos - lo  # share of the next-worse level
+    out = torch.zeros(t.shape[0], 5, device=t.device)
+    out.scatter_(1, lo.long()[:, None], (1.0 - frac)[:, None])
+    out.scatter_add_(1, (lo.long() + 1)[:, None], frac[:, None])
+    return out
+
+
+def soft_level_ce(level_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the level-word distribution against ``soft_level_targets`` — unlike a loss on the
+    expected score, its gradient does not vanish when the softmax is saturated on one level."""
+    q = soft_level_targets(target)
+    return -(q * torch.log_softmax(level_logits.float(), dim=-1)).sum(-1).mean()
+
+
 def score_targets(target_score: torch.Tensor, level_pos: torch.Tensor, tasks: list[str | None],
                   score_tasks: list[str]) -> torch.Tensor:
     """(B,) score targets, nan where there is no level word or the record's task is not in score_tasks
