@@ -66,15 +66,14 @@ python -m llmvqa.cli train --config "$CONFIG" --fill-cache "${EXTRA[@]}"
 "${LAUNCH[@]}" train --config "$CONFIG" --stage 3 --resume "${EXTRA[@]}"
 
 # ---- 5. human stage: where human-rated clips are present ($HUMAN_RATINGS, default ../shared/data/fetv_dev:
-#         labels.csv + clips/), fit the human prior and train the scorer on the ratings and on degradation
-#         chains of the corpus' train split (llmvqa calibrate). Without them the model is stage 3's.
+#         labels.csv + clips/), fit the human prior on them and train the scorer to read it (llmvqa calibrate;
+#         its --synth option adds degradation chains of the corpus, not used by the shipped model).
+#         Without them the model is stage 3's.
 FINAL="$OUT/stage3/final"
 HUMAN_RATINGS="${HUMAN_RATINGS:-../shared/data/fetv_dev}"
 if [ -f "$HUMAN_RATINGS/labels.csv" ]; then
-  SYNTH=()
-  [ -f data/synth/manifest.jsonl ] && SYNTH=(--synth data/synth/manifest.jsonl)
   [ -f "$OUT/calibrated/scorer/config.json" ] || python -m llmvqa.cli calibrate --model "$FINAL" \
-      --ratings "$HUMAN_RATINGS" "${SYNTH[@]}" --out "$OUT/calibrated" --verbose
+      --ratings "$HUMAN_RATINGS" --out "$OUT/calibrated" --verbose
   FINAL="$OUT/calibrated"
 else
   echo "note: $HUMAN_RATINGS/labels.csv not found; no human stage (the model is stage 3's)"

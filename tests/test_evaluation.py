@@ -140,8 +140,14 @@ def test_dimension_accuracy_on_a_hand_case():
     pred = [{"sharpness": "good", "noise": "bad", "overall": "fair"}, {"sharpness": "fair", "overall": "fair"}]
     ref = [{"sharpness": "good", "noise": "fair", "overall": "fair"}, {"sharpness": "good", "noise": "bad"}]
     acc = dimension_accuracy(pred, ref)
-    assert acc["sharpness"] == {"accuracy": 0.5, "within_one": 1.0, "n": 2, "majority": 1.0}  # both refs good
-    assert acc["noise"] == {"accuracy": 0.0, "within_one": 0.0, "n": 1, "majority": 1.0}  # bad vs fair: 2 apart
+    assert acc["sharpness"] == {"accuracy": 0.5, "within_one": 1.0, "n": 2, "majority": 1.0,  # both refs good
+                                "balanced_accuracy": 0.5, "majority_balanced": 1.0}
+    assert acc["noise"] == {"accuracy": 0.0, "within_one": 0.0, "n": 1, "majority": 1.0,  # bad vs fair: 2 apart
+                            "balanced_accuracy": 0.0, "majority_balanced": 1.0}
+    # balanced accuracy: the mean of per-level recalls (good: 2 of 2 right, bad: 0 of 1) = 0.5; majority 1/2
+    two = dimension_accuracy([{"x": "good"}, {"x": "good"}, {"x": "fair"}], [{"x": "good"}, {"x": "good"}, {"x": "bad"}])
+    assert two["x"]["accuracy"] == pytest.approx(2 / 3) and two["x"]["balanced_accuracy"] == pytest.approx(0.5)
+    assert two["x"]["majority_balanced"] == pytest.approx(0.5)
     assert acc["overall"]["n"] == 1  # the second video has no reference overall
 
 

@@ -117,7 +117,7 @@ def test_a_checkpoint_saved_before_the_prior_slots_loads_unchanged(gemma, tmp_pa
     model.save_pretrained(tmp_path)
     state = load_file(str(tmp_path / "projectors.safetensors"))
     old = {k: (v[:, :-2].contiguous() if k.endswith("stats.0.weight") else v) for k, v in state.items()
-           if not k.endswith("prior_dir")}
+           if not k.endswith(("prior_dir", "token_gate"))}
     save_file(old, str(tmp_path / "projectors.safetensors"))
     assert QualityLLM.from_pretrained(tmp_path).score(feats).score == pytest.approx(before, abs=1e-5)
 
@@ -213,3 +213,30 @@ def test_restate_levels_makes_the_text_state_the_reported_levels_once():
     out = restate_levels(text, {"sharpness": "fair", "technical": "poor", "overall": "good"})
     assert stated_levels(out)[0] == [("sharpness", "fair"), ("technical", "poor"), ("overall", "good")]
     assert out.startswith("Edges are soft.") and out.endswith("The overall quality of this video is good.")
+
+
+def test_statistic_directions_flag_a_statistic_people_contradict():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "eval"))
+    from statistic_directions import directions
+
+    ratings = [{"static": s, "temporal": 3.0 + 0.1 * i, "alignment": 3.0} for i, s in enumerate([1, 2, 3, 4, 5, 4.5])]
+    noise = [1.0, 2.0, 3.0, 4.0, 5.0, 4.4]  # rises with the static rating: "lower is better" is contradicted
+    sharp = [5.0, 4.0, 3.0, 2.0, 1.0, 1.5]  # falls with it: against "higher is better"
+    rows = {r["statistic"]: r for r in directions([{"noise": n, "sharpness": h} for n, h in zip(noise, sharp, strict=True)],
+                                                  ratings)}
+    assert rows["noise"]["static"] == pytest.approx(1.0) and rows["noise"]["verdict"] == "against"
+    assert rows["sharpness"]["verdict"] == "against"
+    assert rows["flicker"]["verdict"] == "—"  # not measured
+
+
+def test_a_row_of_weight_zero_changes_nothing_and_weight_two_counts_twice():
+    x, y = _linear_data(n=20)
+    base = HumanPrior.fit(x[:19], y[:19], alpha=2.0)
+    zero = HumanPrior.fit(x, y, alpha=2.0, weights=np.r_[np.ones(19), 0.0])
+    np.testing.assert_allclose(zero.predict_inputs(x), base.predict_inputs(x), atol=1e-8)
+    twice = HumanPrior.fit(np.r_[x, x[-1:]], np.r_[y, y[-1:]], alpha=2.0)
+    weighted = HumanPrior.fit(x, y, alpha=2.0, weights=np.r_[np.ones(19), 2.0])
+    np.testing.assert_allclose(weighted.predict_inputs(x), twice.predict_inputs(x), atol=1e-8)

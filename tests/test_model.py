@@ -11,7 +11,7 @@ import torch
 
 from llmvqa.errors import ConfigError, ModelError
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS, WEIGHTS
+from llmvqa.levels import LEVELS, WEIGHTS, level_of_score
 from llmvqa.model import LevelScore, ModelConfig, QualityLLM, level_probs, level_token_ids
 from llmvqa.model.backbone import load_backbone
 from llmvqa.model.collate import encode_conversation, encode_example
@@ -190,7 +190,8 @@ def test_template_labels_level_pos_and_prompt_line(backbones):
     assert ids[labeled[-1]] == model.tokenizer.convert_tokens_to_ids("<end_of_turn>")  # the model learns to stop
     text = model.tokenizer.decode(ids)
     assert '" a cat runs "' in text or "a cat runs" in text  # text-prompt line rendered
-    assert ex.stream_stats["semantic"][-1] == 1.0  # has-prompt indicator
+    assert ex.stream_stats["semantic"][-3] == 1.0  # has-prompt indicator (the last two slots: the human prior)
+    assert ex.stream_stats["semantic"][-2:].tolist() == [0.0, 0.0]  # no prior given
     no_prompt = encode_example(rating_record(), make_features(), tmpl)
     assert "cat" not in model.tokenizer.decode(no_prompt.input_ids)
     assert no_prompt.stream_stats["semantic"][-1] == 0.0
@@ -248,17 +249,16 @@ def test_score_only_equals_teacher_forced_rating(backbones):
     assert not bool(none["level_mask"][0]) and math.isnan(float(none["expected_score"][0]))
 
 
-def test_explain_level_agrees_with_teacher_forced_answer(backbones):
+def test_explain_gives_the_score_of_score_mode_and_states_its_level(backbones):
     model = build(backbones["gemma"], lora=True)
     perturb_lora(model)
     feats = make_features()
     text, score = model.explain(feats)
     assert text.rstrip().endswith(f"{level_prefix('overall')} {score.level}.")
-    rec = {"id": "e", "prompt": "", "conversations": [
-        {"from": "human", "value": VIDEO_TAG + "\n" + QUESTION["explain"]}, {"from": "gpt", "value": text}]}
-    out = model(model.collator([(rec, feats)]))
-    assert LEVELS[int(out["level_probs"][0].argmax())] == score.level
-    np.testing.assert_allclose(out["level_probs"][0].detach().numpy(), list(score.probs.values()), atol=1e-4)
+    assert text.count(level_prefix("overall")) == 1
+    plain = model.score(feats)  # one score per clip, with or without its justification
+    assert score.score == pytest.approx(plain.score, abs=1e-6) and score.level == plain.level
+    assert score.level == level_of_score(score.score)
     reply = model.chat(feats, [{"role": "user", "content": "why ?"}])
     assert isinstance(reply, str)
 
@@ -289,17 +289,13 @@ def test_explain_reads_the_generated_level_word(backbones, monkeypatch):
     monkeypatch.setattr(model, "_logits", scripted)
     text, score = model.explain(feats, max_new_tokens=len(script) + 4)
     monkeypatch.setattr(model, "_logits", real)
-    assert text.count(level_prefix("overall")) == 1  # read from the generated sentence, not forced
+    assert text.count(level_prefix("overall")) == 1  # the generated overall sentence is replaced, not doubled
     assert text.startswith("Sharpness is poor.") and text.endswith(f"{level_prefix('overall')} {score.level}.")
-    rec = {"id": "e", "prompt": "", "conversations": [
-        {"from": "human", "value": VIDEO_TAG + "\n" + QUESTION["explain"]}, {"from": "gpt", "value": text}]}
-    with torch.no_grad():
-        out = model(model.collator([(rec, feats)]))
-    np.testing.assert_allclose(out["level_probs"][0].numpy(), list(score.probs.values()), atol=1e-4)
+    assert score.score == pytest.approx(model.score(feats).score, abs=1e-6)  # score mode, not the generated step
 
 
 def test_explain_stops_at_a_repeated_sentence_and_ends_with_the_overall_level(backbones, monkeypatch):
-    """A looping model: the repeat is dropped, the overall sentence is appended and scored in a clean pass."""
+    """A looping model: the repeat is dropped, the overall sentence of the score-mode level is appended."""
     model = build(backbones["qwen"], lora=True, restrict_vocab=False)
     perturb_lora(model)
     feats = make_features()
@@ -319,11 +315,7 @@ def test_explain_stops_at_a_repeated_sentence_and_ends_with_the_overall_level(ba
     monkeypatch.setattr(model, "_logits", real)
     assert text == f"Noise is poor. Color is good.\n{level_prefix('overall')} {score.level}."
     assert step["i"] < len(script)  # stopped at the first repeat, not at max_new_tokens
-    rec = {"id": "e", "prompt": "", "conversations": [
-        {"from": "human", "value": VIDEO_TAG + "\n" + QUESTION["explain"]}, {"from": "gpt", "value": text}]}
-    with torch.no_grad():
-        out = model(model.collator([(rec, feats)]))
-    np.testing.assert_allclose(out["level_probs"][0].numpy(), list(score.probs.values()), atol=1e-4)
+    assert score.score == pytest.approx(model.score(feats).score, abs=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["gemma", "qwen"])

@@ -68,21 +68,24 @@ class HumanPrior:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, alpha: float = DEFAULT_ALPHA, targets: Sequence[str] = PRIOR_TARGETS,
-            info: dict | None = None) -> HumanPrior:
-        """x: (N, D) prior inputs; y: (N, K) human ratings. Ridge in the dual form (N ≪ D)."""
+            info: dict | None = None, weights: np.ndarray | None = None) -> HumanPrior:
+        """x: (N, D) prior inputs; y: (N, K) human ratings; weights: (N,) per-row weights (default 1).
+        Ridge in the dual form (N ≪ D)."""
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if x.ndim != 2 or y.shape != (x.shape[0], len(targets)):
             raise ValueError(f"prior fit: x {x.shape} and y {y.shape} do not match {len(targets)} targets")
         if x.shape[0] < 3:
             raise ValueError(f"the prior needs at least 3 rated clips, got {x.shape[0]}")
-        mean, scale = x.mean(0), x.std(0)
+        w = np.ones(len(x)) if weights is None else np.asarray(weights, np.float64)
+        mean = (w[:, None] * x).sum(0) / w.sum()
+        scale = np.sqrt((w[:, None] * (x - mean) ** 2).sum(0) / w.sum())
         scale = np.where(scale > 1e-8, scale, 1.0)
-        z = (x - mean) / scale  # (N, D)
-        bias = y.mean(0)  # (K,)
+        z = (x - mean) / scale * np.sqrt(w)[:, None]  # (N, D), rows scaled by √weight
+        bias = (w[:, None] * y).sum(0) / w.sum()  # (K,)
         gram = z @ z.T  # (N, N)
-        dual = np.linalg.solve(gram + alpha * np.eye(len(z)), y - bias)  # (N, K)
-        weights = (z.T @ dual).T  # (K, D)
-        return cls(mean, scale, weights, bias, tuple(targets), {"alpha": alpha, "n": int(len(z)), **(info or {})})
+        dual = np.linalg.solve(gram + alpha * np.eye(len(z)), (y - bias) * np.sqrt(w)[:, None])  # (N, K)
+        coef = (z.T @ dual).T  # (K, D)
+        return cls(mean, scale, coef, bias, tuple(targets), {"alpha": alpha, "n": int(len(z)), **(info or {})})
 
     def predict_inputs(self, x: np.ndarray) -> np.ndarray:
         """(N, D) → (N, K) estimates, clipped to 1–5."""

@@ -43,12 +43,14 @@ def stats_dim(stream: str) -> int:
 
 def widen_stats_inputs(state: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Projector weights saved before the prior slots existed: the stats MLP's first layer gets zero
-    columns for the missing inputs, so the old model computes exactly what it did (the slots are 0
-    for it anyway)."""
+    columns for the missing inputs, the prior direction zeros and the token gate 1, so the old model
+    computes exactly what it did (the slots are 0 for it anyway)."""
     out = dict(state)
     for k, want in model_state.items():  # the prior direction: absent before the prior existed → zero
         if k.endswith("prior_dir") and k not in out:
             out[k] = torch.zeros_like(want)
+        if k.endswith("token_gate") and k not in out:
+            out[k] = torch.ones_like(want)
     for k, v in state.items():
         want = model_state.get(k)
         if k.endswith("stats.0.weight") and want is not None and v.ndim == 2 and v.shape[1] < want.shape[1] \
@@ -119,10 +121,12 @@ class StreamProjector(nn.Module):
         # the human prior's estimate moves the stats token along one direction (zero: no effect); the
         # calibration stage starts it along the model's own score gradient (llmvqa.train.human)
         self.prior_dir = nn.Parameter(torch.zeros(hidden)) if stats_token else None
+        # scales the feature tokens (1: as trained); a calibrated scorer closes it (llmvqa.train.human)
+        self.token_gate = nn.Parameter(torch.ones(()), requires_grad=False)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
         # → (B, N [+1], H)
-        out = self.tokens(x, lengths)
+        out = self.tokens(x, lengths) * self.token_gate
         if self.stats is not None:
             token = self.stats(stats) + stats[:, -2:-1] * self.prior_dir  # (B, H): the prior slot (value) × direction
             out = torch.cat([out, token[:, None, :]], dim=1)  # (B, N+1, H)

@@ -109,7 +109,7 @@ def cross_fitted(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float) 
 class CalibrationConfig:
     """Settings of the human calibration stage."""
 
-    steps: int = 80
+    steps: int = 30
     """Optimizer steps (each one batch of one aspect)."""
     batch_size: int = 8
     """Clips per batch (PLCC and rank losses correlate within a batch)."""
@@ -128,7 +128,13 @@ class CalibrationConfig:
     """Weight of the mean squared error of the expected score (on 1–5 divided by 4)."""
     plcc_weight: float = 1.0
     rank_weight: float = 0.3
-    warm_gain: float = 0.5
+    token_gate: float = 0.0
+    """Scale of the scorer's feature tokens. 0: the scorer reads the statistics tokens only (the statistics and
+    the prior, which the feature tokens feed): the base model's reading of the feature tokens runs against
+    people on AI video (fetv_dev SRCC −0.2), and a few dozen rated clips cannot retrain it (eval/human_cv.py)."""
+    warm_gain: float = 1.0
+    warm_batches: int = 3
+    """Batches the warm start's gradient is averaged over."""
     """First-order score change (levels) per level step of the prior estimate at the start (``_warm_start``)."""
     ce_weight: float = 0.5
     """Weight of the cross-entropy against the soft level targets (``losses.soft_level_ce``)."""
@@ -146,7 +152,9 @@ class CalibrationConfig:
     """Chain steps per cycle (when chains are given): ranks inside degradation chains."""
     chain_batch: int = 2
     """Chains per chain step (each contributes all its strengths)."""
-    chain_margin: float = 1.0
+    chain_margin: float = 1.5
+    chain_weight: float = 0.5
+    """Weight of each chain row in the prior's fit (a rated clip weighs 1)."""
     """Score gap (1–5 scale) a full-strength degradation should open below its clean clip."""
     coverage: float = 0.8
     """Nominal coverage of the stated interval of the overall score."""
@@ -154,8 +162,8 @@ class CalibrationConfig:
     aspects: tuple[str, ...] = field(default_factory=lambda: tuple(HUMAN_ASPECTS))
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 2:
-            raise ValueError(f"calibration needs steps ≥ 1 and batch_size ≥ 2, got {self.steps}, {self.batch_size}")
+        if self.steps < 0 or self.batch_size < 2:
+            raise ValueError(f"calibration needs steps ≥ 0 and batch_size ≥ 2, got {self.steps}, {self.batch_size}")
         if self.trainable not in ("stats", "stats+lora", "projectors", "projectors+lora"):
             raise ValueError(f"trainable must be stats, stats+lora, projectors or projectors+lora, got {self.trainable!r}")
         if self.read_steps + self.human_steps < 1:
@@ -197,6 +205,10 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     oof = cross_fitted(x, y, folds, cfg.alpha)  # (N, 3): what the scorer sees while training
     info = {"dataset": str(Path(clips[0].path).parent.parent.name), "targets_of": {"prior_" + t: t for t in PRIOR_TARGETS}}
     prior = HumanPrior.fit(x, y, cfg.alpha, info=info)
+    chains = list(chains or [])
+    if chains:  # degradations lower the estimate: each chain's clean clip keeps the human-fitted estimate,
+        # its degraded versions get it minus margin × strength on the ratings the degradation hurts
+        prior = _prior_with_chains(prior, x, y, chains, cfg, info)
 
     model = QualityLLM.from_pretrained(base, is_trainable=True, scorer=False)
     model.prior = None  # stats are passed explicitly below (cross-fitted)
@@ -217,12 +229,14 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
     version = model.cfg.prompt_version
     stats = [{**ps, **prior_stats(dict(zip(PRIOR_TARGETS, oof[i], strict=True)))} for i, (_, ps) in enumerate(feats)]
-    chains = list(chains or [])
     chain_stats = [[prior.stats(f, {}) for f in ch.features] for ch in chains]  # the prior fitted on all clips
     # reading steps draw from the rated clips and the chains' clean clips (a degraded clip must not learn
     # "follow the prior whatever the picture shows")
     pool = [(f, ps, c.prompt or None) for (f, ps), c in zip(feats, clips, strict=True)]
     pool += [(ch.features[0], {}, None) for ch in chains if ch.strengths[0] == 0]
+    with torch.no_grad():
+        for p in model.projectors.values():
+            p.token_gate.fill_(cfg.token_gate)
     _warm_start(model, pool, cfg, rng, version)
     kinds = _step_kinds(cfg, bool(chains))
     counts = dict.fromkeys(("read", "human", "chain"), 0)
@@ -278,6 +292,31 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     return out
 
 
+CHAIN_RATINGS = {"technical": ("static",), "motion": ("temporal",)}
+"""The human ratings a chain of each group lowers."""
+
+
+def _prior_with_chains(prior: HumanPrior, x: np.ndarray, y: np.ndarray, chains, cfg: CalibrationConfig,
+                       info: dict) -> HumanPrior:
+    """Refit the prior on the rated clips plus chain rows (weight ``cfg.chain_weight`` each): the clean clip
+    at its own estimate, each degraded version lower by chain_margin × strength on the hurt rating."""
+    rows, targets = [], []
+    for ch in chains:
+        inputs = [prior_input(f) for f in ch.features]
+        base = prior.predict_inputs(inputs[0][None])[0]
+        for s, xi in zip(ch.strengths, inputs, strict=True):
+            t = base.copy()
+            for r in CHAIN_RATINGS.get(ch.group, ()):
+                k = PRIOR_TARGETS.index(r)
+                t[k] = max(1.0, t[k] - cfg.chain_margin * s)
+            rows.append(xi)
+            targets.append(t)
+    xx = np.concatenate([x, np.stack(rows)])
+    yy = np.concatenate([y, np.stack(targets)])
+    w = np.concatenate([np.ones(len(x)), np.full(len(rows), cfg.chain_weight)])
+    return HumanPrior.fit(xx, yy, cfg.alpha, info={**info, "chains": len(chains)}, weights=w)
+
+
 def _step_kinds(cfg: CalibrationConfig, with_chains: bool) -> list[str]:
     """The repeating pattern of step kinds: reading steps, human steps, chain steps."""
     kinds = ["read"] * cfg.read_steps + ["human"] * cfg.human_steps
@@ -295,26 +334,31 @@ def _example(model, aspect: str, features, stats: dict, prompt: str | None, vers
                                prompt_stats=stats, open_answer=prefix)
 
 
-WARM_ASPECT = {"technical": "group:technical", "motion": "group:motion", "semantic": "group:semantic"}
+WARM_ASPECTS = {"technical": ("group:technical", "overall"), "motion": ("group:motion", "overall"),
+                "semantic": ("group:semantic", "dimension:prompt_alignment")}
+"""The aspects each stream's prior estimate should raise (their summed score gradient starts its direction)."""
 
 
 def _warm_start(model, pool, cfg: CalibrationConfig, rng, version: str) -> None:
-    """Start each stream's prior direction along the gradient of its group's expected score with respect
-    to the stats token (averaged over a batch), scaled so that one level step of the estimate moves that
-    score by about ``cfg.warm_gain`` levels to first order; training refines it."""
+    """Start each stream's prior direction along the gradient of the expected scores it should raise
+    (``WARM_ASPECTS``) with respect to the stats token, averaged over ``warm_batches`` batches and scaled
+    so that one level step of the estimate moves them by about ``cfg.warm_gain`` levels to first order;
+    training refines it."""
     import torch
 
     from llmvqa.model.prior import PRIOR_OF_STREAM
 
-    idx = rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False)
-    for stream, aspect in WARM_ASPECT.items():
+    idx = rng.choice(len(pool), size=min(cfg.batch_size * cfg.warm_batches, len(pool)), replace=False)
+    for stream, aspects in WARM_ASPECTS.items():
         proj = model.projectors[stream]
         if proj.prior_dir is None:
             continue
-        exs = [_example(model, aspect, pool[i][0], {**pool[i][1], PRIOR_OF_STREAM[stream]: 4.0}, pool[i][2], version)
-               for i in idx]  # estimate 4.0 → slot value 1
         proj.prior_dir.grad = None
-        model.forward(model.collator(exs))["expected_score"].mean().backward()
+        for aspect in aspects:
+            for chunk in np.array_split(idx, max(1, len(idx) // cfg.batch_size)):
+                exs = [_example(model, aspect, pool[i][0], {**pool[i][1], PRIOR_OF_STREAM[stream]: 4.0}, pool[i][2],
+                                version) for i in chunk]  # estimate 4.0 → slot value 1
+                (model.forward(model.collator(exs))["expected_score"].sum() / (len(idx) * len(aspects))).backward()
         g = proj.prior_dir.grad.detach().clone()
         with torch.no_grad():
             proj.prior_dir.copy_(cfg.warm_gain * g / g.pow(2).sum().clamp_min(1e-12))
