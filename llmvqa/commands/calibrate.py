@@ -47,7 +47,7 @@ def run(args) -> int:
     encoder = json.loads(cfg_path.read_text(encoding="utf-8")).get("encoder")
     clips = load_rated(args.ratings)
     features_of = features_from_cache(encoder, args.cache)
-    settings = {"seed": args.seed, **({"steps": args.steps} if args.steps else {})}
+    settings = {"seed": args.seed, **({"steps": args.steps} if args.steps is not None else {})}
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     chains = None
     if args.synth:
