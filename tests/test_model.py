@@ -343,7 +343,7 @@ def test_restricted_decoding_is_an_exact_slice_of_the_head(backbones):
     h = torch.randn(1, 32)
     logits, ids = model._next_token_logits(h)
     np.testing.assert_allclose(logits.numpy(), model._logits(h)[:, ids].detach().numpy(), atol=1e-5)
-    gen, _, _ = model._generate(encode_conversation([{"role": "user", "content": VIDEO_TAG + " why ?"}],
+    gen, _ = model._generate(encode_conversation([{"role": "user", "content": VIDEO_TAG + " why ?"}],
                                                     make_features(), model.template, open_answer=""), 12)
     assert gen and set(gen) <= allowed | model._stop_ids
 

@@ -467,7 +467,7 @@ class QualityLLM(nn.Module):
 
     @torch.no_grad()
     def _generate(self, ex, max_new_tokens: int):
-        """Greedy decoding with a KV cache; keeps the level-word logits of every step.
+        """Greedy decoding with a KV cache.
 
         Stops at a stop token, at the template's turn-end text, or when a sentence repeats one
         already written (greedy decoding of a small model tends to loop): the repeat is dropped and
@@ -480,12 +480,10 @@ class QualityLLM(nn.Module):
         out = self.decoder(inputs_embeds=emb, attention_mask=mask, use_cache=True)
         state = {"past": out.past_key_values, "mask": mask, "h": out.last_hidden_state[:, -1]}
         gen: list[int] = []
-        level_steps: list[torch.Tensor] = []
         state["ended"] = "max"
         seen: set[str] = set()  # sentences written so far (whitespace-normalized)
         sentence_start = 0  # index in gen where the current sentence begins
         for _ in range(max_new_tokens):
-            level_steps.append(self._level_logits(state["h"])[0])  # (5,)
             logits, ids = self._next_token_logits(state["h"])  # (1, V) or (1, K)
             if ids is None:
                 logits[0, self.placeholder_id] = -math.inf
@@ -508,7 +506,7 @@ class QualityLLM(nn.Module):
                 seen.add(sentence)
                 sentence_start = len(gen)
             self._feed(state, [nxt])
-        return gen, level_steps, state
+        return gen, state
 
     def _feed(self, state: dict, ids: list[int]) -> None:
         dev = self.device
@@ -533,7 +531,7 @@ class QualityLLM(nn.Module):
         whatever overall sentence generation wrote (and anything after it)."""
         ex = encode_conversation(self._user_turn(question, "explain", prompt), features, self.template, prompt=prompt,
                                  prompt_stats=self.input_stats(features, prompt_stats), open_answer="")
-        gen, _, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
+        gen, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
         prefix = level_prefix("overall", self.cfg.prompt_version)
         text = self._clean(gen)
         if prefix in text:
@@ -552,5 +550,5 @@ class QualityLLM(nn.Module):
         ex = encode_conversation(messages, features, self.template, prompt=prompt,
                                  prompt_stats=self.input_stats(features, prompt_stats),
                                  open_answer="")
-        gen, _, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
+        gen, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
         return self._clean(gen)
