@@ -333,22 +333,6 @@ def test_score_queries_shares_the_prefix_and_matches_score(backbones, kind):
     assert len({round(r.score, 6) for r in fast}) > 1  # different questions, different answers
 
 
-def test_restricted_decoding_is_an_exact_slice_of_the_head(backbones):
-    from llmvqa.model.vocab import answer_token_ids
-
-    model = build(backbones["qwen"], lora=True)
-    perturb_lora(model)
-    allowed = set(answer_token_ids(model.tokenizer))
-    assert set(model.level_ids) <= allowed and len(allowed) < len(model.tokenizer)
-    h = torch.randn(1, 32)
-    logits, ids = model._next_token_logits(h)
-    np.testing.assert_allclose(logits.numpy(), model._logits(h)[:, ids].detach().numpy(), atol=1e-5)
-    gen, _ = model._generate(encode_conversation([{"role": "user", "content": VIDEO_TAG + " why ?"}],
-                                                    make_features(), model.template, open_answer=""), 12)
-    assert gen and set(gen) <= allowed | model._stop_ids
-
-
-# ---------------------------------------------------------------------------- LoRA, save/load, errors
 def test_lora_merged_equals_unmerged_and_is_not_a_noop(backbones):
     model = build(backbones["qwen"], lora=True)
     perturb_lora(model)

@@ -3,7 +3,7 @@
 File ``<root>/<content_hash[:16]>-<encoder_key>.safetensors`` holds
 
 - tensors ``tokens.<stream>`` (T, D) float32, ``alignment_basis`` (E,) float32 when present,
-  and ``stats`` (S,) float64 whose names are the JSON list ``stats_names`` in the metadata;
+  ``series.<name>`` (T,) float32 per-frame series, and ``stats`` (S,) float64 whose names are the JSON list ``stats_names`` in the metadata;
 - metadata ``format``, ``stats_names`` and every ``VideoFeatures.meta`` entry as ``meta.<key>``.
 
 Keys use the content (not the path), so a renamed or copied video still hits; a change
@@ -102,6 +102,7 @@ def save_features(features: VideoFeatures, file: str | os.PathLike) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     names = list(features.stats)
     tensors = {f"tokens.{s}": t.detach().to("cpu", torch.float32).contiguous() for s, t in features.tokens.items()}
+    tensors.update({f"series.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in features.series.items()})
     tensors["stats"] = torch.tensor([float(features.stats[n]) for n in names], dtype=torch.float64)
     if features.alignment_basis is not None:
         tensors["alignment_basis"] = features.alignment_basis.detach().to("cpu", torch.float32).contiguous()
@@ -137,6 +138,7 @@ def load_features(file: str | os.PathLike) -> VideoFeatures:
         stats=dict(zip(names, values, strict=True)),
         alignment_basis=tensors.get("alignment_basis"),
         meta=meta,
+        series={k.removeprefix("series."): v for k, v in tensors.items() if k.startswith("series.")},
     )
 
 

@@ -20,8 +20,9 @@ from llmvqa.errors import ConfigError
 from llmvqa.settings import coerce_number
 from llmvqa.video.config import VideoLimits
 
-FEATURE_VERSION = "2"
-"""Bump when an encoder's output changes for the same settings: every cached feature file misses."""
+FEATURE_VERSION = "3"
+"""Bump when an encoder's output changes for the same settings: every cached feature file misses.
+3: per-frame series, frame timestamps and class labels stored with the features (evidence)."""
 
 _SECTIONS: dict[str, type] = {
     "technical": TechnicalConfig,

@@ -13,6 +13,7 @@ this process (all threads) for the same stages; ``load_seconds`` is the model lo
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from llmvqa.encoders.cache import content_hash
 from llmvqa.encoders.config import EncoderConfig
 from llmvqa.encoders.motion import MotionEncoder
 from llmvqa.encoders.semantic import SemanticEncoder
-from llmvqa.encoders.technical import TechnicalEncoder
+from llmvqa.encoders.technical import TechnicalEncoder, frame_series
 from llmvqa.features import VideoFeatures
 from llmvqa.statistics import PROMPT_STATS, STREAMS, stats_of_stream
 from llmvqa.video.loader import load_clip
@@ -93,11 +94,16 @@ class FeatureExtractor:
             "height": str(clip.info.height),
             "fps": f"{clip.info.fps:g}",
             "duration": f"{clip.info.duration:g}",
+            "timestamps": json.dumps([round(float(t), 4) for t in clip.timestamps]),
         }
+        labels = self.semantic.top_labels(tokens["semantic"])
+        if labels:
+            meta["labels"] = json.dumps(labels)
+        series = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in frame_series(clip.frames).items()}
         tokens = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tokens.items()}
         basis = basis.detach().to("cpu", torch.float32).contiguous() if basis is not None else None
         stats = {k: float(v) for k, v in stats.items() if k not in PROMPT_STATS}
-        return VideoFeatures(tokens=tokens, stats=stats, alignment_basis=basis, meta=meta)
+        return VideoFeatures(tokens=tokens, stats=stats, alignment_basis=basis, meta=meta, series=series)
 
     def prompt_stats(self, features: VideoFeatures, prompt: str | None) -> dict[str, float]:
         """``{"prompt_alignment": float}`` for a non-empty prompt, else ``{}``."""

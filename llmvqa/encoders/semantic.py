@@ -191,6 +191,16 @@ class SemanticEncoder:
             basis = None  # neither a joint space nor class names: no prompt alignment for this backbone
         return tokens, consistency_stats(tokens), None if basis is None else basis.float()
 
+    def top_labels(self, tokens: torch.Tensor, k: int = 3) -> list[str]:
+        """The ``k`` most probable class names over the clip (mean of per-frame probabilities), first
+        synonym only ("seashore, coast" -> "seashore"); [] when the backbone has no class head."""
+        probs_of = getattr(self.backbone, "probs_from_embeddings", None)
+        classes = self.backbone.classes
+        if probs_of is None or not classes or tokens is None or len(tokens) == 0:
+            return []
+        mean = probs_of(torch.as_tensor(tokens, dtype=torch.float32)).mean(0)  # (C,)
+        return [classes[i].split(",")[0].strip() for i in mean.topk(min(k, len(mean))).indices.tolist()]
+
     def prompt_alignment(self, alignment_basis: torch.Tensor | None, prompt: str,
                          tokens: torch.Tensor | None = None) -> float:
         """The prompt's alignment with a video: cosine with ``alignment_basis`` (same text space), or with

@@ -66,10 +66,15 @@ def _luma(frames: np.ndarray) -> np.ndarray:
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
 
 
+def sharpness_per_frame(luma: np.ndarray) -> np.ndarray:
+    """(T,) ln(1 + variance of the 3x3 Laplacian) of each frame."""
+    vals = [float(cv2.meanStdDev(cv2.Laplacian(y, cv2.CV_16S, ksize=1))[1][0, 0]) ** 2 for y in luma]
+    return np.log1p(np.asarray(vals, dtype=np.float64))
+
+
 def sharpness(luma: np.ndarray) -> float:
     """ln(1 + variance of the 3x3 Laplacian), per frame, averaged."""
-    vals = [float(cv2.meanStdDev(cv2.Laplacian(y, cv2.CV_16S, ksize=1))[1][0, 0]) ** 2 for y in luma]
-    return float(np.mean(np.log1p(vals)))
+    return float(np.mean(sharpness_per_frame(luma)))
 
 
 # Immerkaer's noise mask (the difference of two Laplacians): zero on any plane, so smooth shading
@@ -90,8 +95,8 @@ def _binned_median(counts: np.ndarray) -> float:
     return lo + width * (half - before) / max(float(counts[k]), 1.0)
 
 
-def noise(luma: np.ndarray) -> float:
-    """Noise sigma (8-bit units): median(|Immerkaer mask response|) / (6 * 0.6745), per frame, averaged.
+def noise_per_frame(luma: np.ndarray) -> np.ndarray:
+    """(T,) noise sigma (8-bit units) of each frame: median(|Immerkaer mask response|) / (6 * 0.6745).
 
     A robust (MAD) estimate on the finest band: edges and texture are a minority of pixels, so
     the median reads the noise floor. Computed on the native luma, since resizing averages noise away.
@@ -101,7 +106,27 @@ def noise(luma: np.ndarray) -> float:
         r = cv2.filter2D(y, cv2.CV_16S, _NOISE_MASK)[1:-1, 1:-1]  # (H-2, W-2), border rows dropped
         counts = np.bincount(cv2.absdiff(r, 0).ravel().view(np.uint16))  # |r| are small integers: median by histogram
         sig.append(_binned_median(counts) / (6 * 0.6745))
-    return float(np.mean(sig))
+    return np.asarray(sig, dtype=np.float64)
+
+
+def noise(luma: np.ndarray) -> float:
+    """Noise sigma (8-bit units), per frame (noise_per_frame), averaged."""
+    return float(np.mean(noise_per_frame(luma)))
+
+
+SERIES: tuple[str, ...] = ("sharpness", "noise", "brightness")
+"""Per-frame series (``frame_series``) kept with the features for time-located evidence."""
+
+
+def frame_series(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame sharpness (ln Laplacian variance), noise sigma (8-bit) and mean luma (0–1) of
+    uint8 (T, H, W, 3) frames — the same measures as the clip statistics, before averaging."""
+    luma = _luma(np.asarray(frames))
+    return {
+        "sharpness": sharpness_per_frame(luma),
+        "noise": noise_per_frame(luma),
+        "brightness": luma.reshape(len(luma), -1).mean(axis=1) / 255.0,
+    }
 
 
 def _grid_step_ratio(steps_total: float, edge: np.ndarray, n_all: int) -> float:

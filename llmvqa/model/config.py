@@ -45,8 +45,8 @@ class ModelConfig:
     max_new_tokens: int = 256
     """Upper bound on generated tokens for explain/chat."""
     restrict_vocab: bool = True
-    """Decode answers over the answer vocabulary only (llmvqa.model.vocab: the tokens the prompt files'
-    answers are made of) — several times faster on a CPU; False decodes over the full vocabulary."""
+    """No longer read: generation is held to the plan of the clip's true sentences
+    (llmvqa.model.justify / generation), which restricts it far more. Kept so older checkpoints load."""
 
     def __post_init__(self) -> None:
         if self.projector not in ("mlp", "resampler"):

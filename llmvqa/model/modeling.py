@@ -30,9 +30,8 @@ from llmvqa.model.collate import Collator, encode_conversation
 from llmvqa.model.config import ModelConfig
 from llmvqa.model.prior import HumanPrior
 from llmvqa.model.projectors import StreamProjector, widen_stats_inputs
-from llmvqa.model.scoring import LevelScore, aspect_prefix, expected_scores, level_prefix, level_token_ids
+from llmvqa.model.scoring import LevelScore, aspect_prefix, aspect_query, expected_scores, level_prefix, level_token_ids
 from llmvqa.model.template import IGNORE, VIDEO_TAG, PromptTemplate, choose_placeholder
-from llmvqa.model.vocab import answer_token_ids
 
 CHECKPOINT_FORMAT = "llmvqa-quality-llm"
 FORMAT_VERSION = 1
@@ -100,8 +99,6 @@ class QualityLLM(nn.Module):
         self.softcap = getattr(_text_config(lm), "final_logit_softcapping", None)
         end = tokenizer(self.template.fmt["turn_end"].strip(), add_special_tokens=False)["input_ids"]
         self._stop_ids = {i for i in [tokenizer.eos_token_id, end[0] if len(end) == 1 else None] if i is not None}
-        self._turn_end_text = self.template.fmt["turn_end"].strip()
-        self._answer_ids: torch.Tensor | None = None  # answer vocabulary, built on first generation
         # the scorer (attach_scorer): projectors kept out of the module tree, so training and
         # state_dict never see them; "active" while an overall level is being read
         self._scorer: dict | None = None
@@ -343,16 +340,6 @@ class QualityLLM(nn.Module):
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits.float()
 
-    def _next_token_logits(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(1, H) → logits over the answer vocabulary (with its ids) or the full vocabulary (ids None)."""
-        if not self.cfg.restrict_vocab:
-            return self._logits(hidden).float(), None
-        if self._answer_ids is None:
-            extra = (*self.level_ids, *self._stop_ids)
-            ids = answer_token_ids(self.tokenizer, self.cfg.prompt_version, extra)
-            self._answer_ids = torch.tensor([i for i in ids if i != self.placeholder_id], device=self.device)
-        return self._head_rows(hidden, self._answer_ids), self._answer_ids
-
     def _level_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, H) hidden states → (B, 5) logits of the level words only (5 rows of the LM head)."""
         return self._head_rows(hidden, self.level_ids)
@@ -465,90 +452,81 @@ class QualityLLM(nn.Module):
             scores.append(LevelScore.from_probs(torch.softmax(self._level_logits(h), dim=-1)[0].tolist()))
         return scores
 
-    @torch.no_grad()
-    def _generate(self, ex, max_new_tokens: int):
-        """Greedy decoding with a KV cache.
+    def reported_levels(self, features: VideoFeatures, prompt: str | None = None,
+                        prompt_stats: dict | None = None) -> tuple[dict[str, str], LevelScore]:
+        """The level of every aspect (overall, groups, dimensions) in score mode, and the overall score."""
+        from llmvqa.dimensions import load_dimensions
 
-        Stops at a stop token, at the template's turn-end text, or when a sentence repeats one
-        already written (greedy decoding of a small model tends to loop): the repeat is dropped and
-        ``state["ended"]`` is "repeat" (the KV cache then holds the dropped tokens too).
-        """
-        batch = self.collator([ex])
-        dev = self.device
-        mask = batch["attention_mask"].to(dev)
-        emb = self.embed_inputs(batch["input_ids"].to(dev), batch)
-        out = self.decoder(inputs_embeds=emb, attention_mask=mask, use_cache=True)
-        state = {"past": out.past_key_values, "mask": mask, "h": out.last_hidden_state[:, -1]}
-        gen: list[int] = []
-        state["ended"] = "max"
-        seen: set[str] = set()  # sentences written so far (whitespace-normalized)
-        sentence_start = 0  # index in gen where the current sentence begins
-        for _ in range(max_new_tokens):
-            logits, ids = self._next_token_logits(state["h"])  # (1, V) or (1, K)
-            if ids is None:
-                logits[0, self.placeholder_id] = -math.inf
-            best = int(logits[0].argmax())
-            nxt = best if ids is None else int(ids[best])
-            gen.append(nxt)
-            if nxt in self._stop_ids:
-                state["ended"] = "stop"
-                break
-            if self._turn_end_text and self._turn_end_text in self.tokenizer.decode(gen[-8:]):
-                state["ended"] = "text"
-                break
-            piece = self.tokenizer.decode([nxt])
-            if "." in piece or "\n" in piece:  # a sentence ended: stop if it was written before
-                sentence = " ".join(self.tokenizer.decode(gen[sentence_start:]).split())
-                if sentence and sentence in seen:
-                    del gen[sentence_start:]
-                    state["ended"] = "repeat"
-                    break
-                seen.add(sentence)
-                sentence_start = len(gen)
-            self._feed(state, [nxt])
-        return gen, state
+        spec = load_dimensions(self.cfg.prompt_version)
+        keys = ["overall", *spec.groups, *(k for k, d in spec.dimensions.items() if prompt or not d.needs_prompt)]
+        aspects = ["overall", *(f"group:{g}" for g in spec.groups),
+                   *(f"dimension:{d.name}" for d in spec.dimensions.values() if prompt or not d.needs_prompt)]
+        queries = [aspect_query(a, prompt, self.cfg.prompt_version) for a in aspects]
+        scores = self.score_queries(features, queries, prompt=prompt, prompt_stats=prompt_stats)
+        levels = {k: sc.level for k, sc in zip(keys, scores, strict=True)}
+        return levels, scores[0]
 
-    def _feed(self, state: dict, ids: list[int]) -> None:
-        dev = self.device
-        t = torch.tensor([ids], device=dev)
-        state["mask"] = torch.cat([state["mask"], torch.ones_like(t)], dim=1)
-        out = self.decoder(inputs_embeds=self.embed(t), attention_mask=state["mask"],
-                           past_key_values=state["past"], use_cache=True)
-        state["past"], state["h"] = out.past_key_values, out.last_hidden_state[:, -1]
+    def _evidence_turn(self, question: str | None, kind: str, prompt: str | None, evidence) -> list[dict]:
+        from llmvqa.evidence import evidence_text
 
-    def _clean(self, ids: list[int]) -> str:
-        text = self.tokenizer.decode([i for i in ids if i not in self._stop_ids], skip_special_tokens=True)
-        if self._turn_end_text:
-            text = text.split(self._turn_end_text)[0]
-        return text.strip()
+        text = evidence_text(evidence, self.cfg.prompt_version)
+        return [{"role": "user", "content": f"{VIDEO_TAG}\n{text}\n{question or self.template.question(kind, prompt)}"}]
 
     @torch.no_grad()
     def explain(self, features: VideoFeatures, prompt: str | None = None, *, prompt_stats: dict | None = None,
-                question: str | None = None, max_new_tokens: int | None = None) -> tuple[str, LevelScore]:
-        """Rate-and-explain: a greedy chain of thought, then the score read in score mode (the same
-        number ``score`` gives, so a clip has one score with or without its explanation). The
-        justification closes with the overall sentence stating the level of that score, in place of
-        whatever overall sentence generation wrote (and anything after it)."""
-        ex = encode_conversation(self._user_turn(question, "explain", prompt), features, self.template, prompt=prompt,
-                                 prompt_stats=self.input_stats(features, prompt_stats), open_answer="")
-        gen, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
-        prefix = level_prefix("overall", self.cfg.prompt_version)
-        text = self._clean(gen)
-        if prefix in text:
-            text = text[:text.index(prefix)].rstrip()
-        score = self.score(features, prompt, prompt_stats=prompt_stats)
-        sep = "\n" if text else ""
-        return f"{text}{sep}{prefix} {score.level}.", score
+                question: str | None = None, max_new_tokens: int | None = None, levels: dict | None = None,
+                evidence: list | None = None, temperature: float = 0.0, streamer=None) -> tuple[str, LevelScore]:
+        """Rate-and-explain: the hierarchical chain of thought, written by ``generate`` under the plan of
+        the clip's true sentences (``llmvqa.model.justify``): its measured ``evidence`` (read by the
+        model as text in its prompt) and the reported ``levels`` (computed in score mode when not
+        given). Returns (text, overall score in score mode: the number ``score`` gives)."""
+        from llmvqa.evidence import find_evidence
+        from llmvqa.model.generation import generate_planned
+        from llmvqa.model.justify import justification_plan
+
+        computed, score = self.reported_levels(features, prompt, prompt_stats)
+        levels = {**computed, **(levels or {})}
+        if evidence is None:
+            evidence = find_evidence(features, prompt, prompt_stats)
+        ex = encode_conversation(self._evidence_turn(question, "explain", prompt, evidence), features, self.template,
+                                 prompt=prompt, prompt_stats=self.input_stats(features, prompt_stats), open_answer="")
+        plan = justification_plan(levels, evidence, self.cfg.prompt_version)
+        text = generate_planned(self, ex, plan, max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
+                                temperature=temperature, streamer=streamer)
+        return text, score
 
     @torch.no_grad()
     def chat(self, features: VideoFeatures, messages: list[dict], prompt: str | None = None, *,
-             prompt_stats: dict | None = None, max_new_tokens: int | None = None) -> str:
-        """Multi-turn follow-up: messages [{"role": "user"|"assistant", "content"}...] ending with a user
-        turn ("<video>" is put in the first user turn when absent); returns the assistant's reply."""
+             prompt_stats: dict | None = None, max_new_tokens: int | None = None, levels: dict | None = None,
+             evidence: list | None = None, justification: str | None = None, temperature: float = 0.0,
+             streamer=None) -> str:
+        """Answer the last user turn of ``messages`` [{"role": "user"|"assistant", "content"}...] about a clip.
+
+        The conversation starts from the rating: a first exchange (the evidence and the rate-and-explain
+        question; the justification) comes before ``messages``. The answer is written under the plan
+        of sentences that answer the question's intent (``justify.chat_plan``): time ranges for "which
+        part looks worst?", the evidence for "why is X …?", fixes for "how could it improve?"."""
+        from llmvqa.evidence import find_evidence, frame_times
+        from llmvqa.model.generation import generate_planned
+        from llmvqa.model.justify import chat_plan
+
         if not messages or messages[-1].get("role", messages[-1].get("from")) not in ("user", "human"):
             raise ValueError("chat messages must end with a user turn")
-        ex = encode_conversation(messages, features, self.template, prompt=prompt,
-                                 prompt_stats=self.input_stats(features, prompt_stats),
-                                 open_answer="")
-        gen, _ = self._generate(ex, max_new_tokens or self.cfg.max_new_tokens)
-        return self._clean(gen)
+        if evidence is None:
+            evidence = find_evidence(features, prompt, prompt_stats)
+        if levels is None:
+            levels = self.reported_levels(features, prompt, prompt_stats)[0]
+        if justification is None:
+            justification, _ = self.explain(features, prompt, prompt_stats=prompt_stats, levels=levels,
+                                            evidence=evidence)
+        tag = VIDEO_TAG
+        history = [{"role": m.get("role", m.get("from")), "content": str(m.get("content", m.get("value", ""))).replace(tag, "")}
+                   for m in messages]
+        conv = [*self._evidence_turn(None, "explain", prompt, evidence),
+                {"role": "assistant", "content": justification}, *history]
+        ex = encode_conversation(conv, features, self.template, prompt=prompt,
+                                 prompt_stats=self.input_stats(features, prompt_stats), open_answer="")
+        plan = chat_plan(history[-1]["content"], levels, evidence, float(frame_times(features)[-1]),
+                         self.cfg.prompt_version)
+        return generate_planned(self, ex, plan, max_new_tokens=max_new_tokens or 96, temperature=temperature,
+                                streamer=streamer)

@@ -1,0 +1,165 @@
+"""Text generation through transformers' ``generate``, held to a plan of true sentences.
+
+``PlanConstraint`` is a ``LogitsProcessor``: from the tokens generated so far it works out which
+slots of the plan (``llmvqa.model.justify``) are written and how far into a sentence the text is,
+and leaves only the tokens that continue an allowed sentence (or end the text, once every required
+slot is written). Decoding is whatever ``generate`` does — greedy by default, sampling with
+``temperature`` > 0 — with ``max_new_tokens`` as the cap and any transformers streamer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from llmvqa.model.justify import Plan
+
+
+class PlanConstraint(LogitsProcessor):
+    """Allow only continuations of the plan's sentences (batch size 1).
+
+    Each phrasing is tokenized with a leading space (and, for the first sentence of the text, also
+    without); a sentence is complete when its last token is written. Slots are used at most once,
+    so the text cannot repeat itself; the text may end (``end_ids``) once every required slot is
+    written and at least ``min_sentences`` are; after a ``final`` slot or ``max_sentences`` it must.
+    """
+
+    def __init__(self, plan: Plan, tokenizer, end_ids: list[int]):
+        self.plan = plan
+        self.end_ids = list(end_ids)
+        self._seqs: list[tuple[int, list[int], bool]] = []  # (slot index, token ids, is the no-space form)
+        for i, slot in enumerate(plan.slots):
+            for text in slot.texts:
+                self._seqs.append((i, tokenizer(" " + text, add_special_tokens=False)["input_ids"], False))
+                self._seqs.append((i, tokenizer(text, add_special_tokens=False)["input_ids"], True))
+        self._start: int | None = None
+        self.written: list[int] = []  # slot indices, in order
+
+    def _available(self, used: list[int]) -> list[int]:
+        done = {self.plan.slots[i].key for i in used}
+        return [i for i, s in enumerate(self.plan.slots) if i not in used and all(a in done for a in s.after)]
+
+    def _may_end(self, used: list[int]) -> bool:
+        done = {self.plan.slots[i].key for i in used}
+        req = all(s.key in done for s in self.plan.slots if s.required)
+        return req and len(used) >= self.plan.min_sentences
+
+    def _must_end(self, used: list[int]) -> bool:
+        return bool(used) and (self.plan.slots[used[-1]].final or len(used) >= self.plan.max_sentences)
+
+    def parse(self, gen: list[int]) -> tuple[list[int], list[tuple[int, list[int], bool]], int]:
+        """(slots written, candidate sequences still matching the current sentence, its length so far)."""
+        used: list[int] = []
+        pos = 0
+        live: list[tuple[int, list[int], bool]] = []
+        partial = 0
+        while pos < len(gen):
+            if partial == 0:
+                avail = set(self._available(used))
+                first = not used
+                live = [c for c in self._seqs if c[0] in avail and c[2] == first]
+            live = [c for c in live if partial < len(c[1]) and c[1][partial] == gen[pos]]
+            partial += 1
+            pos += 1
+            done = [c for c in live if len(c[1]) == partial]
+            if done:
+                used.append(done[0][0])
+                partial, live = 0, []
+            elif not live:  # off the plan (cannot happen under this processor): stop parsing
+                break
+        return used, live, partial
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._start is None:
+            self._start = input_ids.shape[1]
+        gen = input_ids[0, self._start :].tolist()
+        used, live, partial = self.parse(gen)
+        self.written = used
+        if partial == 0:
+            if self._must_end(used):
+                allowed = set(self.end_ids)
+            else:
+                avail = set(self._available(used))
+                allowed = {c[1][0] for c in self._seqs if c[0] in avail and c[2] == (not used) and c[1]}
+                if self._may_end(used) or not allowed:
+                    allowed |= set(self.end_ids)
+        else:
+            allowed = {c[1][partial] for c in live}
+        mask = torch.full_like(scores, float("-inf"))
+        idx = torch.tensor(sorted(allowed), device=scores.device)
+        mask[:, idx] = 0
+        return scores + mask
+
+
+class SubsetHead(nn.Module):
+    """The LM head restricted to ``ids``: full-width logits, -1e9 outside ``ids``. Under a plan only
+    its tokens can be chosen, so the other rows of a 262k-row head need not be computed (on a CPU
+    that head is most of a decoding step)."""
+
+    def __init__(self, head: nn.Module, ids: list[int]):
+        super().__init__()
+        self.head = head
+        self.register_buffer("ids", torch.tensor(sorted(set(ids)), device=head.weight.device), persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, L, V)
+        w = self.head.weight[self.ids]  # (K, H)
+        part = hidden.to(w.dtype) @ w.T  # (B, L, K)
+        bias = getattr(self.head, "bias", None)
+        if bias is not None:
+            part = part + bias[self.ids]
+        out = part.new_full((*hidden.shape[:-1], self.head.weight.shape[0]), -1e9)
+        out[..., self.ids] = part
+        return out
+
+
+@contextlib.contextmanager
+def restricted_head(lm: nn.Module, head: nn.Module, ids: list[int]):
+    """Swap ``head`` (a submodule of ``lm``) for a SubsetHead over ``ids`` while the block runs.
+    DeepSpeed-partitioned heads (``ds_id``) are left alone."""
+    parent = name = None
+    if not hasattr(head.weight, "ds_id"):
+        for mod in lm.modules():
+            for child_name, child in mod.named_children():
+                if child is head:
+                    parent, name = mod, child_name
+    if parent is None:
+        yield
+        return
+    setattr(parent, name, SubsetHead(head, ids))
+    try:
+        yield
+    finally:
+        setattr(parent, name, head)
+
+
+@torch.no_grad()
+def generate_planned(model, ex, plan: Plan, *, max_new_tokens: int = 256, temperature: float = 0.0,
+                     streamer=None) -> str:
+    """Generate the answer of encoded conversation ``ex`` (open assistant turn) under ``plan`` with
+    ``model.lm.generate``; returns the text (special tokens and the turn end removed). When
+    ``max_new_tokens`` cuts it short, the unfinished sentence is dropped and the required sentences
+    not yet written follow in plan order, so the text still states every level it must."""
+    batch = model.collator([ex])
+    dev = model.device
+    mask = batch["attention_mask"].to(dev)
+    emb = model.embed_inputs(batch["input_ids"].to(dev), batch)  # (1, L, H) features spliced in
+    end_ids = sorted(model._stop_ids)
+    constraint = PlanConstraint(plan, model.tokenizer, end_ids)
+    kwargs = {"do_sample": True, "temperature": float(temperature)} if temperature > 0 else {"do_sample": False}
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else end_ids[0]
+    ids = {t for _, seq, _ in constraint._seqs for t in seq} | set(end_ids)
+    with restricted_head(model.lm, model.lm_head, sorted(ids)):
+        out = model.lm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                logits_processor=LogitsProcessorList([constraint]), eos_token_id=end_ids,
+                                pad_token_id=pad, streamer=streamer, top_k=None, top_p=None, **kwargs)
+    ids = [i for i in out[0].tolist() if i not in model._stop_ids]
+    used, _, partial = constraint.parse(ids)
+    if partial:  # stopped by max_new_tokens inside a sentence: drop the unfinished sentence
+        ids = ids[: len(ids) - partial]
+    text = model.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    done = {plan.slots[i].key for i in used}
+    missing = [s.texts[0] for s in plan.slots if s.required and s.key not in done]
+    return " ".join([text, *missing]).strip()  # the cap cut required sentences: they close the text as planned
