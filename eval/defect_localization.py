@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             k[0] += int(named and timed)
             k[1] += int(named)
             k[2] += 1
-            rows.append({"segment": "%s@%g" % SEGMENTS[s], "kind": defect.kind, "start": defect.start,
+            rows.append({"segment": "{}@{:g}".format(*SEGMENTS[s]), "kind": defect.kind, "start": defect.start,
                          "end": defect.end, "named": named, "timed": timed, "text": text,
                          "seconds": round(time.perf_counter() - t0, 2)})
             print(f"{rows[-1]['segment']:24s} {defect.kind:13s} {defect.start:.1f}-{defect.end:.1f}  "

@@ -20,12 +20,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from llmvqa.dimensions import Dimension
+from llmvqa.dimensions import load_dimensions as load_dimension_spec
 from llmvqa.errors import LlmvqaError, ModelError, VideoError
+from llmvqa.evidence import find_evidence
 from llmvqa.features import VideoFeatures
 from llmvqa.levels import LEVELS
 from llmvqa.result import LevelRating, RatingResult
-from llmvqa.sig.experts import Dimension
-from llmvqa.sig.experts import load_dimensions as load_dimension_spec
 from llmvqa.statistics import STREAMS
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "llmvqa-mini"
@@ -135,6 +136,7 @@ class Assessor:
         self.meta = dict(meta or {})
         self._lock = threading.RLock()
         self._features: OrderedDict[tuple, VideoFeatures] = OrderedDict()
+        self._ratings: OrderedDict[tuple, RatingResult] = OrderedDict()  # chat starts from the rating
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -177,9 +179,10 @@ class Assessor:
         return features
 
     def clear_features(self) -> None:
-        """Forget the in-process features (the next call on any video extracts again)."""
+        """Forget the in-process features and ratings (the next call on any video extracts again)."""
         with self._lock:
             self._features.clear()
+            self._ratings.clear()
 
     def probe(self, video: str | Path, limits: Any = None):
         """VideoInfo of a video without decoding it; raises VideoError past ``limits`` (VideoLimits)."""
@@ -215,18 +218,13 @@ class Assessor:
         groups: dict[str, LevelRating] = {}
         dims: dict[str, LevelRating] = {}
         aspects: list[tuple[str, str]] = []
-        if dimensions:
+        if dimensions or explain:  # a justification states the levels of the groups and dimensions
             aspects += [("group", g) for g in STREAMS]
             aspects += [("dimension", d.name) for d in self.dimensions if prompt or not d.needs_prompt]
         with self._lock:
             t = time.perf_counter()
-            if explain:
-                justification, level_score = self.model.explain(features, prompt=prompt, prompt_stats=prompt_stats)
-                timings["explain"] = time.perf_counter() - t
-                scored = self._score_many(features, prompt, prompt_stats, aspects)
-            else:
-                level_score, *scored = self._score_many(features, prompt, prompt_stats, [("overall", ""), *aspects])
-            timings["score" if not explain else "dimensions"] = time.perf_counter() - t - timings.get("explain", 0.0)
+            level_score, *scored = self._score_many(features, prompt, prompt_stats, [("overall", ""), *aspects])
+            timings["score"] = time.perf_counter() - t
         overall = LevelRating.from_probs("overall", _probs(level_score))
         by_name = {d.name: d for d in self.dimensions}
         for (kind, subject), level in zip(aspects, scored, strict=True):
@@ -234,15 +232,20 @@ class Assessor:
                 groups[subject] = LevelRating.from_probs(subject, _probs(level))
             else:
                 dim = by_name[subject]
-                evidence = {s: stats[s] for s in dim.statistics if s in stats}
+                measured = {s: stats[s] for s in dim.statistics if s in stats}
                 dims[dim.key] = LevelRating.from_probs(dim.key, _probs(level), group=dim.group,
-                                                       definition=dim.definition, statistics=evidence)
-        if justification:  # the text states the reported levels, once each (rating protection)
-            from llmvqa.sig.validate import restate_levels
-
+                                                       definition=dim.definition, statistics=measured)
+        evidence = find_evidence(features, prompt, prompt_stats)
+        if explain:  # written under the plan of the reported levels and the measured evidence
             reported = {"overall": overall.level, **{k: v.level for k, v in groups.items()},
                         **{k: v.level for k, v in dims.items()}}
-            justification = restate_levels(justification, reported, self.prompt_version)
+            with self._lock:
+                t = time.perf_counter()
+                justification, _ = self.model.explain(features, prompt=prompt, prompt_stats=prompt_stats,
+                                                      levels=reported, evidence=evidence, score=level_score)
+                timings["explain"] = time.perf_counter() - t
+        if not dimensions:
+            groups, dims = {}, {}
         timings["total"] = time.perf_counter() - t0
         meta = dict(self.meta)
         meta.update({k: v for k, v in features.meta.items() if k in ("content_hash", "encoder_key")})
@@ -252,19 +255,43 @@ class Assessor:
             half = float(calibrated["half_width"])
             interval = {"coverage": float(calibrated.get("coverage", 0.8)), "low": max(1.0, overall.score - half),
                         "high": min(5.0, overall.score + half)}
-        return RatingResult(video=str(video), overall=overall, prompt=prompt, groups=groups, dimensions=dims,
-                            statistics=stats, justification=justification, timings=timings, meta=meta,
-                            interval=interval)
+        result = RatingResult(video=str(video), overall=overall, prompt=prompt, groups=groups, dimensions=dims,
+                              statistics=stats, justification=justification, timings=timings, meta=meta,
+                              interval=interval, evidence=[e.to_dict() for e in evidence])
+        if explain and dimensions:  # a chat about this clip starts from this rating
+            self._remember_rating(features, prompt, result)
+        return result
+
+    def _remember_rating(self, features: VideoFeatures, prompt: str | None, result: RatingResult) -> None:
+        with self._lock:
+            self._ratings[(features.meta.get("content_hash") or features.meta.get("path"), prompt)] = result
+            while len(self._ratings) > FEATURE_MEMORY:
+                self._ratings.popitem(last=False)
 
     # ------------------------------------------------------------------ chat
-    def chat(self, video: str | Path, messages: list[dict], prompt: str | None = None) -> str:
-        """Answer the last user turn of an OpenAI-style conversation about ``video``, from its features."""
+    def chat(self, video: str | Path, messages: list[dict], prompt: str | None = None, *,
+             temperature: float = 0.0, streamer=None) -> str:
+        """Answer the last user turn of an OpenAI-style conversation about ``video``.
+
+        The conversation starts from the clip's rating: its evidence, levels and justification (rated
+        once per video and prompt, then reused for every further turn)."""
         check_messages(messages)
-        features = self.features(video)
         prompt = prompt.strip() if prompt and prompt.strip() else None
-        prompt_stats = self.extractor.prompt_stats(features, prompt) if prompt else {}
+        features = self.features(video)
         with self._lock:
-            return str(self.model.chat(features, [dict(m) for m in messages], prompt=prompt, prompt_stats=prompt_stats))
+            rated = self._ratings.get((features.meta.get("content_hash") or features.meta.get("path"), prompt))
+        if rated is None:
+            rated = self.rate(video, prompt=prompt, explain=True, dimensions=True)
+        from llmvqa.evidence import Evidence
+
+        prompt_stats = self.extractor.prompt_stats(features, prompt) if prompt else {}
+        levels = {"overall": rated.overall.level, **{k: v.level for k, v in rated.groups.items()},
+                  **{k: v.level for k, v in rated.dimensions.items()}}
+        evidence = [Evidence(**e) for e in rated.evidence]
+        with self._lock:
+            return str(self.model.chat(features, [dict(m) for m in messages], prompt=prompt, prompt_stats=prompt_stats,
+                                       levels=levels, evidence=evidence, justification=rated.justification,
+                                       temperature=temperature, streamer=streamer))
 
 
 def check_messages(messages: Any) -> None:

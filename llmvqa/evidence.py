@@ -10,7 +10,7 @@ strength in 0–1 and one sentence a person understands ("the picture freezes fr
 the rest of the clip); defects that fill the clip come from the clip statistics with fixed
 thresholds. Every sentence states only what was measured.
 
-Explanations and chat cite these sentences and nothing else (``llmvqa.model.justify``), the model
+Explanations and chat cite these sentences and nothing else (``llmvqa.justify``), the model
 reads them as text in its prompt (``evidence_text``), and SIG writes its training chain of
 thought from them.
 """
@@ -85,7 +85,7 @@ def pair_series(features: VideoFeatures) -> dict[str, np.ndarray]:
     """(T-1,) per-pair columns of the motion rows (llmvqa.encoders.motion.PAIR_FEATURES)."""
     from llmvqa.encoders.motion import PAIR_FEATURES  # the column names (cv2 is already loaded with features)
 
-    rows = features.tokens["motion"].float().numpy()  # (T-1, D >= PAIR_DIM)
+    rows = np.asarray(features.tokens["motion"], dtype=np.float64)  # (T-1, D >= PAIR_DIM)
     if rows.shape[1] < len(PAIR_FEATURES):  # not the flow encoder's rows: no per-pair evidence
         return {}
     return {c: rows[:, PAIR_FEATURES.index(c)].astype(np.float64) for c in _PAIR_COLUMNS}
@@ -193,7 +193,7 @@ def _content_changes(features: VideoFeatures, p: dict, times: np.ndarray) -> lis
     similarity, where the flow cannot explain the next frame (a cut or a swap)."""
     from llmvqa.encoders.technical import select_frames
 
-    emb = features.tokens["semantic"].float().numpy()  # (Ts, D)
+    emb = np.asarray(features.tokens["semantic"], dtype=np.float64)  # (Ts, D)
     if len(emb) < 3:
         return []
     unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
@@ -267,9 +267,9 @@ def find_evidence(features: VideoFeatures, prompt: str | None = None,
                   if not any(a - 0.3 <= e.start <= b + 0.3 for a, b in flicker)]
     s = features.series
     if "sharpness" in s and len(s["sharpness"]) == len(times):
-        found += _blurs(s["sharpness"].double().numpy(), times)
+        found += _blurs(np.asarray(s["sharpness"], dtype=np.float64), times)
     if "noise" in s and len(s["noise"]) == len(times):
-        found += _noise_bursts(s["noise"].double().numpy(), times)
+        found += _noise_bursts(np.asarray(s["noise"], dtype=np.float64), times)
     found += _whole_clip(features, float(times[-1]), found)
     found += _mismatch(features, prompt, prompt_stats)
     return sorted(found, key=lambda e: (-e.strength, e.start))

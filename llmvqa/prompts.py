@@ -36,3 +36,8 @@ def load_yaml(name: str, version: str = DEFAULT_VERSION) -> dict:
         raise ConfigError(str(path), "prompt file not found", f"check the prompt name {name!r} and version {version!r}")
     with path.open(encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+def level_sentence(kind: str, level: str, subject: str = "", version: str = DEFAULT_VERSION) -> str:
+    """The answers.yaml sentence of ``kind`` (overall / group / dimension) stating ``level``."""
+    return load_yaml("answers", version)[kind].format(level=level, group=subject, dimension=subject)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import asdict, dataclass, field
 
 from llmvqa.levels import LEVELS, expected_score, level_of_score, level_spread, to_100
@@ -91,6 +92,9 @@ class RatingResult:
     interval: dict[str, float] | None = None
     """{"coverage", "low", "high"}: the range (1–5) that holds the human mean rating in ``coverage`` of
     clips, as measured on held-out human-rated clips when the model was calibrated (None: not calibrated)."""
+    evidence: list[dict] = field(default_factory=list)
+    """Measured defects (llmvqa.evidence.Evidence.to_dict), strongest first: dimension, kind, start and
+    end (seconds), strength (0–1), text, local (False when the defect fills the clip)."""
 
     @property
     def score(self) -> float:
@@ -132,6 +136,7 @@ class RatingResult:
             "timings": {k: float(v) for k, v in self.timings.items()},
             "meta": dict(self.meta),
             "interval": dict(self.interval) if self.interval else None,
+            "evidence": [dict(e) for e in self.evidence],
         }
 
 
@@ -176,7 +181,9 @@ def render_text(result: RatingResult) -> str:
         lines += ["", "Measured:"] + ["  " + ", ".join(items[i:i + 6]) for i in range(0, len(items), 6)]
     if result.justification:
         lines += ["", "Why:"]
-        lines += ["  " + ln if ln else "" for ln in result.justification.strip().splitlines()]
+        lines += textwrap.wrap(result.justification.strip(), width=100, initial_indent="  ", subsequent_indent="  ")
+    elif result.evidence:
+        lines += ["", "Evidence:"] + [f"  {e['text']} ({e['dimension']})" for e in result.evidence]
     if result.timings:
         lines += ["", "Time:    " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())]
     return "\n".join(lines)

@@ -72,13 +72,17 @@ class FakeModel:
         self.scored.append((aspect, question, prompt, dict(prompt_stats or {})))
         return SimpleNamespace(probs=dict(zip(LEVELS, probs_for(self._value(features), aspect), strict=True)))
 
-    def explain(self, features, prompt=None, *, prompt_stats=None):
+    def explain(self, features, prompt=None, *, prompt_stats=None, levels=None, evidence=None, score=None):
         value = self._value(features)
-        ls = self.score(features, prompt=prompt, prompt_stats=prompt_stats)
-        return f"Value {value:.6f}. The overall quality of this video is {LEVELS[int(np.argmax(list(ls.probs.values())))]}.", ls
+        ls = score or self.score(features, prompt=prompt, prompt_stats=prompt_stats)
+        self.explained = {"levels": levels, "evidence": evidence}
+        level = levels["overall"] if levels else LEVELS[int(np.argmax(list(ls.probs.values())))]
+        return f"Value {value:.6f}. The overall quality of this video is {level}.", ls
 
-    def chat(self, features, messages, prompt=None, *, prompt_stats=None):
+    def chat(self, features, messages, prompt=None, *, prompt_stats=None, levels=None, evidence=None,
+             justification=None, temperature=0.0, streamer=None):
         self.chats.append([dict(m) for m in messages])
+        self.chat_context = {"levels": levels, "evidence": evidence, "justification": justification}
         return f"answer {len(messages)} about {self._value(features):.6f}: {messages[-1]['content']}"
 
 
@@ -129,7 +133,8 @@ def test_rate_result_fields_and_json(video):
     assert r.dimensions["sharpness"].statistics == {"sharpness": pytest.approx(r.statistics["sharpness"])}
     assert r.statistics["prompt_alignment"] == pytest.approx(0.09)
     assert r.justification.startswith("Value")
-    assert {"features", "explain", "dimensions", "total"} <= set(r.timings)
+    assert {"features", "explain", "score", "total"} <= set(r.timings)
+    assert isinstance(r.evidence, list) and r.to_dict()["evidence"] == r.evidence
     d = json.loads(json.dumps(r.to_dict()))
     for key in ("score", "score_100", "level", "distribution", "spread", "groups", "dimensions", "statistics",
                 "justification", "timings"):

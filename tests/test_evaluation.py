@@ -374,11 +374,11 @@ def test_real_assessor_with_a_fake_model_through_the_suite_and_bench(tmp_path, m
                 return probs_for(1.0 if prompt_stats["prompt_alignment"] == 0 else 4.0)
             return probs_for(overall)
 
-        def explain(self, features, prompt=None, *, prompt_stats=None):
+        def explain(self, features, prompt=None, *, prompt_stats=None, **planned):
             p = self.score(features, prompt, prompt_stats=prompt_stats)
             return f"The overall quality of this video is {level_of_score(float(np.dot(p, [5, 4, 3, 2, 1])))}.", p
 
-        def chat(self, features, messages, prompt=None, *, prompt_stats=None):
+        def chat(self, features, messages, prompt=None, *, prompt_stats=None, **rating):
             return "In terms of clarity, this video is poor. The overall quality of this video is bad."
 
     assessor = Assessor(Model(), Extractor(), name="tiny")

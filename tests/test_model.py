@@ -109,8 +109,9 @@ def make_features(seed: int = 0, lengths=(5, 4, 6)) -> VideoFeatures:
 
 def build(path: str, projector: str = "mlp", lora: bool = False, **kw) -> QualityLLM:
     torch.manual_seed(1)
+    kw.setdefault("max_new_tokens", 6)
     cfg = ModelConfig(backbone=path, projector=projector, num_query_tokens=3, stream_dims=DIMS, use_lora=lora,
-                      lora_r=4, lora_alpha=8, lora_dropout=0.0, max_new_tokens=6, **kw)
+                      lora_r=4, lora_alpha=8, lora_dropout=0.0, **kw)
     model = QualityLLM.build(cfg)
     model.eval()
     return model
@@ -224,7 +225,6 @@ def test_score_matches_full_vocab_logits_of_the_lm(backbones, kind):
     perturb_lora(model)
     feats = make_features()
     got = model.score(feats)
-    from llmvqa.model.collate import encode_conversation
 
     ex = encode_conversation([{"role": "user", "content": VIDEO_TAG + "\n" + QUESTION["rating"]}], feats,
                              model.template, open_answer=level_prefix("overall"))
@@ -263,59 +263,83 @@ def test_explain_gives_the_score_of_score_mode_and_states_its_level(backbones):
     assert isinstance(reply, str)
 
 
-def test_explain_reads_the_generated_level_word(backbones, monkeypatch):
-    """When the model writes the overall sentence itself, the score comes from that very step."""
-    model = build(backbones["qwen"], lora=True, restrict_vocab=False)  # the script patches the full head
+def _evidence():
+    from llmvqa.evidence import Evidence
+
+    return [Evidence("smoothness", "freeze", 2.0, 2.5, 0.8, "the picture freezes from 2.0 s to 2.5 s"),
+            Evidence("flicker", "flicker", 0.5, 1.5, 0.4, "brightness jumps up and down from 0.5 s to 1.5 s")]
+
+
+LEVELS_OF_CLIP = {"overall": "fair", "technical": "good", "motion": "poor", "semantic": "good", "sharpness": "good",
+                  "noise": "excellent", "compression": "good", "exposure": "fair", "color": "good",
+                  "dynamic_degree": "good", "smoothness": "poor", "flicker": "fair", "temporal_consistency": "bad",
+                  "semantic_consistency": "excellent"}
+
+
+@pytest.mark.parametrize("temperature", [0.0, 3.0])
+def test_explain_writes_only_the_plan_true_sentences_and_the_reported_levels(backbones, temperature):
+    """Greedy or sampled at a high temperature (near-random choices), the random model's text cites every
+    measured defect with its time, states each reported level once and closes with the overall level."""
+    from llmvqa.evaluation.justification import violations
+
+    model = build(backbones["qwen"], lora=True, max_new_tokens=400)
     perturb_lora(model)
     feats = make_features()
-    tok = model.tokenizer
-    script = tok("Sharpness is poor. " + level_prefix("overall"), add_special_tokens=False)["input_ids"]
-    after = tok(".<end_of_turn>", add_special_tokens=False)["input_ids"]
-    real = model._logits
-    step = {"i": 0}
+    torch.manual_seed(0)
+    ev = _evidence()
+    text, score = model.explain(feats, levels=LEVELS_OF_CLIP, evidence=ev, score=model.score(feats),
+                                temperature=temperature)
+    assert violations(text, LEVELS_OF_CLIP, [e.text for e in ev]) == []
+    for e in ev:
+        assert text.count(e.sentence) == 1
+    from llmvqa.sig.validate import stated_levels
 
-    def scripted(hidden):  # real logits plus a large bonus on the scripted token (all 5 levels at the level step)
-        logits = real(hidden).clone()
-        i = step["i"]
-        step["i"] += 1
-        if i < len(script):
-            logits[..., script[i]] += 1e3
-        elif i == len(script):
-            logits[..., model.level_ids] += 1e3
-        else:
-            logits[..., after[min(i - len(script) - 1, len(after) - 1)]] += 1e3
-        return logits
-
-    monkeypatch.setattr(model, "_logits", scripted)
-    text, score = model.explain(feats, max_new_tokens=len(script) + 4)
-    monkeypatch.setattr(model, "_logits", real)
-    assert text.count(level_prefix("overall")) == 1  # the generated overall sentence is replaced, not doubled
-    assert text.startswith("Sharpness is poor.") and text.endswith(f"{level_prefix('overall')} {score.level}.")
-    assert score.score == pytest.approx(model.score(feats).score, abs=1e-6)  # score mode, not the generated step
+    stated = dict(stated_levels(text)[0])
+    assert {"smoothness", "flicker", "temporal_consistency", "exposure", "technical", "motion", "semantic",
+            "overall"} <= set(stated)  # criticised dimensions and every group: stated
+    assert "noise" not in stated  # praised briefly, without its level sentence
+    assert text.index("2.0 s") < text.index(level_prefix("group", group="motion"))  # dimension → group → overall
+    assert text.rstrip().endswith(level_prefix("overall") + " fair.")
 
 
-def test_explain_stops_at_a_repeated_sentence_and_ends_with_the_overall_level(backbones, monkeypatch):
-    """A looping model: the repeat is dropped, the overall sentence of the score-mode level is appended."""
-    model = build(backbones["qwen"], lora=True, restrict_vocab=False)
+def test_explain_cut_short_still_closes_with_every_required_level(backbones):
+    from llmvqa.evaluation.justification import violations
+
+    model = build(backbones["qwen"], lora=True)
+    feats = make_features()
+    text, _ = model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=model.score(feats),
+                            max_new_tokens=5)
+    assert violations(text, LEVELS_OF_CLIP, [e.text for e in _evidence()]) == []
+
+
+def test_chat_answers_from_the_plan_of_the_question(backbones):
+    model = build(backbones["qwen"], lora=True)
     perturb_lora(model)
     feats = make_features()
-    tok = model.tokenizer
-    script = tok("Noise is poor. Color is good. Noise is poor. Color is good.", add_special_tokens=False)["input_ids"]
-    real = model._logits
-    step = {"i": 0}
+    ctx = {"levels": LEVELS_OF_CLIP, "evidence": _evidence(), "justification": "The overall quality of this video is fair."}
+    worst = model.chat(feats, [{"role": "user", "content": "which part looks worst?"}], **ctx)
+    assert "from 2.0 s to 2.5 s" in worst or "from 0.5 s to 1.5 s" in worst
+    why = model.chat(feats, [{"role": "user", "content": "why is the motion poor?"}], **ctx)
+    assert why.endswith(level_prefix("group", group="motion") + " poor.")
+    assert "2.0 s" in why or "0.5 s" in why
+    fix = model.chat(feats, [{"role": "user", "content": "how could the generator improve this video?"}], **ctx)
+    assert "2.0 s" in fix or "0.5 s" in fix
+    first = model.chat(feats, [{"role": "user", "content": "is there any flicker in the first second?"}], **ctx)
+    assert first.startswith("Yes:") and "0.5 s" in first
+    last = model.chat(feats, [{"role": "user", "content": "is there any flicker in the last second?"}], **ctx)
+    assert last.startswith("Not in the last 1.0 s")
 
-    def looping(hidden):
-        logits = real(hidden).clone()
-        logits[..., script[min(step["i"], len(script) - 1)]] += 1e3
-        step["i"] += 1
-        return logits
 
-    monkeypatch.setattr(model, "_logits", looping)
-    text, score = model.explain(feats, max_new_tokens=len(script) + 8)
-    monkeypatch.setattr(model, "_logits", real)
-    assert text == f"Noise is poor. Color is good.\n{level_prefix('overall')} {score.level}."
-    assert step["i"] < len(script)  # stopped at the first repeat, not at max_new_tokens
-    assert score.score == pytest.approx(model.score(feats).score, abs=1e-6)
+def test_subset_head_matches_the_full_head_on_its_rows(backbones):
+    from llmvqa.model.generation import SubsetHead
+
+    model = build(backbones["qwen"], lora=True)
+    h = torch.randn(1, 3, 32)
+    ids = [3, 7, 11, 40]
+    out = SubsetHead(model.lm_head, ids)(h)
+    np.testing.assert_allclose(out[..., ids].detach().numpy(), model.lm_head(h)[..., ids].detach().numpy(), atol=1e-5)
+    others = [i for i in range(out.shape[-1]) if i not in ids]
+    assert float(out[..., others].max()) <= -1e8
 
 
 @pytest.mark.parametrize("kind", ["gemma", "qwen"])

@@ -165,9 +165,12 @@ def test_cot_is_hierarchical_and_ends_with_the_overall_sentence(built):
     stated = [k for k, _ in stated_levels(cot["conversations"][1]["value"])[0]]
     spec = load_dimensions()
     for group in spec.groups:
-        dims = [d for d in spec.groups[group] if d in cot["levels"]]
-        # every dimension of a group is stated before the group's own rating
+        dims = [d for d in spec.groups[group] if d in cot["levels"] and cot["levels"][d] not in ("excellent", "good")]
+        # every criticised dimension of a group is stated before the group's own rating; the rest is praised
         assert all(stated.index(d) < stated.index(group) for d in dims)
+        praised = [d for d in spec.groups[group] if d in cot["levels"] and d not in dims]
+        assert not set(praised) & set(stated)
+    assert cot["conversations"][0]["value"].startswith("<video>\nMeasured in this clip: ")
     assert stated[-1] == "overall"
     assert cot["conversations"][1]["value"].endswith(load_yaml("answers")["overall"].format(level=cot["levels"]["overall"]))
 
@@ -195,15 +198,18 @@ def _other(level: str) -> str:
 
 def test_rating_protection_catches_tampered_texts(built):
     res, _, _ = built
-    cot = next(r for r in res.records if r["task"] == "rating_cot")
+    spec = load_dimensions()
+    cot = next(r for r in res.records if r["task"] == "rating_cot"
+               and any(k in spec.dimensions for k, _ in stated_levels(r["conversations"][1]["value"])[0]))
     check_record(cot)
-    dim = "flicker"
+    dim = next(k for k, _ in stated_levels(cot["conversations"][1]["value"])[0] if k in spec.dimensions)
+    name = spec.dimensions[dim].name
     bad = copy.deepcopy(cot)
     lv = cot["levels"][dim]
     bad["conversations"][1]["value"] = cot["conversations"][1]["value"].replace(
-        f"In terms of flicker, this video is {lv}.", f"In terms of flicker, this video is {_other(lv)}.")
+        f"In terms of {name}, this video is {lv}.", f"In terms of {name}, this video is {_other(lv)}.")
     assert bad != cot
-    with pytest.raises(DataError, match="flicker"):
+    with pytest.raises(DataError, match=dim):
         check_record(bad)
     stray = copy.deepcopy(cot)
     stray["conversations"][1]["value"] = "Honestly the colors look good. " + cot["conversations"][1]["value"]
@@ -214,8 +220,8 @@ def test_rating_protection_catches_tampered_texts(built):
     with pytest.raises(DataError):
         check_record(tampered_levels)
     missing = copy.deepcopy(cot)
-    missing["conversations"][1]["value"] = re.sub(r"In terms of clarity, this video is \w+\. ", "", cot["conversations"][1]["value"])
-    with pytest.raises(DataError, match="sharpness"):
+    missing["conversations"][1]["value"] = re.sub(rf"In terms of {name}, this video is \w+\. ", "", cot["conversations"][1]["value"])
+    with pytest.raises(DataError, match=dim):
         check_record(missing)
     yesno = copy.deepcopy(next(r for r in res.records if r["task"] == "defect_yesno"))
     text = yesno["conversations"][1]["value"]

@@ -18,11 +18,12 @@ averages; per-entry failures are recorded and skipped.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from llmvqa.levels import level_of_score
-from llmvqa.sig.experts import load_dimensions
+from llmvqa.dimensions import load_dimensions
+from llmvqa.levels import LEVELS, level_of_score
 from llmvqa.sig.validate import stated_levels
 
 
@@ -60,6 +61,46 @@ def self_consistent(answer: str, score: float | None = None, version: str = "v1"
         level = level_of_score(score)
     overall = [lv for k, lv in stated_levels(answer, version)[0] if k == "overall"]
     return bool(overall) and all(lv == level for lv in overall)
+
+
+_TIMED = re.compile(r"\d+(?:\.\d+)?\s*s\b")
+
+
+def violations(text: str, levels: Mapping[str, str], evidence_texts: Sequence[str] = (), version: str = "v1",
+               closes_with_overall: bool = True, allowed_times: Sequence[float] = ()) -> list[str]:
+    """What is wrong with a justification, as messages (empty: nothing).
+
+    - a stated level that differs from the reported one (``levels``: overall, groups, dimensions);
+    - an aspect stated with two different levels;
+    - a level word outside a level sentence;
+    - (``closes_with_overall``) no overall sentence, or one that is not the last sentence;
+    - a time ("2.0 s") that none of ``evidence_texts`` (the measurements) states, nor ``allowed_times``
+      (e.g. the window a question asks about).
+    """
+    from llmvqa.prompts import load_yaml
+
+    out = []
+    stated, rest = stated_levels(text, version)
+    seen: dict[str, set[str]] = {}
+    for key, lv in stated:
+        seen.setdefault(key, set()).add(lv)
+        if key in levels and levels[key] != lv:
+            out.append(f"states {key} = {lv} but the reported level is {levels[key]}")
+    out += [f"states two levels for {k}: {sorted(v)}" for k, v in seen.items() if len(v) > 1]
+    stray = re.search(r"\b(" + "|".join(LEVELS) + r")\b", rest, re.IGNORECASE)
+    if stray:
+        out.append(f"level word {stray.group(0)!r} outside a level sentence")
+    if closes_with_overall:
+        overall = load_yaml("answers", version)["overall"].format(level=levels.get("overall", ""))
+        if not text.rstrip().endswith(overall):
+            out.append("does not close with the overall sentence of the reported level")
+    measured = {round(float(m.group(0).rstrip("s ")), 1) for e in evidence_texts for m in _TIMED.finditer(e)}
+    measured |= {round(float(t), 1) for t in allowed_times}
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        wrong = [m.group(0) for m in _TIMED.finditer(sentence) if round(float(m.group(0).rstrip("s ")), 1) not in measured]
+        if wrong:
+            out.append(f"states a time no measurement gives ({', '.join(wrong)}): {sentence!r}")
+    return out
 
 
 @dataclass

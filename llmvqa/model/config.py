@@ -46,7 +46,7 @@ class ModelConfig:
     """Upper bound on generated tokens for explain/chat."""
     restrict_vocab: bool = True
     """No longer read: generation is held to the plan of the clip's true sentences
-    (llmvqa.model.justify / generation), which restricts it far more. Kept so older checkpoints load."""
+    (llmvqa.justify / generation), which restricts it far more. Kept so older checkpoints load."""
 
     def __post_init__(self) -> None:
         if self.projector not in ("mlp", "resampler"):

@@ -1,7 +1,7 @@
 """Text generation through transformers' ``generate``, held to a plan of true sentences.
 
 ``PlanConstraint`` is a ``LogitsProcessor``: from the tokens generated so far it works out which
-slots of the plan (``llmvqa.model.justify``) are written and how far into a sentence the text is,
+slots of the plan (``llmvqa.justify``) are written and how far into a sentence the text is,
 and leaves only the tokens that continue an allowed sentence (or end the text, once every required
 slot is written). Decoding is whatever ``generate`` does — greedy by default, sampling with
 ``temperature`` > 0 — with ``max_new_tokens`` as the cap and any transformers streamer.
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from llmvqa.model.justify import Plan
+from llmvqa.justify import Plan
 
 
 class PlanConstraint(LogitsProcessor):

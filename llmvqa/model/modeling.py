@@ -475,17 +475,20 @@ class QualityLLM(nn.Module):
     @torch.no_grad()
     def explain(self, features: VideoFeatures, prompt: str | None = None, *, prompt_stats: dict | None = None,
                 question: str | None = None, max_new_tokens: int | None = None, levels: dict | None = None,
-                evidence: list | None = None, temperature: float = 0.0, streamer=None) -> tuple[str, LevelScore]:
+                evidence: list | None = None, score: LevelScore | None = None, temperature: float = 0.0,
+                streamer=None) -> tuple[str, LevelScore]:
         """Rate-and-explain: the hierarchical chain of thought, written by ``generate`` under the plan of
-        the clip's true sentences (``llmvqa.model.justify``): its measured ``evidence`` (read by the
+        the clip's true sentences (``llmvqa.justify``): its measured ``evidence`` (read by the
         model as text in its prompt) and the reported ``levels`` (computed in score mode when not
-        given). Returns (text, overall score in score mode: the number ``score`` gives)."""
+        given, with ``score`` the overall LevelScore they came with). Returns (text, overall score in
+        score mode: the number ``score()`` gives)."""
         from llmvqa.evidence import find_evidence
+        from llmvqa.justify import justification_plan
         from llmvqa.model.generation import generate_planned
-        from llmvqa.model.justify import justification_plan
 
-        computed, score = self.reported_levels(features, prompt, prompt_stats)
-        levels = {**computed, **(levels or {})}
+        if levels is None or score is None:
+            computed, score = self.reported_levels(features, prompt, prompt_stats)
+            levels = {**computed, **(levels or {})}
         if evidence is None:
             evidence = find_evidence(features, prompt, prompt_stats)
         ex = encode_conversation(self._evidence_turn(question, "explain", prompt, evidence), features, self.template,
@@ -507,8 +510,8 @@ class QualityLLM(nn.Module):
         of sentences that answer the question's intent (``justify.chat_plan``): time ranges for "which
         part looks worst?", the evidence for "why is X …?", fixes for "how could it improve?"."""
         from llmvqa.evidence import find_evidence, frame_times
+        from llmvqa.justify import chat_plan
         from llmvqa.model.generation import generate_planned
-        from llmvqa.model.justify import chat_plan
 
         if not messages or messages[-1].get("role", messages[-1].get("from")) not in ("user", "human"):
             raise ValueError("chat messages must end with a user turn")

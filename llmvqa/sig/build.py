@@ -129,6 +129,21 @@ class ExtractorStats:
             stats.update(self.extractor.prompt_stats(feats, prompt))
         return stats
 
+    def evidence(self, path: Path, prompt: str) -> list:
+        """The measured defects of the video (llmvqa.evidence) that the last call extracted."""
+        from llmvqa.evidence import find_evidence
+
+        feats = self._last[1] if self._last is not None and self._last[0] == path else get_features(self, path)
+        return find_evidence(feats, prompt or None, self.extractor.prompt_stats(feats, prompt) if prompt else None)
+
+
+def get_features(source: ExtractorStats, path: Path):
+    from llmvqa.encoders.cache import get_or_extract
+
+    feats, _ = get_or_extract(source.extractor, path, source.cache)
+    source._last = (path, feats)
+    return feats
+
 
 @dataclass
 class BuildResult:
@@ -198,12 +213,15 @@ def build(
     bad: list[BadRow] = []
     kept: list[VideoItem] = []
     stats: list[Mapping[str, float] | None] = []
+    evidence: dict[int, list] = {}  # id(item) -> measured defects, when the source measures them
     needs_stats = any(e.name == "stats" for e in experts)
     for it in _progress(items, len(items), progress):
         s = None
         if needs_stats and stats_source is not None:
             try:
                 s = stats_source(resolve_video(root, it.video), it.prompt)
+                if hasattr(stats_source, "evidence"):
+                    evidence[id(it)] = stats_source.evidence(resolve_video(root, it.video), it.prompt)
             except LlmvqaError as err:
                 bad.append(BadRow(input_name, it.line, f"{it.video}: {err}"))
                 continue
@@ -231,7 +249,7 @@ def build(
         rng = random.Random(f"{cfg.seed}:{key}")
         vid = f"{Path(it.video).stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
         counts: Counter = Counter()
-        for task, conv in generate(it.prompt, sc, lv, rng, cfg.instructions):
+        for task, conv in generate(it.prompt, sc, lv, rng, cfg.instructions, evidence=evidence.get(id(it), ())):
             rec = {"id": f"{vid}-{task}-{counts[task]}", "video": it.video, "prompt": it.prompt,
                    "conversations": conv, "scores": {k: round(v, 4) for k, v in sc.items()},
                    "levels": dict(lv), "task": task, "split": it.split, "source": it.source}

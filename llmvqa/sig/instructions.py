@@ -22,7 +22,7 @@ with ``"<video>\\n"``.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llmvqa.errors import ConfigError
@@ -76,8 +76,10 @@ def generate(
     levels: Mapping[str, str],
     rng: random.Random,
     cfg: InstructionConfig | None = None,
+    evidence: Sequence = (),
 ) -> list[tuple[str, list[dict]]]:
-    """(task, conversations) pairs for one video, in TASKS order."""
+    """(task, conversations) pairs for one video, in TASKS order. ``evidence`` (llmvqa.evidence) is what
+    the rate-and-explain pair's chain of thought cites; its question carries it as text, as at inference."""
     cfg = cfg or InstructionConfig()
     v = cfg.version
     spec = load_dimensions(v)
@@ -90,7 +92,11 @@ def generate(
         if task == "rating":
             out.append(_pair(task, _question(task, rng, prompt, v), overall))
         elif task == "rating_cot":
-            out.append(_pair(task, _question(task, rng, prompt, v), build_cot(levels, rng, v)))
+            from llmvqa.evidence import evidence_text
+
+            question = _question(task, rng, prompt, v)
+            question = VIDEO_TOKEN + evidence_text(evidence, v) + "\n" + question.removeprefix(VIDEO_TOKEN)
+            out.append(_pair(task, question, build_cot(levels, rng, v, evidence)))
         elif task == "dimension":
             for d in rng.sample(dims, min(cfg.dimension_questions, len(dims))):
                 question = _question(task, rng, prompt, v, name=d.name, definition=d.definition)

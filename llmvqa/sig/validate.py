@@ -120,9 +120,11 @@ def check_record(record: Mapping, version: str = "v1") -> None:
         if task in ENDS_WITH_OVERALL and not text.rstrip().endswith(overall):
             raise DataError(where, f"answer does not end with {overall!r}", "rating answers end with the overall sentence")
         if task in ("rating_cot", "dimension_rating"):
-            need = {k for k in levels if k in spec.dimensions or k in spec.groups} | {"overall"}
+            brief = ("excellent", "good") if task == "rating_cot" else ()  # a CoT praises those in one sentence
+            need = {k for k in levels if (k in spec.dimensions and levels[k] not in brief) or k in spec.groups}
+            need |= {"overall"}
             if need - keys:
-                raise DataError(where, f"does not state {sorted(need - keys)}", "a CoT states every dimension and group")
+                raise DataError(where, f"does not state {sorted(need - keys)}", "a CoT states every group and every dimension below good")
         if task == "defect_yesno":
             dims = [k for k, _ in stated if k in spec.dimensions]
             if len(dims) != 1:

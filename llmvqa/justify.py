@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from llmvqa.evidence import Evidence
 from llmvqa.levels import LEVELS
-from llmvqa.prompts import load_yaml
+from llmvqa.prompts import level_sentence, load_yaml
 
 BRIEF_LEVELS: tuple[str, ...] = ("excellent", "good")
 """Dimensions at these levels without evidence are praised briefly, in one sentence per group,
@@ -65,15 +65,6 @@ class Plan:
             if len(parts) >= self.max_sentences or s.final:
                 break
         return " ".join(parts)
-
-
-def _answers(version: str) -> dict:
-    return load_yaml("answers", version)
-
-
-def level_sentence(kind: str, level: str, subject: str = "", version: str = "v1") -> str:
-    """The answers.yaml sentence of ``kind`` (overall / group / dimension) stating ``level``."""
-    return _answers(version)[kind].format(level=level, group=subject, dimension=subject)
 
 
 def _name_list(names: Sequence[str]) -> str:
@@ -226,7 +217,7 @@ def chat_plan(question: str, levels: Mapping[str, str], evidence: Sequence[Evide
         window = question_window(question, duration)
         inside = [e for e in about if not window or (e.start <= window[1] and e.end >= window[0])]
         if inside:
-            return Plan([Slot(f"yes:{i}", [chat["yes"].format(evidence=e.text)], required=i == 0)
+            return Plan([Slot(f"yes:{i}", [chat["answer_yes"].format(evidence=e.text)], required=i == 0)
                          for i, e in enumerate(inside[:2])], max_sentences=2)
         if window and about:
             return Plan([Slot("elsewhere", [chat["elsewhere"].format(window=window[2], evidence=about[0].text)])],
