@@ -8,6 +8,12 @@ prompt_alignment). In the same run and on the same folds: the base checkpoint wi
 
     python eval/human_cv.py --base models/llmvqa-mini --ratings ../shared/data/fetv_dev --out eval/reports/human_cv
     python eval/human_cv.py --folds 3 --steps 4 --out /tmp/cv    # quick check of the plumbing
+    python eval/human_cv.py --from-report eval/reports/human_cv/report.json --write-interval models/llmvqa-mini
+
+Every run also derives the overall score's 80% interval from the held-out errors
+(``evaluation.human.heldout_interval``: the 80% quantile of |held-out score − human mean|, with its
+coverage estimated fold by fold); ``--write-interval DIR`` writes it to DIR/interval.json, the interval
+``llmvqa rate`` reports. ``--from-report`` does that from an earlier run's predictions without re-running.
 """
 
 from __future__ import annotations
@@ -21,7 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from llmvqa.evaluation.human import REAL_SOURCE, agreement, coverage, human_table, real_outranks, within_source
+from llmvqa.evaluation.human import (
+    REAL_SOURCE,
+    agreement,
+    coverage,
+    heldout_interval,
+    human_table,
+    real_outranks,
+    within_source,
+)
 from llmvqa.model.prior import PRIOR_TARGETS, HumanPrior, prior_input
 from llmvqa.train.human import (
     CalibrationConfig,
@@ -73,7 +87,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default="cache/features", help="feature cache")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="eval/reports/human_cv")
+    ap.add_argument("--write-interval", default=None, metavar="MODEL_DIR",
+                    help="write the interval from the held-out errors to MODEL_DIR/interval.json")
+    ap.add_argument("--from-report", default=None, metavar="REPORT_JSON",
+                    help="take the held-out predictions of an earlier run (with --write-interval) instead of running")
     args = ap.parse_args(argv)
+    if args.from_report:
+        return interval_from_report(Path(args.from_report), args.ratings, args.write_interval)
 
     from llmvqa.model.modeling import QualityLLM
 
@@ -142,7 +162,11 @@ def main(argv=None) -> int:
             summarize("ridge prior alone (same folds)", pred_ridge, clips)]
     if pred_brisque is not None:
         rows.append(summarize("BRISQUE (LIVE SVM, −score; nothing fitted)", {"overall": pred_brisque}, clips))
-    report = {"ratings": str(args.ratings), "clips": n, "folds": int(folds.max()) + 1, "grouped_by": "prompt",
+    interval = heldout_interval(pred_model["overall"], human_table([c.ratings for c in clips])["overall"], folds)
+    if args.write_interval:
+        write_interval(Path(args.write_interval), interval, args)
+    report = {"interval": interval, "ratings": str(args.ratings), "clips": n, "folds": int(folds.max()) + 1,
+              "grouped_by": "prompt",
               "steps": args.steps, "chains": len(chains or []), "seconds": time.perf_counter() - t0, "rows": rows,
               "predictions": {"names": [c.name for c in clips], "model": pred_model, "ridge": pred_ridge,
                               "before": pred_before, "brisque": pred_brisque, "fold": folds.tolist(), "half_width": half.tolist()}}
@@ -152,6 +176,30 @@ def main(argv=None) -> int:
     md = markdown(report)
     (out_dir / "report.md").write_text(md, encoding="utf-8")
     print(md)
+    return 0
+
+
+def write_interval(model_dir: Path, interval: dict, args) -> None:
+    how = (f"{interval['coverage']:.0%} quantile of the calibrated model's held-out |overall score - human mean| "
+           f"on {interval['n']} clips of {args.ratings}, {interval['folds']} folds grouped by prompt (eval/human_cv.py); "
+           f"coverage expected on new clips (nested by fold): {interval['expected_coverage']:.1%}")
+    data = {"coverage": interval["coverage"], "half_width": interval["half_width"], "fitted_on": interval["n"],
+            "expected_coverage": interval["expected_coverage"], "how": how}
+    (model_dir / "interval.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {model_dir / 'interval.json'}: ±{interval['half_width']:.3f}, expected coverage "
+          f"{interval['expected_coverage']:.1%}", file=sys.stderr)
+
+
+def interval_from_report(report_path: Path, ratings: str, model_dir: str | None) -> int:
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    pred = report["predictions"]
+    by_name = {c.name: c for c in load_rated(ratings)}
+    clips = [by_name[n] for n in pred["names"]]
+    folds = pred.get("fold") or prompt_folds([c.prompt for c in clips], report["folds"]).tolist()
+    interval = heldout_interval(pred["model"]["overall"], human_table([c.ratings for c in clips])["overall"], folds)
+    print(json.dumps(interval, indent=2))
+    if model_dir:
+        write_interval(Path(model_dir), interval, argparse.Namespace(ratings=ratings))
     return 0
 
 
@@ -176,7 +224,12 @@ def markdown(report: dict) -> str:
         lines.append(f"| {row['name']} | " + " | ".join(cells) + f" | {wg_s} | {_f(row.get('real_outranks_generated'))}"
                      f" | {_f(row.get('coverage'))} |")
     lines += ["", f"Within-generator SRCC is the mean over the generated sources (not {REAL_SOURCE}); "
-              "interval coverage: share of clips whose human overall rating lies in the stated 80% interval."]
+              "interval coverage: share of clips whose human overall rating lies in the stated 80% interval "
+              "(each fold's model states its own, from its calibration)."]
+    iv = report.get("interval")
+    if iv:
+        lines += ["", f"Interval from the held-out errors: ±{iv['half_width']:.3f} for {iv['coverage']:.0%}; expected "
+                      f"coverage on new clips (each fold against the other folds' quantile): {iv['expected_coverage']:.1%}."]
     return "\n".join(lines) + "\n"
 
 

@@ -75,6 +75,10 @@ def main(argv=None) -> int:
         items = synth_items(Path(args.synth), args.split)
     else:
         ap.error("give --videos, --synth or --bench-clip")
+    if args.limit and args.synth:  # a spread sample of the split, not its first sources
+        import random
+
+        random.Random(0).shuffle(items)
     items = items[: args.limit]
     rate_s, chat_s, rows = [], [], []
     n_viol = n_chat_viol = 0

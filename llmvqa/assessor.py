@@ -270,7 +270,7 @@ class Assessor:
 
     # ------------------------------------------------------------------ chat
     def chat(self, video: str | Path, messages: list[dict], prompt: str | None = None, *,
-             temperature: float = 0.0, streamer=None) -> str:
+             temperature: float = 0.0, streamer=None, max_new_tokens: int | None = None) -> str:
         """Answer the last user turn of an OpenAI-style conversation about ``video``.
 
         The conversation starts from the clip's rating: its evidence, levels and justification (rated
@@ -291,7 +291,7 @@ class Assessor:
         with self._lock:
             return str(self.model.chat(features, [dict(m) for m in messages], prompt=prompt, prompt_stats=prompt_stats,
                                        levels=levels, evidence=evidence, justification=rated.justification,
-                                       temperature=temperature, streamer=streamer))
+                                       temperature=temperature, streamer=streamer, max_new_tokens=max_new_tokens))
 
 
 def check_messages(messages: Any) -> None:

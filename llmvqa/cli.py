@@ -22,7 +22,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"llmvqa.commands.{name}").register(sub)
+    for p in sub.choices.values():  # every command: -v shows the libraries' logs, warnings and loading bars
+        if "--verbose" not in p._option_string_actions:
+            p.add_argument("-v", "--verbose", action="store_true",
+                           help="show the logs, warnings and loading progress of the libraries underneath")
     return parser
+
+
+LIBRARIES = ("bitsandbytes", "transformers", "peft", "accelerate", "deepspeed", "timm", "torch", "huggingface_hub")
+
+
+def silence_libraries() -> None:
+    """The terminal is the user's: without --verbose, third-party loggers show errors only, their
+    warnings and weight-loading bars are off (set before they are imported, as they read it then)."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' loading bars read it too
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in LIBRARIES:
+        warnings.filterwarnings("ignore", module=rf"{name}(\.|$)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    if not getattr(args, "verbose", False):
+        silence_libraries()
     try:
         code = args.func(args)
     except LlmvqaError as err:

@@ -43,6 +43,8 @@ class Slot:
     """Slots that must be written before this one."""
     final: bool = False
     """The text ends after this slot."""
+    opening: bool = False
+    """Only as the first sentence of the text (an introduction)."""
 
 
 @dataclass
@@ -79,7 +81,7 @@ def justification_plan(levels: Mapping[str, str], evidence: Sequence[Evidence], 
 
     spec = load_dimensions(version)
     cot = load_yaml("cot", version)
-    slots = [Slot("intro", list(cot["intro"]), required=False)]
+    slots = [Slot("intro", list(cot["intro"]), required=False, opening=True)]
     group_keys: list[str] = []
     cited = set()
     for group in spec.groups:

@@ -80,7 +80,7 @@ class FakeModel:
         return f"Value {value:.6f}. The overall quality of this video is {level}.", ls
 
     def chat(self, features, messages, prompt=None, *, prompt_stats=None, levels=None, evidence=None,
-             justification=None, temperature=0.0, streamer=None):
+             justification=None, temperature=0.0, streamer=None, max_new_tokens=None):
         self.chats.append([dict(m) for m in messages])
         self.chat_context = {"levels": levels, "evidence": evidence, "justification": justification}
         return f"answer {len(messages)} about {self._value(features):.6f}: {messages[-1]['content']}"

@@ -240,3 +240,18 @@ def test_a_row_of_weight_zero_changes_nothing_and_weight_two_counts_twice():
     twice = HumanPrior.fit(np.r_[x, x[-1:]], np.r_[y, y[-1:]], alpha=2.0)
     weighted = HumanPrior.fit(x, y, alpha=2.0, weights=np.r_[np.ones(19), 2.0])
     np.testing.assert_allclose(weighted.predict_inputs(x), twice.predict_inputs(x), atol=1e-8)
+
+
+def test_heldout_interval_is_a_quantile_of_held_out_errors_checked_fold_by_fold():
+    from llmvqa.evaluation.human import heldout_interval
+
+    rng = np.random.default_rng(0)
+    human = rng.uniform(1, 5, 600)
+    pred = human + rng.normal(0, 0.5, 600)
+    folds = np.arange(600) % 6
+    iv = heldout_interval(pred, human, folds, rate=0.8)
+    assert iv["half_width"] == pytest.approx(0.5 * 1.2816, rel=0.1)  # the 80% quantile of |N(0, 0.5)|
+    assert 0.75 <= iv["expected_coverage"] <= 0.85 and iv["folds"] == 6
+    # a fold whose errors are far larger than the others' is not covered by their quantile
+    pred[folds == 0] = human[folds == 0] + 3.0
+    assert heldout_interval(pred, human, folds)["expected_coverage"] <= 5 / 6 + 1e-9

@@ -91,6 +91,15 @@ def test_chat_completion_openai_shape(root):
     assert r2.json()["choices"][0]["message"]["content"] == msg["content"]
 
 
+def test_chat_completion_checks_and_passes_temperature_and_max_tokens(root):
+    c = client(root)
+    body = video_msg(f"file://{root}/v2.mp4", "why is the motion poor?")
+    assert_error(c.post("/v1/chat/completions", json=body | {"temperature": "hot"}), 400, "temperature")
+    assert_error(c.post("/v1/chat/completions", json=body | {"max_tokens": 0}), 400, "max_tokens")
+    r = c.post("/v1/chat/completions", json=body | {"temperature": 0.7, "max_tokens": 32})
+    assert r.status_code == 200, r.text
+
+
 def test_multi_turn_messages_reduce_to_text():
     ref, msgs = split_messages([
         {"role": "user", "content": [{"type": "video_url", "video_url": {"url": "/x.mp4"}}, {"type": "text", "text": "rate"}]},

@@ -2,6 +2,10 @@
 
     llmvqa chat example:bikes                         # interactive; "exit" or Ctrl-D ends
     llmvqa chat clip.mp4 --message "why is the motion poor?" --message "which part looks worst?"
+    llmvqa chat example:bikes --stream               # answers printed as they are generated
+
+The conversation starts from the clip's rating (its measured evidence, levels and justification);
+answers cite the evidence with its times and never contradict the reported levels.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--prompt", default=None, help="text prompt the video was generated from")
     p.add_argument("--message", "-m", action="append", default=None,
                    help="a user turn (repeatable); with it the command answers these and exits")
+    p.add_argument("--stream", action="store_true", help="print each answer as it is generated")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="sample the choice of sentences at this temperature (0 = greedy; every answer stays "
+                        "within the clip's measured evidence and reported levels)")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -62,6 +70,20 @@ def run(args: argparse.Namespace) -> int:
     interactive = args.message is None and sys.stdin.isatty()
     questions = args.message if args.message is not None else _stdin_questions(interactive)
     prefix = "llmvqa> " if interactive else ""
-    converse(lambda msgs: assessor.chat(args.video, msgs, prompt=args.prompt), questions,
-             lambda text: print(prefix + text, flush=True))
+    streamer = None
+    if args.stream:  # transformers' TextStreamer prints the tokens as generate() writes them
+        from transformers import TextStreamer
+
+        streamer = TextStreamer(assessor.model.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+    def write(text: str) -> None:
+        if streamer is None:
+            print(prefix + text, flush=True)
+
+    def answer(msgs: list[dict]) -> str:
+        if streamer is not None and prefix:
+            print(prefix, end="", flush=True)
+        return assessor.chat(args.video, msgs, prompt=args.prompt, temperature=args.temperature, streamer=streamer)
+
+    converse(answer, questions, write)
     return 0

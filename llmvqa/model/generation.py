@@ -40,7 +40,8 @@ class PlanConstraint(LogitsProcessor):
 
     def _available(self, used: list[int]) -> list[int]:
         done = {self.plan.slots[i].key for i in used}
-        return [i for i, s in enumerate(self.plan.slots) if i not in used and all(a in done for a in s.after)]
+        return [i for i, s in enumerate(self.plan.slots)
+                if i not in used and all(a in done for a in s.after) and not (s.opening and used)]
 
     def _may_end(self, used: list[int]) -> bool:
         done = {self.plan.slots[i].key for i in used}

@@ -251,7 +251,17 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
             raise ApiError(400, "streaming is not supported; send stream=false", param="stream")
         ref, messages = split_messages(body.get("messages"))
         prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else None
-        answer = await with_video(ref, None, lambda path: assessor.chat(path, messages, prompt=prompt))
+        temperature = body.get("temperature", 0.0)
+        if temperature is None:
+            temperature = 0.0
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+            raise ApiError(400, "temperature must be a number in [0, 2]", param="temperature")
+        max_tokens = body.get("max_tokens")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or not 1 <= max_tokens <= 1024):
+            raise ApiError(400, "max_tokens must be an integer in [1, 1024]", param="max_tokens")
+        answer = await with_video(ref, None, lambda path: assessor.chat(
+            path, messages, prompt=prompt, temperature=float(temperature), max_new_tokens=max_tokens))
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
