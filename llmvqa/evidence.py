@@ -20,11 +20,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmvqa.features import VideoFeatures
 from llmvqa.prompts import load_yaml
+
+if TYPE_CHECKING:  # torch stays unimported until features exist
+    from llmvqa.features import VideoFeatures
 
 _PAIR_COLUMNS = ("median_dx", "median_dy", "luma_change", "frame_diff", "frozen", "dt", "warp_error_compensated")
 

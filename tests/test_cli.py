@@ -135,3 +135,15 @@ def test_rate_end_to_end_with_default_model():
     text = _run("rate", "example:carphone", timeout=900)
     assert text.returncode == 0, text.stderr
     assert "Why:" in text.stdout and "/ 100" in text.stdout
+
+
+def test_help_imports_no_heavy_library():
+    """`llmvqa --help` and every `llmvqa CMD --help` build the parsers without torch, scipy, sklearn or
+    transformers (the commands import them when they run); start-up time is measured in the README, not here."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from llmvqa.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'scipy', 'sklearn', 'transformers', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

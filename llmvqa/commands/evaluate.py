@@ -28,8 +28,7 @@ DEFAULT_CACHE = Path("cache/features")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from llmvqa.evaluation.datasets import KINDS
-    from llmvqa.evaluation.suite import DIMENSION_MODES
+    from llmvqa.evaluation.datasets import DIMENSION_MODES, KINDS
 
     p.add_argument("dataset", nargs="?", default=None,
                    help=f"info.txt (T2VQA-DB), CSV, JSONL, instruct JSONL or synth manifest (default: {DEFAULT_DATASET})")

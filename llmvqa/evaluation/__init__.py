@@ -1,18 +1,24 @@
 """Evaluation: MOS-correlation metrics, baselines, per-dimension / wrong-prompt checks, justification scores, reports.
 
     llmvqa evaluate data/synth/manifest.jsonl --split test --model runs/mini/stage3/final
+
+Names are imported on first use (PEP 562): a command's ``--help`` loads none of scipy, sklearn or torch.
 """
 
-from llmvqa.evaluation.baselines import best_single_stat, cross_val_ridge, fit_predict_ridge, run_baselines
-from llmvqa.evaluation.datasets import EvalItem, load_eval_items
-from llmvqa.evaluation.justification import coverage, evaluate_bench, level_agreement, self_consistent
-from llmvqa.evaluation.metrics import correlation_report, krcc, plcc, rmse, srcc
-from llmvqa.evaluation.report import write_report
-from llmvqa.evaluation.suite import EvalConfig, dimension_accuracy, evaluate_dataset, wrong_prompt_check
+import importlib
 
-__all__ = [
-    "EvalConfig", "EvalItem", "best_single_stat", "correlation_report", "coverage", "cross_val_ridge",
-    "dimension_accuracy", "evaluate_bench", "evaluate_dataset", "fit_predict_ridge", "krcc", "level_agreement",
-    "load_eval_items", "plcc", "rmse", "run_baselines", "self_consistent", "srcc", "wrong_prompt_check",
-    "write_report",
-]
+_WHERE = {
+    "best_single_stat": "baselines", "cross_val_ridge": "baselines", "fit_predict_ridge": "baselines",
+    "run_baselines": "baselines", "EvalItem": "datasets", "load_eval_items": "datasets", "coverage": "justification",
+    "evaluate_bench": "justification", "level_agreement": "justification", "self_consistent": "justification",
+    "violations": "justification", "correlation_report": "metrics", "krcc": "metrics", "plcc": "metrics",
+    "rmse": "metrics", "srcc": "metrics", "write_report": "report", "EvalConfig": "suite",
+    "dimension_accuracy": "suite", "evaluate_dataset": "suite", "wrong_prompt_check": "suite",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"llmvqa.evaluation.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'llmvqa.evaluation' has no attribute {name!r}")

@@ -29,6 +29,9 @@ from llmvqa.levels import levels_from_values
 from llmvqa.sig.datasets import SPLITS, BadRow, load_items
 from llmvqa.sig.paths import resolve_video
 
+DIMENSION_MODES: tuple[str, ...] = ("auto", "on", "off")
+"""`llmvqa evaluate --dimensions`: auto = score dimensions when the corpus has reference levels."""
+
 KINDS = ("auto", "t2vqa", "csv", "jsonl", "synth", "instruct")
 WRONG_PROMPT = "wrong_prompt"
 """Name of the synth degradation that marks a wrong-prompt record."""

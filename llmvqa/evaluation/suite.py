@@ -21,12 +21,11 @@ import numpy as np
 
 from llmvqa.errors import ConfigError
 from llmvqa.evaluation.baselines import run_baselines
-from llmvqa.evaluation.datasets import EvalItem, twin_pairs
+from llmvqa.evaluation.datasets import DIMENSION_MODES, EvalItem, twin_pairs
 from llmvqa.evaluation.justification import self_consistent
 from llmvqa.evaluation.metrics import correlation_report
 from llmvqa.levels import LEVELS
 
-DIMENSION_MODES = ("auto", "on", "off")
 PROMPT_ALIGNMENT = "prompt_alignment"
 
 
