@@ -29,8 +29,10 @@ from llmvqa.levels import LEVELS
 from llmvqa.result import LevelRating, RatingResult
 from llmvqa.statistics import STREAMS
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "llmvqa-mini"
-"""The model `train.sh` writes and the repository ships."""
+_REPO_MODEL = Path(__file__).resolve().parent.parent / "models" / "llmvqa-mini"
+DEFAULT_MODEL_DIR = _REPO_MODEL if _REPO_MODEL.is_dir() else Path(__file__).resolve().parent / "_models" / "llmvqa-mini"
+"""The shipped model: models/llmvqa-mini of a checkout (what `train.sh` writes), else the copy an
+installed wheel carries as package data."""
 
 EXAMPLES: dict[str, str] = {
     "bikes": "bikes.mp4",
