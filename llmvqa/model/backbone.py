@@ -90,8 +90,13 @@ def load_backbone(
     torch_dtype = resolve_dtype(dtype)
     kwargs: dict = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if load_in_4bit:
+        import importlib.util
+
         from transformers import BitsAndBytesConfig
 
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ModelError(name_or_path, "load_in_4bit needs bitsandbytes, which is not installed",
+                             "pip install 'llmvqa[quant]'")
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch_dtype)

@@ -170,8 +170,13 @@ def resolve_deepspeed_config(path: str | Path, stage: StageConfig, precision: st
 def deepspeed_plugin(path: str | Path, stage: StageConfig, precision: str, world: int = 1,
                      hidden_size: int | None = None):
     """accelerate DeepSpeedPlugin built from a ZeRO JSON (does not launch anything)."""
+    import importlib.util
+
     from accelerate.utils import DeepSpeedPlugin
 
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(str(path), "the recipe trains with DeepSpeed, which is not installed",
+                          "DS_BUILD_OPS=0 pip install --no-build-isolation 'llmvqa[deepspeed]' (or remove `deepspeed:`)")
     ds = resolve_deepspeed_config(path, stage, precision, world, hidden_size)
     return DeepSpeedPlugin(hf_ds_config=ds, gradient_accumulation_steps=stage.grad_accum,
                            gradient_clipping=stage.max_grad_norm or None)
