@@ -12,6 +12,7 @@ business.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def gemma_offline_dir(verbose: bool = False) -> Path:
+def gemma_offline_dir() -> Path:
     """Folder with the dequantized Gemma 3 270M (built from the GGUF package on first use)."""
     target = cache_root() / GEMMA_OFFLINE
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
@@ -49,6 +50,9 @@ def gemma_offline_dir(verbose: bool = False) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
+    # once per machine, on stderr (stdout may carry --json): what happens, where, how long
+    print(f"llmvqa: first use of {GEMMA_OFFLINE}: converting its GGUF weights to a 1.1 GB float32 copy in "
+          f"{target} (about 40 s on 2 CPU cores, once; later runs load it in about 3 s)", file=sys.stderr, flush=True)
     gguf = Path(pkg.assemble())
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -62,8 +66,7 @@ def gemma_offline_dir(verbose: bool = False) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.rename(target)
-    if verbose:
-        print(f"dequantized {gguf.name} into {target} in {time.perf_counter() - t0:.1f} s")
+    print(f"llmvqa: {GEMMA_OFFLINE} ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return target
 
 
