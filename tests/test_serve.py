@@ -206,3 +206,105 @@ def test_malformed_requests(root):
     assert_error(c.post("/v1/rate", content=b"not json", headers={"content-type": "application/json"}), 400)
     assert_error(c.post("/v1/chat/completions", json={"messages": []}), 400)
     assert_error(c.post("/v1/chat/completions", json={**video_msg("v1.mp4"), "stream": True}), 400, "stream")
+
+
+# ---------------------------------------------------------------- hostile input (issue 19)
+def test_json_must_be_sent_as_json_and_cross_site_pages_are_refused(root):
+    c = client(root)
+    body = '{"video": "v1.mp4"}'
+    assert_error(c.post("/v1/rate", content=body, headers={"content-type": "text/plain"}), 415, "application/json")
+    assert_error(c.post("/v1/rate", content=body), 415)
+    assert_error(c.post("/v1/rate", json={"video": "v1.mp4"}, headers={"origin": "https://evil.example"}), 403,
+                 "refused")
+    ok = client(root, allowed_origins=("https://app.example",))
+    assert ok.post("/v1/rate", json={"video": "v1.mp4"}, headers={"origin": "https://app.example"}).status_code == 200
+
+
+def test_malformed_requests_get_400_not_500(root):
+    c = client(root)
+    assert_error(c.post("/v1/rate", content="[" * 100_000, headers={"content-type": "application/json"}), 400, "json")
+    assert c.post("/v1/rate", json={"video": "a" * 300 + ".mp4"}).status_code in (400, 404)
+    assert_error(c.post("/v1/rate", content='{"video": "\\ud800.mp4"}', headers={"content-type": "application/json"}),
+                 400, "cannot be used")
+    url = client(root, allow_urls=True)
+    assert_error(url.post("/v1/rate", json={"video": "http://example.com:99999/v.mp4"}), 400, "malformed")
+    assert url.post("/v1/rate", json={"video": "http://[127.0.0.1]/v.mp4"}).status_code in (400, 403)
+
+
+def test_texts_are_bounded(root):
+    c = client(root, max_prompt_chars=50, max_messages=3)
+    assert_error(c.post("/v1/rate", json={"video": "v1.mp4", "prompt": "x" * 51}), 413, "prompt")
+    msgs = video_msg("v1.mp4")["messages"] + [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "?"}] * 2
+    assert_error(c.post("/v1/chat/completions", json={"messages": msgs}), 413, "messages")
+
+
+def test_answers_leak_neither_the_model_path_nor_the_data_url(root):
+    c = client(root)
+    r = c.post("/v1/rate", json={"video": "v1.mp4"}).json()
+    assert "model" not in r["meta"] and r["meta"]["model_name"]
+    data = "data:video/mp4;base64," + base64.b64encode((root / "v2.mp4").read_bytes()).decode()
+    r = c.post("/v1/rate", json={"video": data}).json()
+    assert len(r["video"]) < 100 and r["video"].startswith("data:video/mp4;base64,")
+    keyed = TestClient(create_app(make_assessor(), ServerConfig(allowed_root=root, api_key="k")))
+    assert keyed.get("/docs").status_code == 404 and keyed.get("/openapi.json").status_code == 404
+
+
+def test_a_frame_folder_linking_outside_the_root_is_refused(root, tmp_path):
+    inside = root / "frames_link"
+    inside.mkdir(exist_ok=True)
+    target = tmp_path / "f0.png"
+    target.write_bytes(b"\x89PNG")
+    if not (inside / "000.png").exists():
+        os.symlink(target, inside / "000.png")
+    assert_error(client(root).post("/v1/rate", json={"video": "frames_link"}), 403, "outside")
+
+
+@pytest.mark.parametrize("addr,public", [("8.8.8.8", True), ("2001:4860:4860::8888", True), ("2002:7f00:1::1", False),
+                                         ("fec0::1", False), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),
+                                         ("64:ff9b::7f00:1", False), ("::ffff:127.0.0.1", False)])
+def test_tunnelled_and_site_local_addresses_are_not_public(addr, public):
+    import ipaddress
+
+    from llmvqa.serving.security import is_public
+
+    assert is_public(ipaddress.ip_address(addr)) is public
+
+
+def test_the_checked_address_is_the_one_connected_to(monkeypatch, tmp_path):
+    """DNS rebinding: the name answers a public address when checked and 127.0.0.1 afterwards; the download
+    must not reach the local server."""
+    import http.server
+    import socket
+
+    from llmvqa.serving import security
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"local secret")
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    real = socket.getaddrinfo
+
+    def rebound(host, *args, **kw):  # every lookup after the check answers 127.0.0.1
+        if host == "rebind.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebound)
+    # the check saw a public address (TEST-NET-3: public in form, unroutable here)
+    monkeypatch.setattr(security, "check_public_host", lambda host, port=None: ["203.0.113.9"])
+    cfg = ServerConfig(allow_urls=True, timeout_s=2.0)
+    with pytest.raises(ApiError):
+        security.download(f"http://rebind.example:{port}/v.mp4", cfg, tmp_path)
+    server.shutdown()
+    assert hits == []

@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--allow-urls", action="store_true", help="fetch http(s) video URLs (public addresses only)")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest video per request, MiB (default 200)")
     p.add_argument("--timeout-s", type=float, default=120.0, help="seconds per request before 504 (default 120)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web origin whose pages may call the server (repeatable); other pages are refused")
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -36,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from llmvqa.serving.config import ServerConfig
 
     config = ServerConfig(allowed_root=args.allowed_root, api_key=args.api_key, allow_urls=args.allow_urls,
-                          max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s)
+                          max_upload_mb=args.max_upload_mb, timeout_s=args.timeout_s,
+                          allowed_origins=tuple(args.allow_origin))
     if args.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
         print(f"llmvqa serve: warning: listening on {args.host} without --api-key", file=sys.stderr)
     assessor = Assessor.from_pretrained(args.model, device=args.device)

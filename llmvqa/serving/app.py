@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import tempfile
 import threading
 import time
@@ -120,6 +121,39 @@ def split_messages(messages: Any) -> tuple[str, list[dict]]:
     return videos[0], text_messages
 
 
+async def read_json(request: Request) -> Any:
+    """The JSON body; 415 unless sent as application/json (a web page cannot send that cross-site without
+    a CORS preflight, which this server never grants), 400 for malformed or absurdly nested JSON."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, "send the body as JSON with 'Content-Type: application/json'", "unsupported_media_type")
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        raise ApiError(400, f"the body is not valid JSON ({type(err).__name__})", "invalid_json") from err
+
+
+def shown_ref(ref: str | None) -> str | None:
+    """A video reference as it may be echoed: a data: URL is summarized, never sent back whole."""
+    if ref is not None and ref.startswith("data:"):
+        return f"{ref[:ref.find(',') + 1][:60]}… ({len(ref)} characters)"
+    return ref
+
+
+def check_text_limits(config: ServerConfig, prompt: Any, messages: list[dict] | None = None) -> None:
+    if prompt is not None and len(str(prompt)) > config.max_prompt_chars:
+        raise ApiError(413, f"the prompt is longer than {config.max_prompt_chars} characters", "prompt_too_long",
+                       param="prompt")
+    if messages is not None:
+        if len(messages) > config.max_messages:
+            raise ApiError(413, f"more than {config.max_messages} messages", "too_many_messages", param="messages")
+        for i, m in enumerate(messages):
+            if len(m["content"]) > config.max_message_chars:
+                raise ApiError(413, f"messages[{i}] is longer than {config.max_message_chars} characters",
+                               "message_too_long", param=f"messages[{i}]")
+
+
 def _as_bool(value: Any, default: bool = True) -> bool:
     if value is None:
         return default
@@ -131,7 +165,8 @@ def _as_bool(value: Any, default: bool = True) -> bool:
 def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI app around one Assessor (or any object with rate/chat/probe)."""
     config = config or ServerConfig()
-    app = FastAPI(title="llmvqa", version="0.1.0")
+    docs = {} if config.api_key is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="llmvqa", version="0.1.0", **docs)  # with a key, nothing is served without it
     model_lock = threading.Lock()
     started = int(time.time())
     model_name = getattr(assessor, "name", None) or config.model_name
@@ -157,6 +192,10 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
         return _error_response(ApiError(500, f"internal error ({type(err).__name__})", "internal_error"))
 
     def check_key(request: Request) -> None:
+        origin = request.headers.get("origin")
+        if origin is not None and origin.rstrip("/") not in config.allowed_origins:
+            raise ApiError(403, f"requests from the web page {origin[:80]!r} are refused (start the server with "
+                                "--allow-origin ORIGIN to allow one)", "origin_not_allowed")
         if config.api_key is None:
             return
         header = request.headers.get("authorization", "")
@@ -182,7 +221,7 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
                         return work(path)
                 except LlmvqaError as err:
                     # never show the server's temporary paths; name the video as the client sent it
-                    shown = upload[0] if upload is not None else ref[:100]
+                    shown = upload[0] if upload is not None else shown_ref(ref)[:100]
                     api = _api_error_of(err)
                     api.message = api.message.replace(str(path), shown).replace(tmp, "<upload>")
                     raise api from err
@@ -223,34 +262,32 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
                     raise too_large(config)
                 upload, ref = (file.filename or "upload.mp4", data), None
         else:
-            try:
-                body = await request.json()
-            except ValueError as err:
-                raise ApiError(400, "the body must be JSON {'video', 'prompt', 'explain'} or multipart") from err
+            body = await read_json(request)
             if not isinstance(body, dict) or not isinstance(body.get("video"), str):
                 raise ApiError(400, "JSON body needs a 'video' string", param="video")
             ref, prompt = body["video"], body.get("prompt")
             explain, dimensions = body.get("explain"), body.get("dimensions")
+        check_text_limits(config, prompt)
         prompt = str(prompt) if prompt else None
         result = await with_video(ref, upload, lambda path: assessor.rate(
             path, prompt=prompt, explain=_as_bool(explain), dimensions=_as_bool(dimensions)))
         out = result.to_dict()
-        out["video"] = ref if ref is not None else upload[0]
+        out["video"] = shown_ref(ref) if ref is not None else upload[0]
+        out["meta"].pop("model", None)  # the server's model path is not the client's business
+        out["meta"]["model_name"] = model_name
         return out
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         check_key(request)
-        try:
-            body = await request.json()
-        except ValueError as err:
-            raise ApiError(400, "the body must be JSON") from err
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
         if body.get("stream"):
             raise ApiError(400, "streaming is not supported; send stream=false", param="stream")
         ref, messages = split_messages(body.get("messages"))
         prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else None
+        check_text_limits(config, prompt, messages)
         temperature = body.get("temperature", 0.0)
         if temperature is None:
             temperature = 0.0

@@ -33,6 +33,15 @@ class ServerConfig:
     """Caps on resolution, duration and frames, checked by probing before any decoding."""
     model_name: str = "llmvqa"
     """Id reported by /v1/models and in completions."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (``https://app.example``) whose pages may call the server; a request from any other
+    page (it carries an ``Origin`` header) is refused, so a site a user visits cannot use a local server."""
+    max_prompt_chars: int = 2000
+    """Longest text prompt a request may send."""
+    max_messages: int = 64
+    """Most chat messages in one request."""
+    max_message_chars: int = 8000
+    """Longest single chat message."""
 
     def __post_init__(self) -> None:
         if self.allowed_root is not None:
@@ -44,6 +53,10 @@ class ServerConfig:
             raise ConfigError("ServerConfig", f"max_upload_mb must be positive, got {self.max_upload_mb}")
         if not self.timeout_s > 0:
             raise ConfigError("ServerConfig", f"timeout_s must be positive, got {self.timeout_s}")
+        for name in ("max_prompt_chars", "max_messages", "max_message_chars"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError("ServerConfig", f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        self.allowed_origins = tuple(o.rstrip("/") for o in self.allowed_origins)
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("ServerConfig", "api_key is empty", "pass a non-empty --api-key or none")
 

@@ -20,13 +20,19 @@ from urllib.parse import unquote, urljoin, urlparse
 from llmvqa.serving.config import ServerConfig
 
 MAX_REDIRECTS = 3
+MAX_PATH_CHARS = 1024
+_NOT_PUBLIC_V6 = (ipaddress.ip_network("2002::/16"),  # 6to4: reaches the IPv4 address it embeds
+                  ipaddress.ip_network("2001::/32"),  # Teredo
+                  ipaddress.ip_network("fec0::/10"),  # site-local (deprecated, still routed inside sites)
+                  ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))  # NAT64
 
 
 class ApiError(Exception):
     """An HTTP error answered in the OpenAI error shape."""
 
     TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-             404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
+             404: "not_found_error", 413: "invalid_request_error", 415: "invalid_request_error",
+             422: "invalid_request_error",
              504: "timeout_error"}
 
     def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
@@ -60,16 +66,25 @@ def resolve_local(ref: str, config: ServerConfig) -> Path:
         text = unquote(parsed.path)
     if "\x00" in text:
         raise ApiError(400, "the video path contains a NUL byte", "invalid_path")
-    path = Path(text)
-    candidate = path if path.is_absolute() else root / path
+    if len(text) > MAX_PATH_CHARS:
+        raise ApiError(400, f"the video path is longer than {MAX_PATH_CHARS} characters", "invalid_path")
     try:
+        text.encode("utf-8")
+        path = Path(text)
+        candidate = path if path.is_absolute() else root / path
         resolved = candidate.resolve()
-    except (OSError, RuntimeError) as err:  # symlink loops
-        raise ApiError(403, f"cannot resolve the video path ({type(err).__name__})", "path_not_allowed") from err
+        exists = resolved.exists()
+    except (RuntimeError, OSError, ValueError) as err:  # symlink loops, names too long, unpaired surrogates
+        raise ApiError(400, f"the video path cannot be used ({type(err).__name__})", "invalid_path") from err
     if not resolved.is_relative_to(root):
         raise ApiError(403, "the video path is outside the server's allowed root", "path_not_allowed")
-    if not resolved.exists():
-        raise ApiError(404, f"no such video under the allowed root: {ref}", "video_not_found")
+    if not exists:
+        raise ApiError(404, f"no such video under the allowed root: {ref[:100]}", "video_not_found")
+    if resolved.is_dir():  # a frame folder: every image in it must lie inside the root too
+        for f in resolved.iterdir():
+            if not f.resolve().is_relative_to(root):
+                raise ApiError(403, "the frame folder links to files outside the server's allowed root",
+                               "path_not_allowed")
     return resolved
 
 
@@ -107,14 +122,35 @@ def check_public_host(host: str, port: int | None = None) -> list[str]:
         raise ApiError(422, f"cannot resolve the video URL's host {host!r}", "unresolvable_host") from err
     addresses = sorted({info[4][0] for info in infos})
     for addr in addresses:
-        ip = ipaddress.ip_address(addr.split("%")[0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        ip = mapped or ip
-        if (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified):
+        if not is_public(ipaddress.ip_address(addr.split("%")[0])):
             raise ApiError(403, f"the video URL's host {host!r} resolves to a non-public address ({addr}); refused",
                            "private_address")
     return addresses
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A global unicast address that does not tunnel to another one (6to4, Teredo, NAT64, site-local refused)."""
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    if ip.version == 6 and any(ip in net for net in _NOT_PUBLIC_V6):
+        return False
+    return not (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+                or ip.is_reserved or ip.is_unspecified)
+
+
+def pinned_client(addresses: list[str], timeout: float):
+    """An httpx client whose connections go to ``addresses[0]`` whatever the host name resolves to later:
+    the address that was checked is the address that is used (no DNS rebinding between check and
+    connect). The URL's host still names the server in the Host header, TLS SNI and certificate check."""
+    import httpcore
+    import httpx
+
+    class Pinned(httpcore.SyncBackend):
+        def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+            return super().connect_tcp(addresses[0], port, timeout, local_address, socket_options)
+
+    transport = httpx.HTTPTransport()
+    transport._pool._network_backend = Pinned()  # httpcore's documented backend hook, reached through httpx
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
 
 
 def download(url: str, config: ServerConfig, dest: Path) -> Path:
@@ -124,14 +160,19 @@ def download(url: str, config: ServerConfig, dest: Path) -> Path:
     if not config.allow_urls:
         raise ApiError(403, "this server does not fetch URLs (start it with --allow-urls)", "urls_disabled")
     for _ in range(MAX_REDIRECTS + 1):
-        parsed = urlparse(url)
+        try:
+            parsed = urlparse(url)
+            port = parsed.port
+            host = parsed.hostname or ""
+        except ValueError as err:  # port out of range, malformed brackets ...
+            raise ApiError(400, f"the video URL is malformed ({err})", "invalid_url") from err
         if parsed.scheme not in ("http", "https"):
             raise ApiError(400, f"unsupported URL scheme {parsed.scheme!r}", "invalid_url")
-        check_public_host(parsed.hostname or "", parsed.port)
+        addresses = check_public_host(host, port)
         suffix = Path(parsed.path).suffix.lower() if re.fullmatch(r"\.\w{2,5}", Path(parsed.path).suffix) else ".mp4"
         path = dest / f"download{suffix}"
         try:
-            with httpx.stream("GET", url, follow_redirects=False, timeout=min(30.0, config.timeout_s)) as resp:
+            with pinned_client(addresses, min(30.0, config.timeout_s)) as client, client.stream("GET", url) as resp:
                 if resp.is_redirect and "location" in resp.headers:
                     url = urljoin(url, resp.headers["location"])
                     continue
@@ -157,7 +198,10 @@ def fetch_video(ref: str, config: ServerConfig, dest: Path) -> Path:
     ref = ref.strip()
     if ref.startswith("data:"):
         return decode_data_url(ref, config, dest)
-    scheme = urlparse(ref).scheme.lower()
+    try:
+        scheme = urlparse(ref).scheme.lower()
+    except ValueError as err:
+        raise ApiError(400, f"the video reference is malformed ({err})", "invalid_video_reference") from err
     if scheme in ("http", "https"):
         return download(ref, config, dest)
     if scheme in ("", "file") or re.fullmatch(r"[a-zA-Z]", scheme):
