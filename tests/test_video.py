@@ -406,3 +406,30 @@ def test_gray_lowres_keeps_aspect():
     assert abs(int(out[0, 0, 0]) - 76) <= 1  # ITU-R BT.601 luma of pure red
     with pytest.raises(ValueError):
         views.gray_lowres(clip[..., 0])
+
+
+# ---------------------------------------------------------------- hostile files (issue 19)
+def test_tiny_and_bomb_files_get_one_line_errors(tmp_path):
+    import struct
+
+    from PIL import Image
+
+    from llmvqa.errors import VideoError
+    from llmvqa.video.loader import load_clip
+    from llmvqa.video.writer import write_video
+
+    rng = np.random.default_rng(0)
+    tiny = write_video(tmp_path / "tiny.gif", rng.integers(0, 255, (6, 2, 2, 3), dtype=np.uint8), fps=8)
+    with pytest.raises(VideoError, match="smaller than min_side"):
+        load_clip(tiny)
+    data = bytearray(write_video(tmp_path / "ok.gif", rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)).read_bytes())
+    data[6:10] = struct.pack("<HH", 65535, 65535)  # the logical screen claims 65535 x 65535
+    (tmp_path / "screen.gif").write_bytes(bytes(data))
+    with pytest.raises(VideoError, match="header claims"):
+        load_clip(tmp_path / "screen.gif")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("L", (20000, 10000)).save(folder / f"{i:03d}.png")  # 2e8 pixels: PIL refuses to decode
+    with pytest.raises(VideoError, match="header claims"):
+        load_clip(folder)

@@ -33,9 +33,11 @@ class VideoLimits:
     """Seconds to wait for probing plus decoding before giving up with a VideoError."""
     min_frames: int = 2
     """Fewest frames a video must have (motion needs two)."""
+    min_side: int = 16
+    """Smallest width or height, in pixels (the noise and blockiness filters and the flow need room)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_pixels", "max_sampled_frames", "max_file_bytes", "min_frames"):
+        for name in ("max_pixels", "max_sampled_frames", "max_file_bytes", "min_frames", "min_side"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError("VideoLimits", f"{name} must be a positive integer, got {value!r}")

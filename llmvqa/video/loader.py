@@ -22,7 +22,7 @@ from PIL import Image
 
 from llmvqa.errors import ConfigError, VideoError
 from llmvqa.video.config import VideoLimits
-from llmvqa.video.probe import PIL_ERRORS, frame_files, probe_now, run_with_timeout
+from llmvqa.video.probe import PIL_ERRORS, frame_files, pil_problem, probe_now, run_with_timeout
 from llmvqa.video.types import Clip, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def _decode_gif(
                 except PIL_ERRORS as err:
                     if i < tail or not frames:
                         raise VideoError(
-                            str(path), f"a corrupt or truncated GIF at frame {i} ({err})", "re-export the GIF"
+                            str(path), pil_problem(err, f"a corrupt or truncated GIF at frame {i}"), "re-export the GIF"
                         ) from err
                     broken = True
             frames.append(frames[-1])
@@ -238,7 +238,7 @@ def _decode_folder(folder: Path, indices: np.ndarray) -> tuple[np.ndarray, np.nd
             with Image.open(files[i]) as im:
                 frames.append(np.asarray(im.convert("RGB")))  # (h, w, 3)
         except PIL_ERRORS as err:
-            raise VideoError(str(files[i]), f"not a readable image ({err})", "remove or replace the frame") from err
+            raise VideoError(str(files[i]), pil_problem(err, "not a readable image"), "remove or replace the frame") from err
         if frames[-1].shape != frames[0].shape:
             raise VideoError(
                 str(files[i]),

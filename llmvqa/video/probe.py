@@ -22,8 +22,16 @@ from llmvqa.video.types import VideoInfo
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 """Files that count as frames in a folder of numbered frames."""
 
-PIL_ERRORS = (OSError, EOFError, IndexError, ValueError, SyntaxError)
-"""What PIL raises on a broken or truncated image/GIF (it is not consistent)."""
+PIL_ERRORS = (OSError, EOFError, IndexError, ValueError, SyntaxError, Image.DecompressionBombError)
+"""What PIL raises on a broken or truncated image/GIF (it is not consistent), or on a header that claims
+more pixels than PIL will decode (``DecompressionBombError``: a hostile or broken file)."""
+
+
+def pil_problem(err: Exception, what: str) -> str:
+    """The problem part of a VideoError for a PIL failure."""
+    if isinstance(err, Image.DecompressionBombError):
+        return f"its header claims a picture larger than {Image.MAX_IMAGE_PIXELS} pixels (refused before decoding)"
+    return f"{what} ({err})"
 
 FORMATS_HINT = "use a video file (mp4, webm, mkv, avi, mov, gif) or a folder of numbered png/jpg frames"
 
@@ -111,6 +119,12 @@ def check_limits(info: VideoInfo, limits: VideoLimits) -> None:
             f"has {info.num_frames} frame(s), fewer than the {limits.min_frames} needed",
             "use a video with at least two frames (a still image is not a video)",
         )
+    if min(info.width, info.height) < limits.min_side:
+        raise VideoError(
+            info.path,
+            f"frames are {info.width}x{info.height} pixels, smaller than min_side={limits.min_side} on a side",
+            "use a video at least 16 px wide and high (the statistics and encoders cannot measure less)",
+        )
     pixels = info.width * info.height
     if pixels > limits.max_pixels:
         raise VideoError(
@@ -134,7 +148,7 @@ def _probe_folder(folder: Path) -> VideoInfo:
         with Image.open(files[0]) as im:
             width, height = im.size
     except PIL_ERRORS as err:
-        raise VideoError(str(files[0]), f"not a readable image ({err})", "remove or replace the broken frame") from err
+        raise VideoError(str(files[0]), pil_problem(err, "not a readable image"), "remove or replace the broken frame") from err
     n = len(files)
     return VideoInfo(
         path=str(folder),
@@ -158,7 +172,7 @@ def _probe_gif(path: Path) -> VideoInfo:
                 im.seek(i)
                 durations.append(im.info.get("duration", 0) or 0)
     except PIL_ERRORS as err:
-        raise VideoError(str(path), f"a corrupt or truncated GIF ({err})", "re-export the GIF") from err
+        raise VideoError(str(path), pil_problem(err, "a corrupt or truncated GIF"), "re-export the GIF") from err
     mean_ms = sum(durations) / len(durations)
     fps = 1000.0 / mean_ms if mean_ms > 0 else 10.0  # browsers show 0-delay GIFs at 10 fps
     return VideoInfo(
