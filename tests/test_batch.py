@@ -126,3 +126,25 @@ def test_bad_sources(tmp_path):
     bad.write_text("path\nx.mp4\n")
     with pytest.raises(DataError, match="video"):
         collect_jobs(bad)
+
+
+def test_resume_repairs_a_torn_row_keys_by_file_and_prompt_and_retries_failures(tmp_path, monkeypatch):
+    make_videos(tmp_path / "v", n=3, bad=("d_bad.mp4",))
+    out = tmp_path / "results.csv"
+    a = make_assessor()
+    a.extractor = PickyExtractor()
+    monkeypatch.chdir(tmp_path)
+    first = run_batch(a, collect_jobs("v"), out, progress=False)  # relative paths as typed
+    assert first.done == 3 and len(first.failed) == 1
+    with out.open("a", encoding="utf-8") as f:  # a run killed in the middle of writing a row
+        f.write(f"{tmp_path / 'v' / 'zz.mp4'},{tmp_path / 'v' / 'zz.mp4'},,ok,4.1")
+    again = run_batch(a, collect_jobs(tmp_path / "v"), out, progress=False)  # the same folder, absolute
+    assert again.repaired and again.skipped == 3 and again.done == 0
+    assert again.retried == 1 and len(again.failed) == 1  # the bad file is tried again and still fails
+    rows = read_rows(out)
+    assert all(r["video"] != str(tmp_path / "v" / "zz.mp4") for r in rows)  # the torn row is gone
+    assert len(rows) == 5 and rows[-1]["status"] == "error"  # 3 ok + the failure, twice
+    twins = tmp_path / "twins.csv"
+    twins.write_text("video,prompt\nv/a.mp4,a red car\nv/a.mp4,a blue boat\nv/a.mp4,a red car\n")
+    s = run_batch(a, collect_jobs(twins), tmp_path / "twins_out.csv", progress=False)
+    assert s.done == 2 and s.skipped == 1  # one video, two prompts: two rows; the repeated pair once

@@ -4,8 +4,10 @@
     llmvqa batch list.csv --out results.csv --explain     # list.csv: video[,prompt]
 
 Rows are written (and flushed) as each video finishes, so a killed run loses at most
-one video; running the same command again skips the videos already in --out.
-A video that fails gets status "error" and its message; the run carries on.
+one video (a row torn by the kill is removed on the next run); running the same command
+again skips the (video file, prompt) pairs already rated in --out, however the path was
+typed, and tries the ones that failed again. A video that fails gets status "error" and
+its message; the run carries on, and exits 1 while any listed video's last row is an error.
 """
 
 from __future__ import annotations
@@ -24,17 +26,31 @@ from llmvqa.errors import DataError, LlmvqaError
 from llmvqa.statistics import STREAMS
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".gif", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
-BASE_COLUMNS = ("video", "prompt", "status", "score", "score_100", "level", "spread")
+BASE_COLUMNS = ("video", "path", "prompt", "status", "score", "score_100", "level", "spread")
 TAIL_COLUMNS = ("justification", "error", "seconds")
 
 
 @dataclass(frozen=True)
 class Job:
     video: str
-    """The video as listed (the key used for resuming)."""
+    """The video as listed."""
     path: str
     """Where to read it."""
     prompt: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What resuming compares: the resolved file (example:NAME as is) and the prompt."""
+        return resume_key(self.path, self.prompt or "")
+
+
+def resume_key(path: str, prompt: str) -> tuple[str, str]:
+    if path.startswith("example:"):
+        return path, prompt
+    try:
+        return str(Path(path).resolve()), prompt
+    except (OSError, RuntimeError, ValueError):
+        return path, prompt
 
 
 @dataclass
@@ -43,11 +59,18 @@ class BatchSummary:
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    retried: int = 0
+    """Videos whose earlier row in the output was an error, tried again."""
+    repaired: bool = False
+    """The output ended in a row torn by a killed run; it was removed (its video is rated again)."""
 
     def text(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         lines = [f"rated {self.done} video(s) in {self.seconds:.1f} s ({rate:.2f} videos/s), "
-                 f"skipped {self.skipped} already in the output, {len(self.failed)} failed"]
+                 f"skipped {self.skipped} already in the output, {len(self.failed)} failed"
+                 + (f" ({self.retried} earlier failure(s) tried again)" if self.retried else "")]
+        if self.repaired:
+            lines.append("  removed a row torn by an interrupted run from the end of the output")
         lines += [f"  failed: {video}: {error}" for video, error in self.failed]
         return "\n".join(lines)
 
@@ -96,20 +119,42 @@ def columns(dimension_names: Iterable[str]) -> list[str]:
     return [*BASE_COLUMNS, *(f"{n}_level" for n in dimension_names), *TAIL_COLUMNS]
 
 
-def read_done(out: Path) -> tuple[set[str], list[str] | None]:
-    """Videos already in an output CSV, and its header (None for a new file)."""
+def repair_tail(out: Path) -> bool:
+    """Cut a last line without its newline (a row torn when a run was killed mid-write); True if cut."""
     if not out.is_file() or out.stat().st_size == 0:
-        return set(), None
+        return False
+    with out.open("rb+") as f:
+        f.seek(-1, 2)
+        if f.read(1) == b"\n":
+            return False
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)  # 0 when even the header is torn
+    return True
+
+
+def read_done(out: Path) -> tuple[set[tuple[str, str]], set[tuple[str, str]], list[str] | None]:
+    """(keys rated ok, keys whose last row is an error, header or None for a new file) of an output CSV.
+    Rows of files written before the ``path`` column are keyed by their ``video`` as typed."""
+    if not out.is_file() or out.stat().st_size == 0:
+        return set(), set(), None
+    status: dict[tuple[str, str], str] = {}
     with out.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "video" not in reader.fieldnames:
             raise DataError(str(out), "exists but is not a llmvqa batch result (no 'video' column)",
                             "choose another --out or delete the file")
-        return {row["video"] for row in reader if row.get("video")}, list(reader.fieldnames)
+        for row in reader:
+            if row.get("video"):
+                key = resume_key(row.get("path") or row["video"], row.get("prompt") or "")
+                status[key] = row.get("status") or "ok"
+        header = list(reader.fieldnames)
+    return {k for k, v in status.items() if v == "ok"}, {k for k, v in status.items() if v != "ok"}, header
 
 
 def result_row(job: Job, result: Any) -> dict[str, Any]:
-    row = {"video": job.video, "prompt": job.prompt or "", "status": "ok", "score": f"{result.score:.4f}",
+    row = {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "ok",
+           "score": f"{result.score:.4f}",
            "score_100": f"{result.score_100:.2f}", "level": result.level, "spread": f"{result.spread:.4f}",
            "justification": result.justification or "", "error": ""}
     for name, rating in {**result.groups, **result.dimensions}.items():
@@ -123,11 +168,17 @@ def run_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain: bool 
     from tqdm import tqdm
 
     out = Path(out)
-    done, header = read_done(out)
+    repaired = repair_tail(out)
+    done, failed_before, header = read_done(out)
     names = [*STREAMS, *(d.key for d in assessor.dimensions)] if dimensions else []
     fieldnames = header or columns(names)
-    todo = [j for j in jobs if j.video not in done]
-    summary = BatchSummary(skipped=len(jobs) - len(todo))
+    todo, seen = [], set()
+    for j in jobs:
+        if j.key not in done and j.key not in seen:  # the same file listed twice is rated once
+            todo.append(j)
+            seen.add(j.key)
+    summary = BatchSummary(skipped=len(jobs) - len(todo), repaired=repaired,
+                           retried=sum(j.key in failed_before for j in todo))
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with out.open("a", newline="", encoding="utf-8") as f:
@@ -142,11 +193,13 @@ def run_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain: bool 
                 row = result_row(job, result)
                 summary.done += 1
             except LlmvqaError as err:
-                row = {"video": job.video, "prompt": job.prompt or "", "status": "error", "error": str(err)}
+                row = {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "error",
+                       "error": str(err)}
                 summary.failed.append((job.video, str(err)))
             except Exception as err:  # a bug on one file must not lose a long batch; it is reported
                 message = f"{type(err).__name__}: {err}".replace("\n", " ")
-                row = {"video": job.video, "prompt": job.prompt or "", "status": "error", "error": message}
+                row = {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "error",
+                       "error": message}
                 summary.failed.append((job.video, message))
             row["seconds"] = f"{time.perf_counter() - t:.3f}"
             writer.writerow(row)
