@@ -186,10 +186,37 @@ def test_pyav_seeking_matches_decord(tmp_path):
     idx = sample_indices(info.num_frames, info.fps, nframes=5)
     import threading
 
-    pyav = loader._decode_pyav(Path(path), idx, info, threading.Event())
-    dec, dec_idx, _ = loader._decode_decord(Path(path), lambda n: sample_indices(n, info.fps, nframes=5), 80)
+    pyav, pyav_t = loader._decode_pyav(Path(path), idx, info, threading.Event())
+    dec, dec_idx, _, dec_t = loader._decode_decord(Path(path), lambda n: sample_indices(n, info.fps, nframes=5), 80)
     np.testing.assert_array_equal(idx, dec_idx)
     np.testing.assert_array_equal(pyav, dec)
+    np.testing.assert_allclose(pyav_t - pyav_t[0], idx / 8.0, atol=1e-3)  # constant frame rate: index / fps
+    np.testing.assert_allclose(dec_t - dec_t[0], idx / 8.0, atol=1e-3)
+
+
+def test_variable_frame_rate_gets_the_frames_real_times(tmp_path):
+    """20 frames: 10 at 10 fps (0–0.9 s), then 10 at 2 fps (1.0–5.5 s). Average fps says frame 12 is at
+    about 2.2 s; it is shown at 2.0 s, and the timestamps must say so."""
+    from fractions import Fraction
+
+    pts_s = [i * 0.1 for i in range(10)] + [1.0 + i * 0.5 for i in range(10)]
+    path = tmp_path / "vfr.mp4"
+    scene = _long_scene(20, seed=1)
+    with av.open(str(path), "w") as c:
+        st = c.add_stream("libx264", rate=10)
+        st.width, st.height, st.pix_fmt = scene.shape[2], scene.shape[1], "yuv420p"
+        st.time_base = Fraction(1, 1000)
+        st.codec_context.time_base = Fraction(1, 1000)
+        for f, t in zip(scene, pts_s, strict=True):
+            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+            frame.pts = int(round(t * 1000))
+            frame.time_base = Fraction(1, 1000)
+            for pkt in st.encode(frame):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    clip = loader.load_clip(path, nframes=20)
+    np.testing.assert_allclose(clip.timestamps, pts_s, atol=0.02)
 
 
 # ---------------------------------------------------------------- rotation and fallback

@@ -88,6 +88,7 @@ def _load(path: Path, nframes: int | None, fps: float | None, limits: VideoLimit
             )
         return indices
 
+    times = None  # the decoder's own presentation times; index / fps only where there are none
     if info.container == "frames":
         frames, indices = _decode_folder(path, sample(info.num_frames))
     elif info.container == "gif":
@@ -96,15 +97,17 @@ def _load(path: Path, nframes: int | None, fps: float | None, limits: VideoLimit
         frames = None
         if info.rotation == 0:
             try:
-                frames, indices, count = _decode_decord(path, sample, info.num_frames)
+                frames, indices, count, times = _decode_decord(path, sample, info.num_frames)
                 info = dataclasses.replace(info, num_frames=count)
             except _DecodeFailed as err:
                 log.debug("decord failed on %s (%s); falling back to PyAV", path, err)
         if frames is None:
             indices = sample(info.num_frames)
-            frames = _decode_pyav(path, indices, info, cancel)
+            frames, times = _decode_pyav(path, indices, info, cancel)
     frames = _rotate(frames, info.rotation)  # (T, H, W, 3) as displayed
     timestamps = indices.astype(np.float64) / info.fps  # (T,)
+    if times is not None and len(times) == len(indices) and np.all(np.isfinite(times)) and np.all(np.diff(times) >= 0):
+        timestamps = np.asarray(times, dtype=np.float64) - float(times[0]) + timestamps[0]  # variable frame rate
     return Clip(info=info, frames=frames, indices=indices, timestamps=timestamps)
 
 
@@ -118,8 +121,9 @@ def _rotate(frames: np.ndarray, rotation: int) -> np.ndarray:
 
 def _decode_decord(
     path: Path, sample: Callable[[int], np.ndarray], expected: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Frames at ``sample(len(video))`` via decord; raises _DecodeFailed on any decord problem.
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """Frames at ``sample(len(video))`` via decord, with their presentation times (seconds; None if decord
+    has none); raises _DecodeFailed on any decord problem.
 
     A count far from the probed ``expected`` (a truncated file whose header states the
     full length) is a failure too: PyAV then decodes by time and reports the truncation.
@@ -137,22 +141,29 @@ def _decode_decord(
             raise _DecodeFailed(f"decord counts {count} frames, the container states {expected}")
         indices = sample(count)
         frames = reader.get_batch(indices.tolist()).asnumpy()  # (T, h, w, 3)
+        try:
+            times = np.asarray(reader.get_frame_timestamp(indices.tolist()), dtype=np.float64)[:, 0]  # (T,) starts
+        except Exception:  # noqa: BLE001 — no timestamps: index / fps
+            times = None
     except (VideoError, _DecodeFailed):
         raise
     except Exception as err:  # decord raises DECORDError, RuntimeError, ValueError ...
         raise _DecodeFailed(f"{type(err).__name__}: {err}") from err
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) != len(indices) or frames.dtype != np.uint8:
         raise _DecodeFailed(f"decord returned {frames.dtype} {frames.shape} for {len(indices)} frames")
-    return frames, indices, count
+    return frames, indices, count, times
 
 
-def _decode_pyav(path: Path, indices: np.ndarray, info: VideoInfo, cancel: threading.Event) -> np.ndarray:
-    """Frames nearest the times ``indices / fps`` by seeking and decoding forward with PyAV."""
+def _decode_pyav(path: Path, indices: np.ndarray, info: VideoInfo,
+                 cancel: threading.Event) -> tuple[np.ndarray, np.ndarray]:
+    """Frames nearest the times ``indices / fps`` by seeking and decoding forward with PyAV, and the
+    presentation time (seconds from the stream start) of each frame returned."""
     import av  # PyAV, imported where it is used: cached-feature users (training) need no FFmpeg
     subject = str(path)
     targets = indices / info.fps  # (T,) seconds from the stream start
     half = 0.5 / info.fps
     out: list[np.ndarray | None] = [None] * len(indices)
+    times = np.full(len(indices), np.nan)
     k, last_t, last_rgb, failure, seek_k = 0, -np.inf, None, None, -1
     with av.open(subject, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
@@ -176,6 +187,7 @@ def _decode_pyav(path: Path, indices: np.ndarray, info: VideoInfo, cancel: threa
                     while k < len(targets) and t >= targets[k] - half:
                         rgb = frame.to_ndarray(format="rgb24") if rgb is None else rgb  # (h, w, 3)
                         out[k] = rgb
+                        times[k] = t
                         k += 1
                     last_rgb = rgb if rgb is not None else last_rgb
                     if k == len(targets):
@@ -197,10 +209,11 @@ def _decode_pyav(path: Path, indices: np.ndarray, info: VideoInfo, cancel: threa
             raise VideoError(subject, f"the stream is truncated or corrupt: {why}", "re-encode or re-download the file")
         for j in range(k, len(targets)):  # frame count slightly over-estimated (e.g. webm): repeat the last frame
             out[j] = last_rgb
+            times[j] = max(last_t, 0.0)
     shapes = {o.shape for o in out}
     if len(shapes) != 1:
         raise VideoError(subject, f"frame size changes within the stream {sorted(shapes)}", "re-encode to a fixed size")
-    return np.stack(out)  # (T, h, w, 3)
+    return np.stack(out), times  # (T, h, w, 3), (T,)
 
 
 def _decode_gif(
