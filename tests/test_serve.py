@@ -308,3 +308,26 @@ def test_the_checked_address_is_the_one_connected_to(monkeypatch, tmp_path):
         security.download(f"http://rebind.example:{port}/v.mp4", cfg, tmp_path)
     server.shutdown()
     assert hits == []
+
+
+def test_requests_past_their_deadline_never_take_the_model(root):
+    """Three requests that cannot finish in time: all get 504, only the first ever runs the model (the others
+    gave up waiting for it at their deadline), and the next request is not stuck behind them."""
+    a = make_assessor(delay=1.0)
+    calls = []
+    real_rate = a.rate
+    a.rate = lambda *args, **kw: (calls.append(1), real_rate(*args, **kw))[1]
+    c = TestClient(create_app(a, ServerConfig(allowed_root=root, timeout_s=0.3)))
+    body = {"video": "v3.mp4", "explain": False, "dimensions": False}
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(c.post("/v1/rate", json=body).status_code))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [504, 504, 504]
+    import time
+
+    time.sleep(1.2)  # the one running call finishes; nothing queued behind it
+    assert len(calls) == 1

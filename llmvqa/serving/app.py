@@ -204,7 +204,12 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
             raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer <key>')", "invalid_api_key")
 
     async def with_video(ref: str | None, upload: tuple[str, bytes] | None, work: Callable[[Path], Any]) -> Any:
-        """Materialize the video, probe it against the limits, run ``work(path)`` under the lock, with a deadline."""
+        """Materialize the video, probe it against the limits, run ``work(path)`` under the lock, with a deadline.
+
+        A request past its deadline is answered 504 and never takes the model afterwards: it waits for the
+        lock only until its deadline, and gives up if the deadline passed while it was still preparing."""
+        deadline = time.monotonic() + config.timeout_s
+        cancelled = threading.Event()
 
         def job() -> Any:
             with tempfile.TemporaryDirectory(prefix="llmvqa-serve-") as tmp:
@@ -217,8 +222,14 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
                     path = fetch_video(ref, config, Path(tmp))
                 try:
                     assessor.probe(path, config.limits)
-                    with model_lock:
+                    if cancelled.is_set() or not model_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                        return None  # answered 504 already (or about to be): leave the model to live requests
+                    try:
+                        if cancelled.is_set():
+                            return None
                         return work(path)
+                    finally:
+                        model_lock.release()
                 except LlmvqaError as err:
                     # never show the server's temporary paths; name the video as the client sent it
                     shown = upload[0] if upload is not None else shown_ref(ref)[:100]
@@ -227,10 +238,14 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
                     raise api from err
 
         try:
-            return await asyncio.wait_for(run_in_threadpool(job), timeout=config.timeout_s)
+            result = await asyncio.wait_for(run_in_threadpool(job), timeout=config.timeout_s)
         except asyncio.TimeoutError as err:
+            cancelled.set()
             raise ApiError(504, f"the request took longer than the server's {config.timeout_s:g} s limit",
                            "timeout") from err
+        if result is None and time.monotonic() >= deadline - 1e-3:
+            raise ApiError(504, f"the request took longer than the server's {config.timeout_s:g} s limit", "timeout")
+        return result
 
     @app.get("/health")
     async def health():
