@@ -331,3 +331,17 @@ def test_requests_past_their_deadline_never_take_the_model(root):
 
     time.sleep(1.2)  # the one running call finishes; nothing queued behind it
     assert len(calls) == 1
+
+
+def test_large_bodies_beyond_the_limit_get_503(root):
+    c = TestClient(create_app(make_assessor(delay=0.6), ServerConfig(allowed_root=root, max_large_bodies=1)))
+    body = {"video": "v1.mp4", "explain": False, "dimensions": False, "pad": "x" * (2**20 + 10)}
+    codes = []
+    threads = [threading.Thread(target=lambda: codes.append(c.post("/v1/rate", json=body).status_code))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200, 503]
+    assert c.post("/v1/rate", json=body).status_code == 200  # the slot is free again

@@ -37,12 +37,18 @@ from llmvqa.serving.security import ApiError, fetch_video, too_large
 UPLOAD_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".gif", ".m4v", ".mpg", ".mpeg", ".ts")
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a body over the limit, by Content-Length or while streaming."""
+LARGE_BODY = 2**20
 
-    def __init__(self, app, max_bytes: int):
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over the limit, by Content-Length or while streaming; 503 when
+    ``max_large`` requests over 1 MiB are already being handled (each holds a few copies of its body)."""
+
+    def __init__(self, app, max_bytes: int, max_large: int = 2):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_large = max_large
+        self.large = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -53,6 +59,20 @@ class BodyLimit:
             response = JSONResponse(ApiError(413, f"request body over {self.max_bytes} bytes", "payload_too_large")
                                     .body(), status_code=413)
             return await response(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > LARGE_BODY:
+            if self.large >= self.max_large:
+                busy = ApiError(503, f"{self.max_large} large requests are already being handled; retry shortly",
+                                "server_busy")
+                return await JSONResponse(busy.body(), status_code=503, headers={"retry-after": "5"})(
+                    scope, receive, send)
+            self.large += 1
+            try:
+                return await self._run(scope, receive, send)
+            finally:
+                self.large -= 1
+        return await self._run(scope, receive, send)
+
+    async def _run(self, scope, receive, send):
         seen = 0
 
         async def limited_receive():
@@ -323,5 +343,5 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
 
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, max_large=config.max_large_bodies)
     return app

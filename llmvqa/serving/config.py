@@ -42,6 +42,9 @@ class ServerConfig:
     """Most chat messages in one request."""
     max_message_chars: int = 8000
     """Longest single chat message."""
+    max_large_bodies: int = 2
+    """Requests over 1 MiB (uploads, data: URLs) handled at once; more get 503 and retry. Each costs about
+    3x its size in memory while it is decoded."""
 
     def __post_init__(self) -> None:
         if self.allowed_root is not None:
@@ -53,7 +56,7 @@ class ServerConfig:
             raise ConfigError("ServerConfig", f"max_upload_mb must be positive, got {self.max_upload_mb}")
         if not self.timeout_s > 0:
             raise ConfigError("ServerConfig", f"timeout_s must be positive, got {self.timeout_s}")
-        for name in ("max_prompt_chars", "max_messages", "max_message_chars"):
+        for name in ("max_prompt_chars", "max_messages", "max_message_chars", "max_large_bodies"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError("ServerConfig", f"{name} must be a positive integer, got {getattr(self, name)!r}")
         self.allowed_origins = tuple(o.rstrip("/") for o in self.allowed_origins)

@@ -32,7 +32,7 @@ class ApiError(Exception):
 
     TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
              404: "not_found_error", 413: "invalid_request_error", 415: "invalid_request_error",
-             422: "invalid_request_error",
+             422: "invalid_request_error", 503: "server_busy",
              504: "timeout_error"}
 
     def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None):
