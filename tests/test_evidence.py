@@ -175,4 +175,14 @@ def test_a_defect_inserted_in_real_footage_is_found_in_time(tmp_path, extractor,
     ev = find_evidence(extractor.extract(path))
     mine = [e for e in ev if e.dimension == DIMENSION_OF[kind]]
     assert mine and abs(mine[0].start - start) <= 0.5, [e.to_dict() for e in ev]
-    assert located(f"In terms of x: {mine[0].sentence}", defect, ["x"]) == (True, True)
+    assert located(f"{mine[0].sentence} In terms of clarity, this video is fair.", defect, "clarity")[1]
+
+
+def test_a_time_counts_only_when_cited_for_the_affected_dimension():
+    d = Defect("freeze", 2.0, 2.5)
+    right = ("The picture freezes from 2.0 s to 2.5 s. In terms of motion smoothness, this video is poor. "
+             "The overall quality of this video is fair.")
+    wrong = ("Brightness jumps up and down from 2.1 s to 2.6 s. In terms of flicker, this video is fair. "
+             "No problem was measured in motion smoothness. The overall quality of this video is fair.")
+    assert located(right, d, "motion smoothness") == (True, True)
+    assert located(wrong, d, "motion smoothness") == (True, False)

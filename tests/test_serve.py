@@ -205,7 +205,27 @@ def test_malformed_requests(root):
     c = client(root)
     assert_error(c.post("/v1/rate", content=b"not json", headers={"content-type": "application/json"}), 400)
     assert_error(c.post("/v1/chat/completions", json={"messages": []}), 400)
-    assert_error(c.post("/v1/chat/completions", json={**video_msg("v1.mp4"), "stream": True}), 400, "stream")
+    assert_error(c.post("/v1/chat/completions", json={**video_msg("v1.mp4"), "model": "gpt-4o"}), 404, "does not exist")
+
+
+def test_chat_completion_streams_reports_usage_and_the_rating(root):
+    import json as _json
+
+    c = client(root)
+    plain = c.post("/v1/chat/completions", json={**video_msg("v1.mp4", "why?"), "model": "fake"}).json()
+    assert plain["llmvqa"] is not None and "score" in plain["llmvqa"]
+    assert plain["choices"][0]["finish_reason"] in ("stop", "length")
+    r = c.post("/v1/chat/completions", json={**video_msg("v1.mp4", "why?"), "stream": True})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [line.removeprefix("data: ") for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [_json.loads(e) for e in events[:-1]]
+    assert all(ch["object"] == "chat.completion.chunk" for ch in chunks)
+    text = "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks)
+    assert text == plain["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and "usage" in chunks[-1]
+    bad = c.post("/v1/chat/completions", json={**video_msg("fake.mp4", "why?"), "stream": True})
+    assert_error(bad, 422)  # a bad video is a plain JSON error, not a broken stream
 
 
 # ---------------------------------------------------------------- hostile input (issue 19)

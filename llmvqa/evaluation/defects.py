@@ -78,9 +78,27 @@ def stated_times(text: str) -> list[float]:
     return [float(m.group(1)) for m in _TIME.finditer(text)]
 
 
-def located(text: str, defect: Defect, dimension_names: list[str], tolerance: float = 0.5) -> tuple[bool, bool]:
-    """(names the dimension, states a time within ``tolerance`` of the defect's start) for a justification."""
-    low = text.lower()
-    named = any(n.lower() in low for n in dimension_names)
-    timed = any(abs(x - defect.start) <= tolerance for x in stated_times(text))
+def located(text: str, defect: Defect, dimension_name: str, tolerance: float = 0.5) -> tuple[bool, bool]:
+    """(names the dimension, cites a time within ``tolerance`` of the defect's start *for* that dimension).
+
+    A justification cites a dimension's evidence right before the dimension's level sentence
+    ("The picture freezes from 2.0 s to 2.5 s. In terms of motion smoothness, this video is fair."):
+    a time counts when the next dimension level sentence after it is the affected dimension's.
+    """
+    from llmvqa.sig.validate import stated_levels
+
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    named = any(dimension_name.lower() in x.lower() for x in sentences)
+    timed = False
+    for i, x in enumerate(sentences):
+        if not any(abs(t - defect.start) <= tolerance for t in stated_times(x)):
+            continue
+        for later in sentences[i + 1:]:
+            stated = [k for k, _ in stated_levels(later)[0]]
+            if stated:
+                from llmvqa.dimensions import load_dimensions
+
+                names = {k: d.name for k, d in load_dimensions().dimensions.items()}
+                timed = timed or names.get(stated[0], stated[0]) == dimension_name
+                break
     return named, timed

@@ -36,6 +36,7 @@ class PlanConstraint(LogitsProcessor):
                 self._seqs.append((i, tokenizer(" " + text, add_special_tokens=False)["input_ids"], False))
                 self._seqs.append((i, tokenizer(text, add_special_tokens=False)["input_ids"], True))
         self._start: int | None = None
+        self._cache: tuple | None = None  # (tokens parsed, those tokens, used, live, partial)
         self.written: list[int] = []  # slot indices, in order
 
     def _available(self, used: list[int]) -> list[int]:
@@ -52,11 +53,13 @@ class PlanConstraint(LogitsProcessor):
         return bool(used) and (self.plan.slots[used[-1]].final or len(used) >= self.plan.max_sentences)
 
     def parse(self, gen: list[int]) -> tuple[list[int], list[tuple[int, list[int], bool]], int]:
-        """(slots written, candidate sequences still matching the current sentence, its length so far)."""
-        used: list[int] = []
-        pos = 0
-        live: list[tuple[int, list[int], bool]] = []
-        partial = 0
+        """(slots written, candidate sequences still matching the current sentence, its length so far).
+        Incremental: generate() appends one token per step, so parsing resumes where the last call stopped."""
+        cache = self._cache
+        if cache is not None and len(gen) >= cache[0] and gen[: cache[0]] == cache[1]:
+            pos, used, live, partial = cache[0], list(cache[2]), list(cache[3]), cache[4]
+        else:
+            used, pos, live, partial = [], 0, [], 0
         while pos < len(gen):
             if partial == 0:
                 avail = set(self._available(used))
@@ -71,6 +74,7 @@ class PlanConstraint(LogitsProcessor):
                 partial, live = 0, []
             elif not live:  # off the plan (cannot happen under this processor): stop parsing
                 break
+        self._cache = (pos, list(gen[:pos]), list(used), list(live), partial)
         return used, live, partial
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -156,7 +160,11 @@ def generate_planned(model, ex, plan: Plan, *, max_new_tokens: int = 256, temper
         out = model.lm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 logits_processor=LogitsProcessorList([constraint]), eos_token_id=end_ids,
                                 pad_token_id=pad, streamer=streamer, top_k=None, top_p=None, **kwargs)
-    ids = [i for i in out[0].tolist() if i not in model._stop_ids]
+    generated = out[0].tolist()
+    ids = [i for i in generated if i not in model._stop_ids]
+    ended = any(i in model._stop_ids for i in generated)
+    model.last_generation = {"prompt_tokens": int(emb.shape[1]), "completion_tokens": len(generated),
+                             "finish_reason": "stop" if ended or len(generated) < max_new_tokens else "length"}
     used, _, partial = constraint.parse(ids)
     if partial:  # stopped by max_new_tokens inside a sentence: drop the unfinished sentence
         ids = ids[: len(ids) - partial]

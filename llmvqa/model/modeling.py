@@ -104,6 +104,7 @@ class QualityLLM(nn.Module):
         self._scorer: dict | None = None
         self.prior: HumanPrior | None = None  # human prior (llmvqa.model.prior): its estimates enter the stats tokens
         self.interval: dict | None = None  # calibrated score interval {"coverage": 0.8, "half_width": …} (calibrate)
+        self.last_generation: dict | None = None  # {prompt_tokens, completion_tokens, finish_reason} of the last text
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -26,7 +26,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -97,6 +97,26 @@ class BodyLimit:
             return message
 
         return await self.app(scope, limited_receive, send)
+
+
+async def _next_piece(streamer, task: asyncio.Future) -> str | None:
+    """The next text piece of a TextIteratorStreamer, or None once generation (``task``) is over."""
+    import queue
+
+    if streamer is None:
+        return None
+    while True:
+        try:
+            piece = streamer.text_queue.get_nowait()
+        except queue.Empty:
+            if task.done():
+                return None
+            await asyncio.sleep(0.02)
+            continue
+        if piece is streamer.stop_signal:
+            return None
+        if piece:
+            return piece
 
 
 def _error_response(err: ApiError) -> JSONResponse:
@@ -330,8 +350,10 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
         body = await read_json(request)
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object")
-        if body.get("stream"):
-            raise ApiError(400, "streaming is not supported; send stream=false", param="stream")
+        asked = body.get("model")
+        if asked not in (None, "", model_name):
+            raise ApiError(404, f"the model {str(asked)[:80]!r} does not exist; this server serves {model_name!r}",
+                           "model_not_found", param="model")
         ref, messages = split_messages(body.get("messages"))
         prompt = body.get("prompt") if isinstance(body.get("prompt"), str) else None
         check_text_limits(config, prompt, messages)
@@ -344,16 +366,75 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or not 1 <= max_tokens <= 1024):
             raise ApiError(400, "max_tokens must be an integer in [1, 1024]", param="max_tokens")
-        answer = await with_video(ref, None, lambda path: assessor.chat(
-            path, messages, prompt=prompt, temperature=float(temperature), max_new_tokens=max_tokens))
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        streamer = None
+        if body.get("stream"):
+            from transformers import TextIteratorStreamer
+
+            tokenizer = getattr(getattr(assessor, "model", None), "tokenizer", None)
+            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if tokenizer else None
+
+        def work(path: Path):
+            answer = assessor.chat(path, messages, prompt=prompt, temperature=float(temperature),
+                                   max_new_tokens=max_tokens, streamer=streamer)
+            return answer, dict(getattr(assessor, "last_chat", {}) or {})
+
+        def message_body(answer: str, info: dict) -> dict:
+            usage = info.get("usage") or {}
+            usage = {"prompt_tokens": int(usage.get("prompt_tokens", 0)),
+                     "completion_tokens": int(usage.get("completion_tokens", 0))}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            return {"id": cid, "object": "chat.completion", "created": created, "model": model_name,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                                 "finish_reason": info.get("finish_reason", "stop")}],
+                    "usage": usage, "llmvqa": info.get("rating")}
+
+        if not body.get("stream"):
+            answer, info = await with_video(ref, None, work)
+            return message_body(answer, info)
+        return await stream_completion(with_video(ref, None, work), streamer, cid, created)
+
+    async def stream_completion(job, streamer, cid: str, created: int):
+        """Server-sent events in OpenAI's chunk shape, tokens as generate() writes them. Errors before the
+        first token (a bad video, a timeout) are ordinary JSON errors."""
+        task = asyncio.ensure_future(job)
+        if streamer is None:  # a model without a tokenizer to stream: the answer comes whole
+            await asyncio.wait([task])
+        first = await _next_piece(streamer, task)
+        if first is None and task.done() and task.exception() is not None:
+            raise task.exception()
+
+        def chunk(delta: dict, finish: str | None = None, extra: dict | None = None) -> str:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model_name,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}
+            return f"data: {json.dumps(data)}\n\n"
+
+        async def events():
+            yield chunk({"role": "assistant", "content": ""})
+            sent = ""
+            piece = first
+            while piece is not None:
+                sent += piece
+                yield chunk({"content": piece})
+                piece = await _next_piece(streamer, task)
+            try:
+                answer, info = await task
+            except ApiError as err:  # failed after streaming began: say so in the stream
+                yield f"data: {json.dumps(err.body())}\n\n"
+                yield "data: [DONE]\n\n"
+                return
+            if answer.startswith(sent.strip()) and len(answer) > len(sent.strip()):
+                rest = answer[len(sent.strip()):]
+                yield chunk({"content": rest if sent else answer})  # text not streamed (e.g. completed plan sentences)
+            usage = info.get("usage") or {}
+            extra = {"usage": {"prompt_tokens": int(usage.get("prompt_tokens", 0)),
+                               "completion_tokens": int(usage.get("completion_tokens", 0)),
+                               "total_tokens": int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))},
+                     "llmvqa": info.get("rating")}
+            yield chunk({}, info.get("finish_reason", "stop"), extra)
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, max_large=config.max_large_bodies)
     return app
