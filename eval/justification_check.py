@@ -27,10 +27,9 @@ QUESTIONS = ("which part looks worst?", "why is the motion poor?", "is there any
 
 
 def fetv_items(folder: Path) -> list[tuple[str, str | None]]:
-    import csv
+    from llmvqa.train.human import load_rated
 
-    with (folder / "labels.csv").open(newline="") as f:
-        return [(str(folder / (r.get("video") or r["name"])), r.get("prompt") or None) for r in csv.DictReader(f)]
+    return [(str(c.path), c.prompt or None) for c in load_rated(folder)]
 
 
 def synth_items(manifest: Path, split: str) -> list[tuple[str, str | None]]:

@@ -113,6 +113,7 @@ def test_csv_input_with_prompts_and_dimensions(tmp_path):
     rows = read_rows(out)
     assert rows[0]["prompt"] == "a red fox" and rows[0]["prompt_alignment_level"] != ""
     assert rows[1]["prompt_alignment_level"] == "" and rows[1]["sharpness_level"] != ""
+    assert 1 <= float(rows[1]["sharpness_score"]) <= 5 and 1 <= float(rows[0]["technical_score"]) <= 5
     assert rows[0]["justification"].startswith("Value")
 
 

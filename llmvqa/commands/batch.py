@@ -116,7 +116,8 @@ def collect_jobs(source: str | Path, prompt_column: str = "prompt") -> list[Job]
 
 
 def columns(dimension_names: Iterable[str]) -> list[str]:
-    return [*BASE_COLUMNS, *(f"{n}_level" for n in dimension_names), *TAIL_COLUMNS]
+    per = [c for n in dimension_names for c in (f"{n}_score", f"{n}_level")]
+    return [*BASE_COLUMNS, *per, *TAIL_COLUMNS]
 
 
 def repair_tail(out: Path) -> bool:
@@ -158,6 +159,7 @@ def result_row(job: Job, result: Any) -> dict[str, Any]:
            "score_100": f"{result.score_100:.2f}", "level": result.level, "spread": f"{result.spread:.4f}",
            "justification": result.justification or "", "error": ""}
     for name, rating in {**result.groups, **result.dimensions}.items():
+        row[f"{name}_score"] = f"{rating.score:.4f}"
         row[f"{name}_level"] = rating.level
     return row
 
