@@ -71,9 +71,9 @@ def main(argv=None) -> int:
     if args.rescore:
         return rescore(Path(args.rescore), args.out)
 
+    from llmvqa.dimensions import load_dimensions
     from llmvqa.evaluation.defects import DIMENSION_OF, insert_defect, located
     from llmvqa.evidence import find_evidence
-    from llmvqa.sig.experts import load_dimensions
     from llmvqa.video.writer import write_video
 
     names = {k: d.name for k, d in load_dimensions().dimensions.items()}

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
+from llmvqa.dimensions import load_dimensions
 from llmvqa.errors import ModelError
 from llmvqa.evaluation import baselines as B
 from llmvqa.evaluation.datasets import load_eval_items, reference_levels, twin_pairs
@@ -23,7 +24,6 @@ from llmvqa.evaluation.report import markdown, write_report
 from llmvqa.evaluation.suite import EvalConfig, dimension_accuracy, evaluate_dataset, wrong_prompt_check
 from llmvqa.levels import LEVEL_TO_WEIGHT, LEVELS, level_of_score
 from llmvqa.result import LevelRating, RatingResult
-from llmvqa.sig.experts import load_dimensions
 
 DIMS = list(load_dimensions().dimensions)
 

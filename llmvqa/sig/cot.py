@@ -12,9 +12,9 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
+from llmvqa.dimensions import Dimension
 from llmvqa.justify import BRIEF_LEVELS, justification_plan
 from llmvqa.prompts import level_sentence, load_yaml
-from llmvqa.sig.experts import Dimension
 
 
 def dimension_statement(

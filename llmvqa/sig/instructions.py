@@ -25,11 +25,11 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from llmvqa.dimensions import load_dimensions
 from llmvqa.errors import ConfigError
 from llmvqa.levels import LEVELS
 from llmvqa.prompts import load_yaml
 from llmvqa.sig.cot import build_cot, dimension_statement, level_sentence
-from llmvqa.sig.experts import load_dimensions
 
 TASKS = ("rating", "rating_cot", "dimension", "dimension_rating", "defect_yesno", "worst_aspect", "why", "improve")
 OVERALL_TASKS = ("rating", "rating_cot", "dimension_rating", "why", "improve")

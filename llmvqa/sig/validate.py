@@ -15,10 +15,10 @@ import functools
 import re
 from collections.abc import Mapping
 
+from llmvqa.dimensions import load_dimensions
 from llmvqa.errors import DataError
 from llmvqa.levels import LEVELS
 from llmvqa.prompts import load_yaml
-from llmvqa.sig.experts import load_dimensions
 
 ENDS_WITH_OVERALL = ("rating", "rating_cot", "dimension_rating", "why", "improve")
 _LEVEL_WORD = re.compile(r"\b(" + "|".join(LEVELS) + r")\b", re.IGNORECASE)
