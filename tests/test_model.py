@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -64,7 +65,7 @@ def tiny_bpe_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=SPECIALS + ["<|video_pad|>"],
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=SPECIALS + ["<|video_pad|>", "<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts * 10, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="[UNK]", pad_token="[PAD]")
@@ -543,3 +544,18 @@ def test_a_scorer_from_another_recipe_is_a_clear_model_error(backbones, tmp_path
     build(backbones["gemma"], lora=False).save_pretrained(tmp_path / "main" / "scorer")  # no adapter
     with pytest.raises(ModelError, match="LoRA adapters"):
         QualityLLM.from_pretrained(tmp_path / "main")
+
+
+def test_chat_format_follows_the_backbone_and_is_recorded(backbones, tmp_path):
+    qwen, gemma = build(backbones["qwen"], lora=True), build(backbones["gemma"], lora=True)
+    assert qwen.cfg.chat_format == "chatml" and gemma.cfg.chat_format == "gemma"
+    ex = encode_conversation([{"role": "user", "content": VIDEO_TAG + " why ?"}], make_features(), qwen.template,
+                             open_answer="")
+    text = qwen.tokenizer.decode(ex.input_ids)
+    assert "<|im_start|>user" in text and "<|im_start|>assistant" in text and "<start_of_turn>" not in text
+    qwen.save_pretrained(tmp_path / "q")
+    meta = json.loads((tmp_path / "q" / "config.json").read_text())
+    assert meta["model"]["chat_format"] == "chatml"
+    del meta["model"]["chat_format"]  # a checkpoint from before the setting: trained with gemma markers
+    (tmp_path / "q" / "config.json").write_text(json.dumps(meta))
+    assert QualityLLM.from_pretrained(tmp_path / "q").template.chat_format == "gemma"

@@ -9,6 +9,9 @@ from llmvqa.settings import coerce_number
 from llmvqa.statistics import STREAMS
 
 
+CHAT_FORMATS = ("auto", "gemma", "chatml")
+
+
 @dataclass
 class ModelConfig:
     backbone: str = "gemma3-270m"
@@ -40,6 +43,11 @@ class ModelConfig:
     """LLM dtype: "auto" (bfloat16 with CUDA, float32 on CPU), "float32", "bfloat16", "float16"."""
     prompt_version: str = "v1"
     """Folder under prompts/ with the system prompt, chat format, template and questions."""
+    chat_format: str = "auto"
+    """Turn markers: "gemma" (prompts/<v>/chat_format.yaml, <start_of_turn>…), "chatml"
+    (chat_format_chatml.yaml, <|im_start|>…, what Qwen models were tuned with), or "auto": chatml when
+    the tokenizer has <|im_start|> as one token, else gemma. A built model records the resolved format;
+    checkpoints saved before this setting existed were trained with gemma markers and load with them."""
     trust_remote_code: bool = False
     """Allow custom model code from the backbone folder (only set it for sources you trust)."""
     max_new_tokens: int = 256
@@ -64,6 +72,9 @@ class ModelConfig:
                               f"dropout={self.lora_dropout}", "use r ≥ 1, alpha > 0, 0 ≤ dropout < 1")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError("ModelConfig.dtype", f"unknown dtype {self.dtype!r}", "use auto/float32/bfloat16/float16")
+        if self.chat_format not in CHAT_FORMATS:
+            raise ConfigError("ModelConfig.chat_format", f"unknown chat format {self.chat_format!r}",
+                              f"use one of {CHAT_FORMATS}")
         if self.max_new_tokens < 1:
             raise ConfigError("ModelConfig.max_new_tokens", f"must be ≥ 1, got {self.max_new_tokens}", "set e.g. 256")
 

@@ -82,7 +82,8 @@ class QualityLLM(nn.Module):
         self.placeholder_id = tokenizer.convert_tokens_to_ids(placeholder_token)
         self.level_ids = level_token_ids(tokenizer, cfg.prompt_version)
         self.template = PromptTemplate(tokenizer, cfg.tokens_per_stream, self.placeholder_id, self.level_ids,
-                                       cfg.prompt_version)
+                                       cfg.prompt_version, cfg.chat_format)
+        cfg.chat_format = self.template.chat_format  # "auto" resolved: the checkpoint records what it was trained with
         self.collator = Collator(self.template)
         # plain tuple: views into self.lm, not registered again (parameter names stay "lm.*")
         self._parts = language_model_parts(lm)
@@ -191,7 +192,8 @@ class QualityLLM(nn.Module):
         d = Path(directory)
         meta = read_checkpoint_meta(d, "pass a folder written by QualityLLM.save_pretrained / llmvqa train")
         # remote model code runs only when the caller asks for it now, never because a checkpoint says so
-        cfg = ModelConfig.from_dict({**meta["model"], "trust_remote_code": False, **overrides})
+        saved = {"chat_format": "gemma", **meta["model"]}  # saved before chat_format existed: gemma markers
+        cfg = ModelConfig.from_dict({**saved, "trust_remote_code": False, **overrides})
         adapter = d / "adapter"
         model = cls.build(cfg, meta.get("encoder"), lora=False, device=device)
         if adapter.is_dir():

@@ -39,6 +39,14 @@ def choose_placeholder(tokenizer) -> tuple[str, bool]:
     return ADDED_PLACEHOLDER, ADDED_PLACEHOLDER not in vocab
 
 
+def resolve_chat_format(chat_format: str, tokenizer) -> str:
+    """"auto" → "chatml" when the tokenizer has <|im_start|> and <|im_end|> as single tokens, else "gemma"."""
+    if chat_format != "auto":
+        return chat_format
+    vocab = tokenizer.get_vocab()
+    return "chatml" if "<|im_start|>" in vocab and "<|im_end|>" in vocab else "gemma"
+
+
 def normalize_messages(conversations: list[dict]) -> list[dict]:
     """SIG records ({"from", "value"}) or chat messages ({"role", "content"}) → [{"role", "content"}]."""
     out = []
@@ -72,13 +80,14 @@ class PromptTemplate:
     """Renders conversations for one tokenizer; placeholder and level ids are resolved once."""
 
     def __init__(self, tokenizer, tokens_per_stream: int, placeholder_id: int, level_ids: list[int],
-                 version: str = "v1"):
+                 version: str = "v1", chat_format: str = "gemma"):
         self.tokenizer = tokenizer
         self.tokens_per_stream = tokens_per_stream
         self.placeholder_id = placeholder_id
         self.level_ids = list(level_ids)
         self.version = version
-        self.fmt = load_yaml("chat_format", version)
+        self.chat_format = resolve_chat_format(chat_format, tokenizer)
+        self.fmt = load_yaml("chat_format" if self.chat_format == "gemma" else f"chat_format_{self.chat_format}", version)
         self.system = load_text("system", version)
         self.video_text = load_text("video", version)
         self.text_prompt = load_text("text_prompt", version)
