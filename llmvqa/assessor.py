@@ -272,6 +272,13 @@ class Assessor:
             while len(self._ratings) > FEATURE_MEMORY:
                 self._ratings.popitem(last=False)
 
+    def compare(self, a: str | Path, b: str | Path, prompt: str | None = None):
+        """Which of two clips is better, overall and per group/dimension, with P(A better) and the measured
+        defects that differ (``llmvqa.compare.Comparison``)."""
+        from llmvqa.compare import compare_results
+
+        return compare_results(self.rate(a, prompt=prompt, explain=False), self.rate(b, prompt=prompt, explain=False))
+
     # ------------------------------------------------------------------ chat
     def chat(self, video: str | Path, messages: list[dict], prompt: str | None = None, *,
              temperature: float = 0.0, streamer=None, max_new_tokens: int | None = None) -> str:

@@ -280,3 +280,36 @@ def test_a_calibrated_model_gives_an_interval_around_the_score_and_levels_the_te
     assert r.level == level_of_score(r.score)
     assert r.justification.endswith(f"The overall quality of this video is {r.level}.")
     assert make_assessor().rate(video).interval is None
+
+
+# ---------------------------------------------------------------- compare
+def test_p_better_from_two_level_distributions():
+    from llmvqa.compare import p_better
+    from llmvqa.result import LevelRating
+
+    sure_good = LevelRating.from_probs("x", [0, 1, 0, 0, 0])
+    sure_fair = LevelRating.from_probs("x", [0, 0, 1, 0, 0])
+    half = LevelRating.from_probs("x", [0, 0.5, 0.5, 0, 0])
+    assert p_better(sure_good, sure_fair) == pytest.approx(1.0)
+    assert p_better(sure_fair, sure_good) == pytest.approx(0.0)
+    assert p_better(sure_good, sure_good) == pytest.approx(0.5)
+    assert p_better(half, sure_fair) == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+
+
+def test_compare_names_the_better_clip_and_the_defects_that_differ(tmp_path):
+    from llmvqa.compare import compare_results, render_comparison
+
+    a = make_assessor()
+    p1, p2 = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    p1.write_bytes(b"clip one " * 50)
+    p2.write_bytes(b"clip two, other bytes " * 50)
+    ra, rb = a.rate(p1, explain=False), a.rate(p2, explain=False)
+    ra.evidence = []
+    rb.evidence = [{"dimension": "smoothness", "kind": "freeze", "start": 2.0, "end": 2.5, "strength": 0.8,
+                    "text": "the picture freezes from 2.0 s to 2.5 s", "local": True}]
+    c = compare_results(ra, rb)
+    expect = "a" if ra.score > rb.score else "b"
+    assert c.better in (expect, "tie") and set(c.aspects) >= {"technical", "sharpness"}
+    assert c.why == ["B: the picture freezes from 2.0 s to 2.5 s (not in A)"]
+    assert "Why" in render_comparison(c) and c.to_dict()["overall"]["better"] == c.better
+    assert a.compare(p1, p1).better == "tie"  # a clip against itself

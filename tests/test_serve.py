@@ -365,3 +365,12 @@ def test_large_bodies_beyond_the_limit_get_503(root):
         t.join()
     assert sorted(codes) == [200, 503]
     assert c.post("/v1/rate", json=body).status_code == 200  # the slot is free again
+
+
+def test_compare_endpoint(root):
+    c = client(root)
+    r = c.post("/v1/compare", json={"a": "v1.mp4", "b": "v2.mp4"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["better"] in ("a", "b", "tie") and 0 <= body["overall"]["p_a_better"] <= 1
+    assert_error(c.post("/v1/compare", json={"a": "v1.mp4"}), 400)

@@ -8,7 +8,6 @@ from llmvqa.errors import ConfigError
 from llmvqa.settings import coerce_number
 from llmvqa.statistics import STREAMS
 
-
 CHAT_FORMATS = ("auto", "gemma", "chatml")
 
 

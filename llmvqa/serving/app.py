@@ -344,6 +344,24 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
         out["meta"]["model_name"] = model_name
         return out
 
+    @app.post("/v1/compare")
+    async def compare(request: Request):
+        """JSON {"a": video, "b": video, "prompt": ...} → which is better, P(A better), per aspect, why."""
+        from llmvqa.compare import compare_results
+
+        check_key(request)
+        body = await read_json(request)
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("a", "b")):
+            raise ApiError(400, "JSON body needs 'a' and 'b' video strings", param="a")
+        prompt = body.get("prompt")
+        check_text_limits(config, prompt)
+        prompt = str(prompt) if prompt else None
+        ra = await with_video(body["a"], None, lambda path: assessor.rate(path, prompt=prompt, explain=False))
+        rb = await with_video(body["b"], None, lambda path: assessor.rate(path, prompt=prompt, explain=False))
+        out = compare_results(ra, rb).to_dict()
+        out["a"], out["b"] = shown_ref(body["a"]), shown_ref(body["b"])
+        return out
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         check_key(request)
