@@ -205,16 +205,6 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
 
 
 # ---------------------------------------------------------------------------- rating protection at inference
-def test_restate_levels_makes_the_text_state_the_reported_levels_once():
-    from llmvqa.sig.validate import restate_levels, stated_levels
-
-    text = ("Edges are soft. In terms of clarity, this video is excellent. In terms of technical quality, this video "
-            "is good.\nIn terms of clarity, this video is poor.\nThe overall quality of this video is excellent.")
-    out = restate_levels(text, {"sharpness": "fair", "technical": "poor", "overall": "good"})
-    assert stated_levels(out)[0] == [("sharpness", "fair"), ("technical", "poor"), ("overall", "good")]
-    assert out.startswith("Edges are soft.") and out.endswith("The overall quality of this video is good.")
-
-
 def test_statistic_directions_flag_a_statistic_people_contradict():
     import sys
     from pathlib import Path

@@ -62,30 +62,6 @@ def stated_levels(text: str, version: str = "v1") -> tuple[list[tuple[str, str]]
     return [(k, lv) for _, k, lv in found], rest
 
 
-def restate_levels(text: str, levels: Mapping[str, str], version: str = "v1") -> str:
-    """Rating protection at inference: every level sentence of ``text`` states the reported level of its
-    key (``levels``: record key → level); a key stated twice keeps its first sentence only."""
-    seen: set[str] = set()
-
-    def fix(names: dict[str, str]):
-        def sub(m: re.Match) -> str:
-            key = names[m.groupdict().get("subject") or ""]
-            if key in seen:
-                return ""
-            seen.add(key)
-            if key not in levels:
-                return m.group(0)
-            a, b = m.span("level")
-            return m.group(0)[: a - m.start()] + levels[key] + m.group(0)[b - m.start():]
-        return sub
-
-    out = text  # each key belongs to one kind of sentence: kind by kind, in order of appearance
-    for _kind, pat, names in _patterns(version):
-        out = pat.sub(fix(names), out)
-    out = re.sub(r"[ \t]{2,}", " ", re.sub(r"\n{3,}", "\n\n", out))
-    return "\n".join(line.rstrip() for line in out.splitlines()).strip()
-
-
 def check_text(text: str, levels: Mapping[str, str], where: str = "text", version: str = "v1") -> list[tuple[str, str]]:
     """Stated (key, level) pairs of ``text``; DataError if any contradicts ``levels`` or a stray level word appears."""
     stated, rest = stated_levels(text, version)
