@@ -100,7 +100,8 @@ def test_folder_and_jsonl(tmp_path):
         json.dumps({"prompt": "no video"}),
     ]) + "\n")
     items, bad = load_items("jsonl", jl, root)
-    assert [(it.video, it.prompt, it.mos, it.split) for it in items][0] == ("b.mp4", "p", 3.5, items[0].split)
+    # no split given: sha256("p")[:8] / 0xFFFFFFFF = 0.080 < the 10% test fraction -> "test"
+    assert [(it.video, it.prompt, it.mos, it.split) for it in items][0] == ("b.mp4", "p", 3.5, "test")
     assert items[1].video == "sub/a.gif" and items[1].split == "val"
     assert _lines(bad) == [2, 3, 5]
 

@@ -33,12 +33,16 @@ def logistic_4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.
 def fit_logistic(pred, mos) -> np.ndarray:
     """Map predictions onto the MOS scale with the 4-parameter logistic (falls back to linear if the fit fails)."""
     p, m = _pair(pred, mos)
-    beta0 = [m.max(), m.min(), float(np.mean(p)), float(np.std(p)) / 4 + 1e-6]
+    # fit on standardized predictions, centre starting at exactly 0: MINPACK's finite-difference step is
+    # relative to a parameter's value, so a centre starting at a tiny nonzero mean (1e-16) never moves
+    sd = float(np.std(p))
+    z = (p - float(np.mean(p))) / (sd if sd > 0 else 1.0)
+    beta0 = [float(m.max()), float(m.min()), 0.0, 0.5]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            beta, _ = optimize.curve_fit(logistic_4, p, m, p0=beta0, maxfev=20000)
-        fitted = logistic_4(p, *beta)
+            beta, _ = optimize.curve_fit(logistic_4, z, m, p0=beta0, maxfev=20000)
+        fitted = logistic_4(z, *beta)
         if np.isfinite(fitted).all():
             return fitted
     except (RuntimeError, ValueError):
