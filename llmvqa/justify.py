@@ -103,7 +103,9 @@ def justification_plan(levels: Mapping[str, str], evidence: Sequence[Evidence], 
                 if e.sentence in cited:
                     continue
                 cited.add(e.sentence)
-                slots.append(Slot(f"ev:{d.key}:{i}", [e.sentence], after=prev))
+                # at an upper level the measured flaw is named as minor, so text and rating read as one
+                text = cot["minor"].format(evidence=e.text) if level in BRIEF_LEVELS else e.sentence
+                slots.append(Slot(f"ev:{d.key}:{i}", [text], after=prev))
                 before.append(slots[-1].key)
             if not items:  # a low level without a measured cause: say what the dimension is about
                 phr = cot["dimension"][level]
