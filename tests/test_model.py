@@ -559,3 +559,19 @@ def test_chat_format_follows_the_backbone_and_is_recorded(backbones, tmp_path):
     del meta["model"]["chat_format"]  # a checkpoint from before the setting: trained with gemma markers
     (tmp_path / "q" / "config.json").write_text(json.dumps(meta))
     assert QualityLLM.from_pretrained(tmp_path / "q").template.chat_format == "gemma"
+
+
+def test_generation_stops_at_once_when_cancelled(backbones):
+    import threading
+
+    from llmvqa.model.generation import cancellable
+
+    model = build(backbones["qwen"], lora=True, max_new_tokens=400)
+    feats = make_features()
+    event = threading.Event()
+    event.set()  # the deadline has passed
+    with cancellable(event):
+        model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=model.score(feats))
+    assert model.last_generation["completion_tokens"] <= 1
+    model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=model.score(feats))
+    assert model.last_generation["completion_tokens"] > 20  # outside the block: not cancelled

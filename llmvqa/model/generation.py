@@ -10,12 +10,36 @@ slot is written). Decoding is whatever ``generate`` does — greedy by default, 
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 from torch import nn
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from llmvqa.justify import Plan
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def cancellable(event: threading.Event):
+    """Generation started in this thread inside the block stops at the next token once ``event`` is set
+    (the server sets it when a request passes its deadline, so a timed-out answer frees the model)."""
+    previous = getattr(_local, "cancel", None)
+    _local.cancel = event
+    try:
+        yield
+    finally:
+        _local.cancel = previous
+
+
+class _Cancelled(StoppingCriteria):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
 
 
 class PlanConstraint(LogitsProcessor):
@@ -156,6 +180,9 @@ def generate_planned(model, ex, plan: Plan, *, max_new_tokens: int = 256, temper
     kwargs = {"do_sample": True, "temperature": float(temperature)} if temperature > 0 else {"do_sample": False}
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else end_ids[0]
     ids = {t for _, seq, _ in constraint._seqs for t in seq} | set(end_ids)
+    cancel = getattr(_local, "cancel", None)
+    if cancel is not None:
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancelled(cancel)])
     with restricted_head(model.lm, model.lm_head, sorted(ids)):
         out = model.lm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 logits_processor=LogitsProcessorList([constraint]), eos_token_id=end_ids,
