@@ -14,7 +14,7 @@ import sys
 
 from llmvqa.errors import LlmvqaError
 
-COMMANDS = ("rate", "compare", "chat", "batch", "serve", "features", "sig", "train", "calibrate", "evaluate")
+COMMANDS = ("rate", "compare", "chat", "batch", "report", "serve", "features", "sig", "train", "calibrate", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
