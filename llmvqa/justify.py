@@ -43,8 +43,6 @@ class Slot:
     """Slots that must be written before this one."""
     final: bool = False
     """The text ends after this slot."""
-    opening: bool = False
-    """Only as the first sentence of the text (an introduction)."""
 
 
 @dataclass
@@ -81,7 +79,7 @@ def justification_plan(levels: Mapping[str, str], evidence: Sequence[Evidence], 
 
     spec = load_dimensions(version)
     cot = load_yaml("cot", version)
-    slots = [Slot("intro", list(cot["intro"]), required=False, opening=True)]
+    slots: list[Slot] = []  # no introduction: every sentence says something about the clip
     group_keys: list[str] = []
     cited = set()
     for group in spec.groups:
@@ -121,7 +119,6 @@ def justification_plan(levels: Mapping[str, str], evidence: Sequence[Evidence], 
             own.append(slots[-1].key)
         slots.append(Slot(f"group:{group}", [level_sentence("group", levels[group], group, version)], after=tuple(own)))
         group_keys.append(slots[-1].key)
-    slots.append(Slot("overall_intro", [p for p in cot["overall_intro"]], required=False, after=tuple(group_keys)))
     slots.append(Slot("overall", [level_sentence("overall", levels["overall"], version=version)],
                       after=tuple(group_keys), final=True))
     return Plan(slots)

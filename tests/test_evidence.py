@@ -107,7 +107,7 @@ def test_the_default_text_of_a_plan_passes_the_validator_and_cites_every_defect(
     text = justification_plan(LEVELS, ev).default_text(random.Random(0))
     assert violations(text, LEVELS, [e.text for e in ev]) == []
     assert "The picture freezes from 2.0 s to 2.5 s." in text  # smoothness is poor: the evidence as it is
-    assert "A minor flaw: brightness jumps up and down" in text  # flicker still rates excellent
+    assert "Minor: brightness jumps up and down" in text  # flicker still rates excellent
     assert "In terms of flicker, this video is excellent." in text  # an evidenced dimension states its level
     assert "In terms of noise" not in text  # praised briefly
     assert text.index("freezes") < text.index("In terms of motion quality") < text.index("The overall quality")

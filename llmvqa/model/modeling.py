@@ -443,17 +443,25 @@ class QualityLLM(nn.Module):
         emb = self.embed_inputs(batch["input_ids"].to(dev), batch)[:, :k]  # (1, k, H) features spliced in
         past = self.decoder(inputs_embeds=emb, attention_mask=torch.ones(1, k, dtype=torch.long, device=dev),
                             use_cache=True).past_key_values
-        scores = []
-        for e in exs:
-            rest = torch.tensor([e.input_ids[k:]], device=dev)  # (1, r)
-            if bool((rest == self.placeholder_id).any()):
-                raise ValueError("feature placeholders must lie in the shared start of the queries")
-            mask = torch.ones(1, len(e.input_ids), dtype=torch.long, device=dev)
-            out = self.decoder(inputs_embeds=self.embed(rest), attention_mask=mask,
-                               past_key_values=copy.deepcopy(past), use_cache=True)
-            h = out.last_hidden_state[:, e.level_pos - k]  # (1, H)
-            scores.append(LevelScore.from_probs(torch.softmax(self._level_logits(h), dim=-1)[0].tolist()))
-        return scores
+        rests = [e.input_ids[k:] for e in exs]
+        if any(self.placeholder_id in r for r in rests):
+            raise ValueError("feature placeholders must lie in the shared start of the queries")
+        # every query's own tokens in one batch on copies of the shared cache, right-padded: causal
+        # attention keeps a query's real tokens blind to its padding
+        q, r = len(rests), max(len(x) for x in rests)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([x + [pad] * (r - len(x)) for x in rests], device=dev)  # (Q, r)
+        mask = torch.zeros(q, k + r, dtype=torch.long, device=dev)  # (Q, k + r)
+        mask[:, :k] = 1
+        for i, x in enumerate(rests):
+            mask[i, k:k + len(x)] = 1
+        past = copy.deepcopy(past)
+        past.batch_repeat_interleave(q)
+        out = self.decoder(inputs_embeds=self.embed(ids), attention_mask=mask, past_key_values=past, use_cache=True)
+        at = torch.tensor([e.level_pos - k for e in exs], device=dev)
+        h = out.last_hidden_state[torch.arange(q, device=dev), at]  # (Q, H)
+        probs = torch.softmax(self._level_logits(h), dim=-1)  # (Q, 5)
+        return [LevelScore.from_probs(p.tolist()) for p in probs]
 
     def reported_levels(self, features: VideoFeatures, prompt: str | None = None,
                         prompt_stats: dict | None = None) -> tuple[dict[str, str], LevelScore]:
