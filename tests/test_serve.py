@@ -330,6 +330,18 @@ def test_the_checked_address_is_the_one_connected_to(monkeypatch, tmp_path):
     assert hits == []
 
 
+def post_at_once(c: TestClient, body: dict, n: int) -> list[int]:
+    """Status codes of ``n`` identical /v1/rate requests sent together."""
+    codes: list[int] = []
+    threads = [threading.Thread(target=lambda: codes.append(c.post("/v1/rate", json=body).status_code))
+               for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
 def test_requests_past_their_deadline_never_take_the_model(root):
     """Three requests that cannot finish in time: all get 504, only the first ever runs the model (the others
     gave up waiting for it at their deadline), and the next request is not stuck behind them."""
@@ -339,14 +351,7 @@ def test_requests_past_their_deadline_never_take_the_model(root):
     a.rate = lambda *args, **kw: (calls.append(1), real_rate(*args, **kw))[1]
     c = TestClient(create_app(a, ServerConfig(allowed_root=root, timeout_s=0.3)))
     body = {"video": "v3.mp4", "explain": False, "dimensions": False}
-    codes = []
-    threads = [threading.Thread(target=lambda: codes.append(c.post("/v1/rate", json=body).status_code))
-               for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert codes == [504, 504, 504]
+    assert post_at_once(c, body, 3) == [504, 504, 504]
     import time
 
     time.sleep(1.2)  # the one running call finishes; nothing queued behind it
@@ -356,14 +361,7 @@ def test_requests_past_their_deadline_never_take_the_model(root):
 def test_large_bodies_beyond_the_limit_get_503(root):
     c = TestClient(create_app(make_assessor(delay=0.6), ServerConfig(allowed_root=root, max_large_bodies=1)))
     body = {"video": "v1.mp4", "explain": False, "dimensions": False, "pad": "x" * (2**20 + 10)}
-    codes = []
-    threads = [threading.Thread(target=lambda: codes.append(c.post("/v1/rate", json=body).status_code))
-               for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(codes) == [200, 503]
+    assert sorted(post_at_once(c, body, 2)) == [200, 503]
     assert c.post("/v1/rate", json=body).status_code == 200  # the slot is free again
 
 

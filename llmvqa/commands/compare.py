@@ -11,10 +11,8 @@ reasons are the measured defects one clip has and the other does not.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from llmvqa.commands.rate import add_model_args
+from llmvqa.commands.rate import add_model_args, emit
 
 
 def register(subparsers) -> None:
@@ -41,9 +39,5 @@ def run(args: argparse.Namespace) -> int:
     ra = first.rate(args.a, prompt=args.prompt, explain=False)
     rb = second.rate(args.b, prompt=args.prompt, explain=False)
     result = compare_results(ra, rb)
-    if args.json:
-        json.dump(result.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        print(render_comparison(result))
+    emit(result.to_dict(), render_comparison(result), args.json)
     return 0

@@ -18,6 +18,15 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: the model's choice)")
 
 
+def emit(data: dict, text: str, as_json: bool) -> None:
+    """A command's result on stdout: ``data`` as JSON (and nothing else) or the readable ``text``."""
+    if as_json:
+        json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        print(text)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("rate", help="rate and explain the quality of one video",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,9 +48,5 @@ def run(args: argparse.Namespace) -> int:
     probe(resolve_video(args.video))  # a bad file fails here, before the model loads
     assessor = Assessor.from_pretrained(args.model, device=args.device)
     result = assessor.rate(args.video, prompt=args.prompt, explain=args.explain, dimensions=args.dimensions)
-    if args.json:
-        json.dump(result.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        print(render_text(result))
+    emit(result.to_dict(), render_text(result), args.json)
     return 0
