@@ -101,10 +101,14 @@ def justification_plan(levels: Mapping[str, str], evidence: Sequence[Evidence], 
                 if e.sentence in cited:
                     continue
                 cited.add(e.sentence)
-                # at an upper level the measured flaw is named as minor, so text and rating read as one
-                text = cot["minor"].format(evidence=e.text) if level in BRIEF_LEVELS else e.sentence
+                # at an upper level the measured flaw is named as minor, for its dimension, without a level
+                # sentence: the text and the rating read as one, and praise stays brief
+                text = cot["minor"].format(name=d.name, evidence=e.text) if level in BRIEF_LEVELS else e.sentence
                 slots.append(Slot(f"ev:{d.key}:{i}", [text], after=prev))
                 before.append(slots[-1].key)
+            if items and level in BRIEF_LEVELS:
+                own.extend(before)
+                continue
             if not items:  # a low level without a measured cause: say what the dimension is about
                 phr = cot["dimension"][level]
                 slots.append(Slot(f"why:{d.key}", [p.format(name=d.name, Name=d.name[:1].upper() + d.name[1:],

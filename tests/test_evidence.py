@@ -107,8 +107,8 @@ def test_the_default_text_of_a_plan_passes_the_validator_and_cites_every_defect(
     text = justification_plan(LEVELS, ev).default_text(random.Random(0))
     assert violations(text, LEVELS, [e.text for e in ev]) == []
     assert "The picture freezes from 2.0 s to 2.5 s." in text  # smoothness is poor: the evidence as it is
-    assert "Minor: brightness jumps up and down" in text  # flicker still rates excellent
-    assert "In terms of flicker, this video is excellent." in text  # an evidenced dimension states its level
+    assert "Minor (flicker): brightness jumps up and down" in text  # flicker still rates excellent
+    assert "In terms of flicker" not in text  # a minor flaw is named for its dimension, without a level
     assert "In terms of noise" not in text  # praised briefly
     assert text.index("freezes") < text.index("In terms of motion quality") < text.index("The overall quality")
 
@@ -186,4 +186,6 @@ def test_a_time_counts_only_when_cited_for_the_affected_dimension():
     wrong = ("Brightness jumps up and down from 2.1 s to 2.6 s. In terms of flicker, this video is fair. "
              "No problem was measured in motion smoothness. The overall quality of this video is fair.")
     assert located(right, d, "motion smoothness") == (True, True)
+    minor = "Minor (motion smoothness): the picture freezes from 2.0 s to 2.5 s. The overall quality of this video is fair."
+    assert located(minor, d, "motion smoothness") == (True, True)
     assert located(wrong, d, "motion smoothness") == (True, False)

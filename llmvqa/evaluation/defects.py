@@ -82,8 +82,9 @@ def located(text: str, defect: Defect, dimension_name: str, tolerance: float = 0
     """(names the dimension, cites a time within ``tolerance`` of the defect's start *for* that dimension).
 
     A justification cites a dimension's evidence right before the dimension's level sentence
-    ("The picture freezes from 2.0 s to 2.5 s. In terms of motion smoothness, this video is fair."):
-    a time counts when the next dimension level sentence after it is the affected dimension's.
+    ("The picture freezes from 2.0 s to 2.5 s. In terms of motion smoothness, this video is fair."),
+    or, for a minor flaw of a dimension that still rates high, names it in the sentence
+    ("Minor (motion smoothness): the camera shakes from 1.8 s to 2.6 s."): a time counts in either case.
     """
     from llmvqa.sig.validate import stated_levels
 
@@ -92,6 +93,9 @@ def located(text: str, defect: Defect, dimension_name: str, tolerance: float = 0
     timed = False
     for i, x in enumerate(sentences):
         if not any(abs(t - defect.start) <= tolerance for t in stated_times(x)):
+            continue
+        if f"({dimension_name.lower()})" in x.lower():  # "Minor (motion smoothness): the camera shakes ..."
+            timed = True
             continue
         for later in sentences[i + 1:]:
             stated = [k for k, _ in stated_levels(later)[0]]
