@@ -48,6 +48,27 @@ def bench_clip(tmp: Path) -> tuple[str, None]:
     return str(write_video(tmp / "bikes_4s_512.mp4", frames, fps=fps)), None
 
 
+def reference_seconds(assessor) -> float:
+    """Seconds for a fixed job on this machine: 64 greedy tokens of the LM's plain ``generate`` (full
+    vocabulary, no plan) after example:bikes' explain prompt. Machines and their load differ; the rate and
+    chat timings can be read against it."""
+    import torch
+
+    from llmvqa.model.collate import encode_conversation
+
+    m = assessor.model
+    f = assessor.features("example:bikes")
+    ex = encode_conversation(m._user_turn(None, "explain", None), f, m.template, prompt_stats=m.input_stats(f, None),
+                             open_answer="")
+    batch = m.collator([ex])
+    with torch.no_grad():
+        emb = m.embed_inputs(batch["input_ids"], batch)
+        t = time.perf_counter()
+        m.lm.generate(inputs_embeds=emb, attention_mask=batch["attention_mask"], max_new_tokens=64,
+                      min_new_tokens=64, do_sample=False)
+    return time.perf_counter() - t
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/llmvqa-mini")
@@ -116,6 +137,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
     report = {
         "model": args.model,
+        "reference_generate_64_s": round(reference_seconds(assessor), 2) if args.bench_clip else None,
         "clips": len(rate_s),
         "failed": sum("error" in r for r in rows),
         "justification_violations": n_viol,
