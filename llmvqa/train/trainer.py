@@ -418,6 +418,11 @@ class Trainer:
     def _tensorboard(self, acc, n: int):
         if not (self.cfg.tensorboard and acc.is_main_process):
             return None
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("tensorboard", "the recipe logs to TensorBoard, which is not installed",
+                              "pip install 'llmvqa[train]' (or set tensorboard: false)")
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(str(self.out / "tb" / f"stage{n}"))
