@@ -292,10 +292,3 @@ def evidence_text(evidence: Iterable[Evidence], version: str = "v1") -> str:
     spec = load_yaml("evidence", version)
     body = "; ".join(e.text for e in items) if items else spec["none"]
     return spec["prompt"].format(evidence=body)
-
-
-def evidence_by_dimension(evidence: Iterable[Evidence]) -> dict[str, list[Evidence]]:
-    out: dict[str, list[Evidence]] = {}
-    for e in evidence:
-        out.setdefault(e.dimension, []).append(e)
-    return out

@@ -22,10 +22,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from llmvqa.evidence import Evidence
-from llmvqa.levels import LEVELS
 from llmvqa.prompts import level_sentence, load_yaml
 
 BRIEF_LEVELS: tuple[str, ...] = ("excellent", "good")
@@ -50,10 +49,6 @@ class Plan:
     slots: list[Slot]
     max_sentences: int = 64
     min_sentences: int = 1
-    meta: dict = field(default_factory=dict)
-
-    def slot(self, key: str) -> Slot:
-        return next(s for s in self.slots if s.key == key)
 
     def default_text(self, rng: random.Random | None = None, optional: bool = True) -> str:
         """One text the plan allows: the slots in plan order (optional ones when ``optional``),
@@ -239,11 +234,3 @@ def chat_plan(question: str, levels: Mapping[str, str], evidence: Sequence[Evide
     slots = [Slot(f"ev:{i}", [e.sentence], required=False) for i, e in enumerate((about or evidence)[:2])]
     slots.append(level_slot(target if target in levels else "overall"))
     return Plan(slots, max_sentences=3)
-
-
-def assert_no_level_words(texts: Sequence[str]) -> None:
-    """Prose must not state a level: raise ValueError naming the first text with a level word."""
-    pat = re.compile(r"\b(" + "|".join(LEVELS) + r")\b", re.IGNORECASE)
-    for t in texts:
-        if pat.search(t):
-            raise ValueError(f"prose states a level word: {t!r}")

@@ -61,7 +61,6 @@ class PlanConstraint(LogitsProcessor):
                 self._seqs.append((i, tokenizer(text, add_special_tokens=False)["input_ids"], True))
         self._start: int | None = None
         self._cache: tuple | None = None  # (tokens parsed, those tokens, used, live, partial)
-        self.written: list[int] = []  # slot indices, in order
 
     def _available(self, used: list[int]) -> list[int]:
         done = {self.plan.slots[i].key for i in used}
@@ -105,7 +104,6 @@ class PlanConstraint(LogitsProcessor):
             self._start = input_ids.shape[1]
         gen = input_ids[0, self._start :].tolist()
         used, live, partial = self.parse(gen)
-        self.written = used
         if partial == 0:
             if self._must_end(used):
                 allowed = set(self.end_ids)

@@ -205,8 +205,3 @@ class PromptTemplate:
     def _ends_with_prefix(self, text: str) -> bool:
         t = text.rstrip(" ")
         return any(t.endswith(re.split(r"\}", s.split("{level}")[0])[-1].rstrip(" ")) for s in self.answers.values())
-
-    def level_in_text(self, text: str) -> str | None:
-        """Level word of the last level sentence in a text, or None."""
-        matches = list(self._level_re.finditer(text))
-        return matches[-1].group(1) if matches else None

@@ -14,7 +14,6 @@ deadline (504), a body-size cap (413), probing limits (422) and, optionally, an 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import tempfile
@@ -215,18 +214,6 @@ def _as_bool(value: Any, default: bool = True) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-@contextlib.contextmanager
-def cancellable(event: threading.Event):
-    """llmvqa.model.generation.cancellable when the model stack is installed (it always is with a real model)."""
-    try:
-        from llmvqa.model.generation import cancellable as inner
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with inner(event):
-        yield
-
-
 def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
     """The FastAPI app around one Assessor (or any object with rate/chat/probe)."""
     config = config or ServerConfig()
@@ -292,6 +279,8 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
                     try:
                         if cancelled.is_set():
                             return None
+                        from llmvqa.model.generation import cancellable
+
                         with cancellable(cancelled):  # past the deadline, generation stops at the next token
                             return work(path)
                     finally:
