@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 from llmvqa.levels import LEVELS, expected_score, level_of_score, level_spread, to_100
 
+SCHEMA_FILE = "schemas/result.schema.json"
+"""JSON Schema of ``RatingResult.to_dict`` (package data, under llmvqa/)."""
 BAR_CELLS = 10
 """Width of a level bar in the text report (one cell per 10 points on the 0–100 scale)."""
 
@@ -138,6 +140,14 @@ class RatingResult:
             "interval": dict(self.interval) if self.interval else None,
             "evidence": [dict(e) for e in self.evidence],
         }
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) every ``RatingResult.to_dict()`` / ``rate --json`` output satisfies."""
+    import json
+    from importlib.resources import files
+
+    return json.loads(files("llmvqa").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
 def bar(score_1_5: float, cells: int = BAR_CELLS) -> str:

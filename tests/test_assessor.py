@@ -83,7 +83,11 @@ class FakeModel:
              justification=None, temperature=0.0, streamer=None, max_new_tokens=None):
         self.chats.append([dict(m) for m in messages])
         self.chat_context = {"levels": levels, "evidence": evidence, "justification": justification}
-        return f"answer {len(messages)} about {self._value(features):.6f}: {messages[-1]['content']}"
+        words = f"answer {len(messages)} about {self._value(features):.6f}: {messages[-1]['content']}".split()
+        cut = words[:max_new_tokens] if max_new_tokens else words  # one "token" per word
+        self.last_generation = {"prompt_tokens": sum(len(str(m["content"]).split()) for m in messages),
+                                "completion_tokens": len(cut), "finish_reason": "length" if len(cut) < len(words) else "stop"}
+        return " ".join(cut)
 
 
 def make_assessor(delay: float = 0.0) -> Assessor:
@@ -255,6 +259,31 @@ def test_aspect_query_ends_where_the_level_word_follows():
     assert prefix == "In terms of motion quality, this video is" and "motion quality" in question
     question, prefix = aspect_query("dimension", "flicker", "a cat")
     assert prefix == "In terms of flicker, this video is" and "a cat" in question
+
+
+def test_the_json_result_satisfies_its_published_schema(video):
+    import jsonschema
+
+    from llmvqa.result import json_schema
+
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    a = make_assessor()
+    plain = json.loads(json.dumps(a.rate(video, explain=False).to_dict()))
+    a.model.interval = {"coverage": 0.8, "half_width": 0.4}
+    full = json.loads(json.dumps(a.rate(video, prompt="a red fox", explain=True).to_dict()))
+    for d in (plain, full):
+        validator.validate(d)
+    assert plain["justification"] is None and plain["interval"] is None and full["interval"]["coverage"] == 0.8
+    # and it is strict enough to catch a broken result
+    for key, bad in (("score", 6.0), ("level", "great"), ("undocumented", 1)):
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate({**full, key: bad})
+    broken = json.loads(json.dumps(full))
+    broken["dimensions"]["noise"]["distribution"].pop("bad")
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(broken)
 
 
 def test_every_example_name_resolves_to_a_real_clip():

@@ -372,3 +372,32 @@ def test_compare_endpoint(root):
     body = r.json()
     assert body["better"] in ("a", "b", "tie") and 0 <= body["overall"]["p_a_better"] <= 1
     assert_error(c.post("/v1/compare", json={"a": "v1.mp4"}), 400)
+
+
+# ---------------------------------------------------------------- the official OpenAI client (issue 20)
+def test_the_official_openai_client_rates_streams_and_gets_its_errors(root):
+    openai = pytest.importorskip("openai")  # a dev dependency (pip install -e '.[dev]')
+
+    app = create_app(make_assessor(), ServerConfig(allowed_root=root, api_key="sk-local"))
+    oa = openai.OpenAI(base_url="http://testserver/v1", api_key="sk-local", http_client=TestClient(app), max_retries=0)
+    assert [m.id for m in oa.models.list()] == ["fake"]
+    messages = video_msg("v1.mp4", "which part looks worst?")["messages"]
+    resp = oa.chat.completions.create(model="fake", messages=messages, max_tokens=48, temperature=0.0)
+    answer = resp.choices[0].message.content
+    assert answer and resp.choices[0].finish_reason in ("stop", "length") and resp.model == "fake"
+    assert resp.usage.prompt_tokens > 0 and resp.usage.completion_tokens > 0
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+    rating = resp.model_extra["llmvqa"]  # the score travels with the answer
+    assert rating["score"] == pytest.approx(expected_overall(root / "v1.mp4"))
+    chunks = list(oa.chat.completions.create(model="fake", messages=messages, max_tokens=48, stream=True))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == answer
+    assert chunks[-1].choices[0].finish_reason == resp.choices[0].finish_reason
+    short = oa.chat.completions.create(model="fake", messages=messages, max_tokens=3)
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 3
+    with pytest.raises(openai.NotFoundError):
+        oa.chat.completions.create(model="gpt-4o", messages=messages)
+    with pytest.raises(openai.BadRequestError):
+        oa.chat.completions.create(model="fake", messages=messages, max_tokens=0)
+    wrong = openai.OpenAI(base_url="http://testserver/v1", api_key="nope", http_client=TestClient(app), max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.chat.completions.create(model="fake", messages=messages)
