@@ -86,7 +86,7 @@ def evaluate(fit_report: dict, apply_report: dict, key: str = PROMPT_ALIGNMENT) 
     fit, app = rows(fit_report, key), rows(apply_report, key)
     if not app:
         raise ValueError(f"the apply report has no '{key}' predictions with reference levels "
-                         "(score it with --dimensions on on a labelled split)")
+                         "(score it with --dimensions on a labelled split)")
     ref = [r[2] for r in app]
     twins = twin_scores(apply_report, key) if key == PROMPT_ALIGNMENT else []
     out: dict = {"key": key, "n_fit": len(fit), "n": len(app), "pairs": len(twins),

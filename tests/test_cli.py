@@ -130,6 +130,11 @@ def test_rate_end_to_end_with_default_model():
     proc = _run("rate", "example:bikes", "--json", "--no-explain", timeout=900)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
+    import jsonschema
+
+    from llmvqa.result import json_schema
+
+    jsonschema.validate(out, json_schema())
     assert 1 <= out["score"] <= 5 and out["level"] in ("excellent", "good", "fair", "poor", "bad")
     assert "sharpness" in out["dimensions"] and out["statistics"]["sharpness"] > 0
     text = _run("rate", "example:carphone", timeout=900)
@@ -147,3 +152,16 @@ def test_help_imports_no_heavy_library():
             "print(sorted(m for m in ('torch', 'scipy', 'sklearn', 'transformers', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_dimensions_is_one_switch_with_one_meaning_in_rate_batch_and_evaluate(tmp_path):
+    from llmvqa.cli import build_parser
+
+    parser = build_parser()
+    base = {"rate": ["rate", "v.mp4"], "batch": ["batch", "videos", "--out", str(tmp_path / "r.csv")],
+            "evaluate": ["evaluate", "data.csv"]}
+    defaults = {name: parser.parse_args(argv).dimensions for name, argv in base.items()}
+    assert defaults == {"rate": True, "batch": True, "evaluate": None}  # evaluate: where the data has levels
+    for argv in base.values():
+        assert parser.parse_args([*argv, "--no-dimensions"]).dimensions is False
+        assert parser.parse_args([*argv, "--dimensions"]).dimensions is True

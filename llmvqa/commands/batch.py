@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmvqa.commands.rate import add_model_args
+from llmvqa.commands.rate import add_dimensions_arg, add_model_args
 from llmvqa.errors import DataError, LlmvqaError
 from llmvqa.statistics import STREAMS
 
@@ -82,8 +82,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="results CSV (appended to; videos already in it are skipped)")
     p.add_argument("--prompt-column", default="prompt", help="CSV column holding the text prompt (default: prompt)")
     p.add_argument("--explain", action="store_true", help="also generate a justification per video (slower)")
-    p.add_argument("--dimensions", action=argparse.BooleanOptionalAction, default=False,
-                   help="also rate each group and dimension (one column each; slower)")
+    add_dimensions_arg(p, True)  # a <name>_score and <name>_level column per group and dimension
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_model_args(p)
     p.set_defaults(func=run)

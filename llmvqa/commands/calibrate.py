@@ -18,6 +18,8 @@ from pathlib import Path
 
 from llmvqa.errors import ModelError
 
+DEFAULT_CHAINS = 240  # = llmvqa.sig.chains.DEFAULT_CHAINS (not imported: `calibrate --help` stays light)
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="human stage: fit the scorer to human ratings (after stage 3)",
@@ -28,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="where to write the calibrated model")
     p.add_argument("--synth", default=None, help="synth manifest.jsonl: degradation chains of its train split "
                    "teach relative ranks")
-    p.add_argument("--chains", type=int, default=48, help="degradation chains built from --synth (default 48)")
+    p.add_argument("--chains", type=int, default=DEFAULT_CHAINS,
+                   help=f"degradation chains built from --synth (default {DEFAULT_CHAINS}; their features are cached)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: CalibrationConfig.steps)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder")
     p.add_argument("--seed", type=int, default=0)
@@ -51,12 +54,13 @@ def run(args) -> int:
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     chains = None
     if args.synth:
+        from llmvqa.encoders.cache import FeatureCache
         from llmvqa.encoders.config import EncoderConfig
         from llmvqa.encoders.pipeline import FeatureExtractor
         from llmvqa.sig.chains import build_chains
 
         extractor = FeatureExtractor(EncoderConfig.from_dict(encoder) if encoder else None)
-        chains = build_chains(extractor, args.synth, "train", args.chains, args.seed)
+        chains = build_chains(extractor, args.synth, "train", args.chains, args.seed, cache=FeatureCache(args.cache))
     out = calibrate(model, clips, features_of, args.out, CalibrationConfig(**settings), log=log, chains=chains)
     print(f"calibrated model: {out}")
     return 0

@@ -28,7 +28,8 @@ DEFAULT_CACHE = Path("cache/features")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from llmvqa.evaluation.datasets import DIMENSION_MODES, KINDS
+    from llmvqa.commands.rate import add_dimensions_arg
+    from llmvqa.evaluation.datasets import KINDS
 
     p.add_argument("dataset", nargs="?", default=None,
                    help=f"info.txt (T2VQA-DB), CSV, JSONL, instruct JSONL or synth manifest (default: {DEFAULT_DATASET})")
@@ -39,8 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument("--out", type=Path, default=None, help="report folder (default: eval/results/<model name>)")
     p.add_argument("--explain", action="store_true", help="also generate justifications (slow) and check self-consistency")
-    p.add_argument("--dimensions", choices=DIMENSION_MODES, default="auto",
-                   help="per-dimension levels: auto = only for corpora with reference levels (default)")
+    add_dimensions_arg(p, None)
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="skip the ridge / best-statistic baselines")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the baselines without a train split")
     p.add_argument("--limit", type=int, default=None, help="score at most this many videos (a quick look)")
@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(str(DEFAULT_DATASET), "no dataset given and the default synth corpus is missing",
                             "pass a dataset, or run `llmvqa sig synth --out data/synth` first")
         dataset, split = DEFAULT_DATASET, split or "test"
-    cfg = EvalConfig(explain=args.explain, dimensions=args.dimensions, baselines=args.baselines, folds=args.folds,
+    mode = {True: "on", False: "off", None: "auto"}[args.dimensions]
+    cfg = EvalConfig(explain=args.explain, dimensions=mode, baselines=args.baselines, folds=args.folds,
                      progress=args.progress)
     judge_cfg = config_from(args.judge_url, args.judge_model, args.judge_timeout)
     assessor = Assessor.from_pretrained(args.model, device=args.device)

@@ -18,6 +18,14 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: the model's choice)")
 
 
+def add_dimensions_arg(parser: argparse.ArgumentParser, default: bool | None) -> None:
+    """``--dimensions/--no-dimensions``, one meaning in rate, batch and evaluate: also rate each quality group and
+    dimension. ``default`` None (evaluate): on where the dataset has reference levels to compare with."""
+    when = {True: "on", False: "off", None: "on for datasets with reference levels"}[default]
+    parser.add_argument("--dimensions", action=argparse.BooleanOptionalAction, default=default,
+                        help=f"also rate each quality group and dimension (default: {when}; --no-dimensions is faster)")
+
+
 def emit(data: dict, text: str, as_json: bool) -> None:
     """A command's result on stdout: ``data`` as JSON (and nothing else) or the readable ``text``."""
     if as_json:
@@ -34,8 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--prompt", default=None, help="text prompt the video was generated from (adds prompt alignment)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-explain", dest="explain", action="store_false", help="score only; skip the justification")
-    p.add_argument("--dimensions", action=argparse.BooleanOptionalAction, default=True,
-                   help="also rate each quality group and dimension (default: on)")
+    add_dimensions_arg(p, True)
     add_model_args(p)
     p.set_defaults(func=run)
 

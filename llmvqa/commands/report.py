@@ -1,6 +1,6 @@
 """`llmvqa report RESULTS --by COLUMN --out DIR` — a leaderboard of batch results.
 
-    llmvqa batch videos/ --out results.csv --dimensions
+    llmvqa batch videos/ --out results.csv
     llmvqa report results.csv --by folder --out report/          # one row per folder (e.g. per generator)
     llmvqa report results.csv --by generator --out report/       # a column of the CSV
 
