@@ -66,18 +66,23 @@ python -m llmvqa.cli train --config "$CONFIG" --fill-cache "${EXTRA[@]}"
 "${LAUNCH[@]}" train --config "$CONFIG" --stage 3 --resume "${EXTRA[@]}"
 
 # ---- 5. human stage: where human-rated clips are present ($HUMAN_RATINGS, default ../shared/data/fetv_dev:
-#         labels.csv + clips/), fit the human prior on them and train the scorer to read it (llmvqa calibrate;
-#         its --synth option adds degradation chains of the corpus, not used by the shipped model).
+#         labels.csv + clips/), fit the human prior on them, ranked by degradation chains of the synth corpus,
+#         and train the scorer to read it (llmvqa calibrate --synth).
 #         Without them the model is stage 3's.
 FINAL="$OUT/stage3/final"
 HUMAN_RATINGS="${HUMAN_RATINGS:-../shared/data/fetv_dev}"
 if [ -f "$HUMAN_RATINGS/labels.csv" ]; then
+  # with the synth corpus present, 240 degradation chains of its train split rank the prior and the scorer
+  # (a degraded clip below its own clean clip; about 9 min to build the first time, then cached)
+  CHAIN_ARGS=()
+  [ -f data/synth/manifest.jsonl ] && CHAIN_ARGS=(--synth data/synth/manifest.jsonl)
   [ -f "$OUT/calibrated/scorer/config.json" ] || python -m llmvqa.cli calibrate --model "$FINAL" \
-      --ratings "$HUMAN_RATINGS" --out "$OUT/calibrated" --verbose
+      --ratings "$HUMAN_RATINGS" "${CHAIN_ARGS[@]}" --out "$OUT/calibrated" --verbose
   FINAL="$OUT/calibrated"
   # the 80% interval from the held-out errors of prompt-grouped folds (≈ 16 min on 2 cores)
   if [ -f eval/human_cv.py ] && [ ! -f "$OUT/human_cv/report.json" ]; then
-    python eval/human_cv.py --base "$FINAL" --ratings "$HUMAN_RATINGS" --out "$OUT/human_cv" --write-interval "$FINAL"
+    python eval/human_cv.py --base "$FINAL" --ratings "$HUMAN_RATINGS" "${CHAIN_ARGS[@]}" --out "$OUT/human_cv" \
+      --write-interval "$FINAL"
   fi
 else
   echo "note: $HUMAN_RATINGS/labels.csv not found; no human stage (the model is stage 3's)"

@@ -37,9 +37,11 @@ from llmvqa.evaluation.human import (
     within_source,
 )
 from llmvqa.model.prior import PRIOR_TARGETS, HumanPrior, prior_input
+from llmvqa.sig.chains import DEFAULT_CHAINS
 from llmvqa.train.human import (
     CalibrationConfig,
     calibrate,
+    chain_pairs,
     features_from_cache,
     load_rated,
     prompt_folds,
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=CalibrationConfig.steps, help="calibration steps per fold")
     ap.add_argument("--synth", default=None, help="synth manifest.jsonl: degradation chains of its train split join "
                     "every fold's calibration (as llmvqa calibrate --synth)")
-    ap.add_argument("--chains", type=int, default=48, help="chains built from --synth (default 48)")
+    ap.add_argument("--chains", type=int, default=DEFAULT_CHAINS, help=f"chains built from --synth (default {DEFAULT_CHAINS})")
     ap.add_argument("--cache", default="cache/features", help="feature cache")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="eval/reports/human_cv")
@@ -103,15 +105,17 @@ def main(argv=None) -> int:
     features_of = features_from_cache(meta.get("encoder"), args.cache)
     feats = [features_of(c) for c in clips]
     folds = prompt_folds([c.prompt for c in clips], args.folds, args.seed)
-    chains = None
+    chains = pairs = None
     if args.synth:
+        from llmvqa.encoders.cache import FeatureCache
         from llmvqa.encoders.config import EncoderConfig
         from llmvqa.encoders.pipeline import FeatureExtractor
         from llmvqa.sig.chains import build_chains
 
         enc = meta.get("encoder")
         chains = build_chains(FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None), args.synth, "train",
-                              args.chains, args.seed)
+                              args.chains, args.seed, cache=FeatureCache(args.cache))
+        pairs = chain_pairs(chains, CalibrationConfig.prior_margin)
     n = len(clips)
     t0 = time.perf_counter()
 
@@ -125,6 +129,7 @@ def main(argv=None) -> int:
     cfg = CalibrationConfig(steps=args.steps, seed=args.seed)
     pred_model = {k: [0.0] * n for k in ASPECT_KEY.values()}
     pred_ridge = {k: [0.0] * n for k in ("overall", "technical", "motion", "semantic", "prompt_alignment")}
+    pred_ranked = {k: [0.0] * n for k in pred_ridge} if pairs is not None else None
     half = np.zeros(n)
     from llmvqa.evaluation import brisque
 
@@ -135,11 +140,10 @@ def main(argv=None) -> int:
         train = np.flatnonzero(folds != f)
         prior = HumanPrior.fit(x[train], y[train], cfg.alpha)
         est = prior.predict_inputs(x[test])  # (n_test, 3)
-        for j, i in enumerate(test):
-            s, t, a = est[j]
-            pred_ridge["overall"][i] = (s + t) / 2
-            pred_ridge["technical"][i], pred_ridge["motion"][i] = s, t
-            pred_ridge["semantic"][i] = pred_ridge["prompt_alignment"][i] = a
+        put_estimates(pred_ridge, test, est)
+        if pairs is not None:
+            ranked = HumanPrior.fit_ranked(x[train], y[train], *pairs, alpha=cfg.alpha, weight=cfg.pair_weight)
+            put_estimates(pred_ranked, test, ranked.predict_inputs(x[test]))
         with tempfile.TemporaryDirectory() as tmp:
             out = calibrate(base, [clips[i] for i in train], features_of, Path(tmp) / "model", cfg,
                             log=lambda m: print(m, file=sys.stderr), chains=chains)
@@ -160,6 +164,8 @@ def main(argv=None) -> int:
     rows = [summarize("llmvqa (calibrated, held-out folds)", pred_model, clips, half),
             summarize("before: base checkpoint, no calibration", pred_before, clips),
             summarize("ridge prior alone (same folds)", pred_ridge, clips)]
+    if pred_ranked is not None:
+        rows.append(summarize(f"ranked prior alone ({len(chains)} chains; same folds)", pred_ranked, clips))
     if pred_brisque is not None:
         rows.append(summarize("BRISQUE (LIVE SVM, −score; nothing fitted)", {"overall": pred_brisque}, clips))
     interval = heldout_interval(pred_model["overall"], human_table([c.ratings for c in clips])["overall"], folds)
@@ -169,7 +175,7 @@ def main(argv=None) -> int:
               "grouped_by": "prompt",
               "steps": args.steps, "chains": len(chains or []), "seconds": time.perf_counter() - t0, "rows": rows,
               "predictions": {"names": [c.name for c in clips], "model": pred_model, "ridge": pred_ridge,
-                              "before": pred_before, "brisque": pred_brisque, "fold": folds.tolist(), "half_width": half.tolist()}}
+                              "before": pred_before, "ranked": pred_ranked, "brisque": pred_brisque, "fold": folds.tolist(), "half_width": half.tolist()}}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -177,6 +183,15 @@ def main(argv=None) -> int:
     (out_dir / "report.md").write_text(md, encoding="utf-8")
     print(md)
     return 0
+
+
+def put_estimates(pred: dict, rows, est: np.ndarray) -> None:
+    """Store prior estimates (static, temporal, alignment per row) as the aspects they stand for."""
+    for j, i in enumerate(rows):
+        s, t, a = est[j]
+        pred["overall"][i] = (s + t) / 2
+        pred["technical"][i], pred["motion"][i] = s, t
+        pred["semantic"][i] = pred["prompt_alignment"][i] = a
 
 
 def write_interval(model_dir: Path, interval: dict, args) -> None:

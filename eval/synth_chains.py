@@ -5,7 +5,7 @@ A chain is one undegraded test-split clip of the synth corpus degraded by one ki
 stronger degradation gets the lower overall score (and the lower score of the group it hurts).
 Also: ``example:carphone_distorted`` against ``example:carphone_pristine`` (overall, technical).
 
-    python eval/synth_chains.py --model models/llmvqa-mini --synth data/synth/manifest.jsonl --chains 66
+    python eval/synth_chains.py --model models/llmvqa-mini --synth data/synth/manifest.jsonl --chains 72
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="models/llmvqa-mini")
     ap.add_argument("--synth", default="data/synth/manifest.jsonl")
     ap.add_argument("--split", default="test")
-    ap.add_argument("--chains", type=int, default=66, help="chains (kinds dealt round-robin; default 66 = 6 per kind)")
+    ap.add_argument("--chains", type=int, default=72, help="chains (kinds dealt round-robin; default 72 = 6 per kind)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", default="cache/features", help="feature cache of the chain steps ('' for none)")
     ap.add_argument("--out", default=None, help="write report.json here")
     args = ap.parse_args(argv)
 
@@ -34,7 +35,10 @@ def main(argv=None) -> int:
 
     assessor = Assessor.from_pretrained(args.model)
     model = assessor.model
-    chains = build_chains(assessor.extractor, args.synth, args.split, args.chains, args.seed)
+    from llmvqa.encoders.cache import FeatureCache
+
+    chains = build_chains(assessor.extractor, args.synth, args.split, args.chains, args.seed,
+                          cache=FeatureCache(args.cache) if args.cache else None)
     by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # overall good/total, group good/total
     for ch in chains:
         queries = [aspect_query("overall", None), aspect_query(f"group:{ch.group}", None)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,11 +18,13 @@ from llmvqa.model import QualityLLM
 from llmvqa.model.prior import PRIOR_OF_STREAM, HumanPrior, prior_input, prior_stats
 from llmvqa.model.projectors import stats_vector
 from llmvqa.model.scoring import aspect_query
+from llmvqa.sig.chains import Chain
 from llmvqa.train.human import (
     HUMAN_ASPECTS,
     CalibrationConfig,
     RatedClip,
     calibrate,
+    chain_pairs,
     cross_fitted,
     load_rated,
     prompt_folds,
@@ -204,6 +207,21 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
     assert text.count("The overall quality of this video is") == 1
 
 
+def test_calibrate_with_chains_fits_a_ranked_prior_and_trains_chain_steps(gemma, tmp_path):
+    base = build(gemma, lora=True)
+    base.save_pretrained(tmp_path / "base")
+    clips, feats = _rated(tmp_path)
+    by_name = {c.name: f for c, f in zip(clips, feats, strict=True)}
+    chains = [Chain(f"k{i}", "noise", "technical", "", (0.0, 0.5, 1.0), [make_features(20 + 3 * i + j) for j in range(3)])
+              for i in range(3)]
+    log = []
+    out = calibrate(tmp_path / "base", clips, lambda c: by_name[c.name], tmp_path / "out",
+                    CalibrationConfig(steps=4, batch_size=4, inner_folds=3), log=log.append, chains=chains)
+    prior = HumanPrior.load(out)
+    assert prior.info["pairs"] == 9 and prior.info["chains"] == 3
+    assert any("(chain)" in m for m in log)  # the fourth step of the cycle read, read, human, chain
+
+
 # ---------------------------------------------------------------------------- rating protection at inference
 def test_statistic_directions_flag_a_statistic_people_contradict():
     import sys
@@ -222,14 +240,58 @@ def test_statistic_directions_flag_a_statistic_people_contradict():
     assert rows["flicker"]["verdict"] == "—"  # not measured
 
 
-def test_a_row_of_weight_zero_changes_nothing_and_weight_two_counts_twice():
-    x, y = _linear_data(n=20)
-    base = HumanPrior.fit(x[:19], y[:19], alpha=2.0)
-    zero = HumanPrior.fit(x, y, alpha=2.0, weights=np.r_[np.ones(19), 0.0])
-    np.testing.assert_allclose(zero.predict_inputs(x), base.predict_inputs(x), atol=1e-8)
-    twice = HumanPrior.fit(np.r_[x, x[-1:]], np.r_[y, y[-1:]], alpha=2.0)
-    weighted = HumanPrior.fit(x, y, alpha=2.0, weights=np.r_[np.ones(19), 2.0])
-    np.testing.assert_allclose(weighted.predict_inputs(x), twice.predict_inputs(x), atol=1e-8)
+def _conflict_data(seed=0):
+    """Rated clips where feature 0 rises with both quality ratings, and chains whose degradation raises
+    feature 0 further (plus features 1–3, which the rated clips do not vary with): the plain ridge reads
+    the degradation as better, the ranking pairs must turn it."""
+    rng = np.random.default_rng(seed)
+    d = 12
+    x = rng.normal(size=(40, d))
+    y = np.clip(np.stack([3 + 0.8 * x[:, 0], 3 + 0.6 * x[:, 0], 3 + 0.7 * x[:, 4]], 1), 1, 5)
+    push = np.zeros(d)
+    push[:4] = [1.0, 1.5, 1.5, 1.5]
+
+    def chains(n):
+        base = rng.normal(size=(n, d))
+        pair_x, margin = [], []
+        for b in base:
+            steps = [b + s * push for s in (0.0, 0.5, 1.0)]
+            for i in range(3):
+                for j in range(i + 1, 3):
+                    pair_x.append(np.stack([steps[i], steps[j]]))
+                    margin.append([0.5 * (j - i) / 2, 0.0, np.nan])
+        return np.stack(pair_x), np.array(margin)
+
+    return x, y, chains(30), chains(30)
+
+
+def test_the_ranked_prior_orders_degradations_the_plain_ridge_reads_backwards():
+    x, y, (px, pm), (tx, tm) = _conflict_data()
+    plain = HumanPrior.fit(x, y, alpha=1.0)
+    ranked = HumanPrior.fit_ranked(x, y, px, pm, alpha=1.0, weight=1.0)
+
+    def ordered(prior):  # held-out pairs whose worse clip gets the lower static estimate
+        better, worse = prior.predict_inputs(tx[:, 0]), prior.predict_inputs(tx[:, 1])
+        return float(np.mean(worse[:, 0] < better[:, 0]))
+
+    assert ordered(plain) < 0.1 and ordered(ranked) > 0.9
+    assert ranked.info["pairs"] == len(px) and ranked.info["active_pairs"][2] == 0
+    # the target no pair constrains (alignment) is the plain ridge exactly; the rated clips still rank right
+    np.testing.assert_allclose(ranked.predict_inputs(x)[:, 2], plain.predict_inputs(x)[:, 2], atol=1e-9)
+    assert np.corrcoef(ranked.predict_inputs(x)[:, 0], y[:, 0])[0, 1] > 0.5
+    with pytest.raises(ValueError, match="pair margins"):
+        HumanPrior.fit_ranked(x, y, px, pm[:, :2])
+
+
+def test_chain_pairs_ask_the_hurt_rating_to_drop_and_the_other_not_to_rise():
+    feats = [make_features(i) for i in range(4)]
+    chain = Chain("c", "blur", "technical", "", (0.0, 0.35, 0.7, 1.0), feats)
+    pair_x, margin = chain_pairs([chain, dataclasses.replace(chain, group="motion", degradation="jitter")], 2.0)
+    assert pair_x.shape == (12, 2, len(prior_input(feats[0]))) and margin.shape == (12, 3)
+    np.testing.assert_allclose(pair_x[0, 0], prior_input(feats[0]))  # (weaker, stronger)
+    np.testing.assert_allclose(pair_x[0, 1], prior_input(feats[1]))
+    assert margin[0].tolist()[:2] == pytest.approx([0.7, 0.0]) and np.isnan(margin[0, 2])
+    assert margin[2, 0] == pytest.approx(2.0) and margin[6 + 2].tolist()[:2] == pytest.approx([0.0, 2.0])
 
 
 def test_heldout_interval_is_a_quantile_of_held_out_errors_checked_fold_by_fold():

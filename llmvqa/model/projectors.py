@@ -44,12 +44,12 @@ def stats_dim(stream: str) -> int:
 def widen_stats_inputs(state: dict[str, torch.Tensor], model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Projector weights saved before the prior slots existed: the stats MLP's first layer gets zero
     columns for the missing inputs, the prior direction zeros and the token gate 1, so the old model
-    computes exactly what it did (the slots are 0 for it anyway)."""
+    computes exactly what it did (the slots are 0 for it anyway); the gates open (1)."""
     out = dict(state)
     for k, want in model_state.items():  # the prior direction: absent before the prior existed → zero
         if k.endswith("prior_dir") and k not in out:
             out[k] = torch.zeros_like(want)
-        if k.endswith("token_gate") and k not in out:
+        if (k.endswith("token_gate") or k.endswith("stats_gate")) and k not in out:
             out[k] = torch.ones_like(want)
     for k, v in state.items():
         want = model_state.get(k)
@@ -123,11 +123,15 @@ class StreamProjector(nn.Module):
         self.prior_dir = nn.Parameter(torch.zeros(hidden)) if stats_token else None
         # scales the feature tokens (1: as trained); a calibrated scorer closes it (llmvqa.train.human)
         self.token_gate = nn.Parameter(torch.ones(()), requires_grad=False)
+        # scales the raw statistics in the stats token (1: as trained; the prior slots are never scaled); a
+        # calibrated scorer closes it, so its stats token is a function of the prior's estimate alone
+        self.stats_gate = nn.Parameter(torch.ones(()), requires_grad=False)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor:
         # → (B, N [+1], H)
         out = self.tokens(x, lengths) * self.token_gate
         if self.stats is not None:
-            token = self.stats(stats) + stats[:, -2:-1] * self.prior_dir  # (B, H): the prior slot (value) × direction
+            inputs = torch.cat([stats[:, :-2] * self.stats_gate, stats[:, -2:]], dim=1)
+            token = self.stats(inputs) + stats[:, -2:-1] * self.prior_dir  # (B, H): the prior slot (value) × direction
             out = torch.cat([out, token[:, None, :]], dim=1)  # (B, N+1, H)
         return out

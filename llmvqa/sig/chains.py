@@ -11,6 +11,7 @@ check (eval/synth_chains.py) counts, on the test split, how often the stronger d
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +20,17 @@ import numpy as np
 
 from llmvqa.errors import DataError
 from llmvqa.features import VideoFeatures
-from llmvqa.sig.degradations import apply
+from llmvqa.sig.degradations import apply, bitrate_for
 
 CHAIN_KINDS: dict[str, str] = {
     "blur": "technical", "noise": "technical", "exposure": "technical", "contrast": "technical",
-    "color_shift": "technical", "desaturate": "technical",
+    "color_shift": "technical", "desaturate": "technical", "compression": "technical",
     "flicker": "motion", "jitter": "motion", "frozen": "motion", "ghosting": "motion", "morphing": "motion",
 }
 """Frame degradations chained, and the group each one hurts."""
 CHAIN_STRENGTHS: tuple[float, ...] = (0.0, 0.35, 0.7, 1.0)
+DEFAULT_CHAINS = 240
+"""Train-split chains the human stage ranks by default (20 per kind; about 9 minutes to build on 2 cores, then cached)."""
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Chain:
     prompt: str
     strengths: tuple[float, ...]
     features: list[VideoFeatures]
+    prompt_stats: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    """Prompt statistics of each step against the clip's prompt (empty without a prompt)."""
 
 
 def clean_records(manifest: str | Path, split: str) -> list[dict]:
@@ -67,23 +72,66 @@ def pick(records: list[dict], n: int, seed: int = 0) -> list[tuple[dict, str]]:
 
 
 def build_chain(extractor, record: dict, root: str | Path, degradation: str,
-                strengths: tuple[float, ...] = CHAIN_STRENGTHS, seed: int = 0) -> Chain:
+                strengths: tuple[float, ...] = CHAIN_STRENGTHS, seed: int = 0, cache=None) -> Chain:
     """Decode the record's clip (the extractor's sampling), degrade it at each strength (same random
-    draws for every strength) and extract features of each."""
+    draws for every strength) and extract features of each. ``cache``: a ``FeatureCache`` that keeps
+    each step's features under a key of (video bytes, degradation, strength, seed)."""
+    from llmvqa.encoders.cache import content_hash
     from llmvqa.video.loader import load_clip
 
-    clip = load_clip(Path(root) / record["video"], nframes=extractor.config.nframes, limits=extractor.config.limits)
+    path = Path(root) / record["video"]
+    keys = []
+    if cache is not None:
+        video = content_hash(path)
+        keys = [hashlib.sha256(f"chain|{video}|{degradation}|{s:.4f}|{seed}".encode()).hexdigest() for s in strengths]
+        hits = [cache.get(path, extractor.key, content_hash_=k) for k in keys]
+        if all(h is not None for h in hits):
+            return _chain(extractor, record, degradation, strengths, hits)
+    clip = load_clip(path, nframes=extractor.config.nframes, limits=extractor.config.limits)
     feats = []
-    for s in strengths:
-        frames = clip.frames if s == 0 else apply(clip.frames, degradation, s, np.random.default_rng(seed))
-        feats.append(extractor.extract_clip(dataclasses.replace(clip, frames=np.ascontiguousarray(frames))))
-    return Chain(record["id"], degradation, CHAIN_KINDS[degradation], record.get("prompt") or "", tuple(strengths),
-                 feats)
+    for i, s in enumerate(strengths):
+        frames = clip.frames if s == 0 else degrade(clip.frames, degradation, s, np.random.default_rng(seed))
+        f = extractor.extract_clip(dataclasses.replace(clip, frames=np.ascontiguousarray(frames)))
+        if cache is not None:
+            f.meta.update(content_hash=keys[i], encoder_key=extractor.key)
+            cache.put(f)
+        feats.append(f)
+    return _chain(extractor, record, degradation, strengths, feats)
 
 
-def build_chains(extractor, manifest: str | Path, split: str, n: int, seed: int = 0) -> list[Chain]:
+def _chain(extractor, record: dict, degradation: str, strengths, feats: list[VideoFeatures]) -> Chain:
+    prompt = record.get("prompt") or ""
+    stats = [{k: float(v) for k, v in extractor.prompt_stats(f, prompt).items()} if prompt else {} for f in feats]
+    return Chain(record["id"], degradation, CHAIN_KINDS[degradation], prompt, tuple(strengths), feats, stats)
+
+
+def degrade(frames: np.ndarray, kind: str, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """One chain step: a frame degradation, or a real H.264 encode at the corpus' bitrate for the strength
+    (``compression``; 8 fps, so the bits per frame match the corpus' clips)."""
+    if kind != "compression":
+        return apply(frames, kind, strength, rng)
+    import tempfile
+
+    import av
+
+    from llmvqa.video.writer import write_video
+
+    fps = 8.0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_video(Path(tmp) / "chain.mp4", frames, fps=fps,
+                           bitrate=bitrate_for(strength, (frames.shape[2], frames.shape[1]), fps))
+        with av.open(str(path)) as container:
+            out = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    if out.shape != frames.shape:  # the writer crops odd sizes to even ones
+        out = np.pad(out, [(0, 0), (0, frames.shape[1] - out.shape[1]), (0, frames.shape[2] - out.shape[2]), (0, 0)],
+                     mode="edge")
+    return out
+
+
+def build_chains(extractor, manifest: str | Path, split: str, n: int, seed: int = 0, cache=None) -> list[Chain]:
+    """``n`` chains of one split (``pick``), features kept in ``cache`` when given."""
     root = Path(manifest).parent
-    return [build_chain(extractor, rec, root, kind, seed=seed + i)
+    return [build_chain(extractor, rec, root, kind, seed=seed + i, cache=cache)
             for i, (rec, kind) in enumerate(pick(clean_records(manifest, split), n, seed))]
 
 
@@ -97,5 +145,5 @@ def ordered_pairs(scores: list[float]) -> tuple[int, int]:
     return good, total
 
 
-__all__ = ["CHAIN_KINDS", "CHAIN_STRENGTHS", "Chain", "build_chain", "build_chains", "clean_records",
+__all__ = ["CHAIN_KINDS", "CHAIN_STRENGTHS", "DEFAULT_CHAINS", "Chain", "build_chain", "build_chains", "clean_records", "degrade",
            "ordered_pairs", "pick"]

@@ -32,7 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from llmvqa.errors import DataError
-from llmvqa.model.prior import DEFAULT_ALPHA, PRIOR_TARGETS, HumanPrior, prior_input, prior_stats
+from llmvqa.model.prior import (
+    DEFAULT_ALPHA,
+    DEFAULT_PAIR_WEIGHT,
+    PRIOR_TARGETS,
+    HumanPrior,
+    prior_input,
+    prior_stats,
+)
 
 HUMAN_ASPECTS: dict[str, tuple[str, ...]] = {
     "overall": ("static", "temporal"),
@@ -96,13 +103,42 @@ def prompt_folds(prompts: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
     return np.array([fold_of[p] for p in prompts])
 
 
-def cross_fitted(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float) -> np.ndarray:
-    """(N, K) prior estimates, each from a prior fitted on the other folds."""
+def cross_fitted(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float, pairs=None,
+                 pair_weight: float = DEFAULT_PAIR_WEIGHT) -> np.ndarray:
+    """(N, K) prior estimates, each from a prior fitted on the other folds (with the ranking ``pairs``,
+    (pair_x, pair_margin) of ``chain_pairs``, in every fold when given)."""
     out = np.zeros_like(y, dtype=np.float64)
     for f in np.unique(folds):
         test = folds == f
-        out[test] = HumanPrior.fit(x[~test], y[~test], alpha).predict_inputs(x[test])
+        if pairs is None:
+            prior = HumanPrior.fit(x[~test], y[~test], alpha)
+        else:
+            prior = HumanPrior.fit_ranked(x[~test], y[~test], *pairs, alpha=alpha, weight=pair_weight)
+        out[test] = prior.predict_inputs(x[test])
     return out
+
+
+CHAIN_RATINGS = {"technical": "static", "motion": "temporal"}
+"""The human rating a chain of each group lowers (the other one must not rise)."""
+
+
+def chain_pairs(chains, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ranking pairs of degradation chains for ``HumanPrior.fit_ranked``: every (weaker, stronger) pair of a
+    chain; the rating its group hurts must drop by ``margin`` × the strength gap, the other quality rating
+    must not rise, prompt alignment is free. Returns pair_x (P, 2, D) and pair_margin (P, 3)."""
+    xs, margins = [], []
+    for ch in chains:
+        inputs = [prior_input(f, ps) for f, ps in zip(ch.features, ch.prompt_stats or [{}] * len(ch.features),
+                                                       strict=True)]
+        for i in range(len(inputs)):
+            for j in range(i + 1, len(inputs)):
+                gap = ch.strengths[j] - ch.strengths[i]
+                m = np.zeros(len(PRIOR_TARGETS))
+                m[PRIOR_TARGETS.index(CHAIN_RATINGS[ch.group])] = margin * gap
+                m[PRIOR_TARGETS.index("alignment")] = np.nan
+                xs.append(np.stack([inputs[i], inputs[j]]))
+                margins.append(m)
+    return np.stack(xs), np.stack(margins)
 
 
 @dataclass
@@ -132,6 +168,11 @@ class CalibrationConfig:
     """Scale of the scorer's feature tokens. 0: the scorer reads the statistics tokens only (the statistics and
     the prior, which the feature tokens feed): the base model's reading of the feature tokens runs against
     people on AI video (fetv_dev SRCC −0.2), and a few dozen rated clips cannot retrain it (eval/human_cv.py)."""
+    stats_gate: float = 0.0
+    """Scale of the raw statistics in the scorer's stats tokens. 0: the scorer reads the prior's estimates only.
+    The statistics still reach the score through the prior (they are among its inputs, fitted to people and ranked
+    by the chains); the base model's own reading of them was trained on formula targets: with it open the
+    calibrated scorer ordered 38% of the held-out chain pairs, the prior it reads 74% (eval/synth_chains.py)."""
     warm_gain: float = 1.0
     warm_batches: int = 3
     """Batches the warm start's gradient is averaged over."""
@@ -153,9 +194,13 @@ class CalibrationConfig:
     chain_batch: int = 2
     """Chains per chain step (each contributes all its strengths)."""
     chain_margin: float = 1.5
-    chain_weight: float = 0.5
-    """Weight of each chain row in the prior's fit (a rated clip weighs 1)."""
-    """Score gap (1–5 scale) a full-strength degradation should open below its clean clip."""
+    """Score gap (1–5 scale) a full-strength degradation should open below its clean clip in the scorer's chain
+    steps."""
+    prior_margin: float = 0.25
+    """Gap (1–5) a full-strength degradation should open in the prior's estimate of the rating it hurts
+    (``HumanPrior.fit_ranked``; eval/prior_pairs.py)."""
+    pair_weight: float = DEFAULT_PAIR_WEIGHT
+    """Weight of one chain pair in the prior's fit (a rated clip weighs 1)."""
     coverage: float = 0.8
     """Nominal coverage of the stated interval of the overall score."""
     seed: int = 0
@@ -202,13 +247,16 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     x = np.stack([prior_input(f, ps) for f, ps in feats])  # (N, D)
     y = np.array([[c.ratings[t] for t in PRIOR_TARGETS] for c in clips])  # (N, 3)
     folds = prompt_folds([c.prompt for c in clips], cfg.inner_folds, cfg.seed)
-    oof = cross_fitted(x, y, folds, cfg.alpha)  # (N, 3): what the scorer sees while training
     info = {"dataset": str(Path(clips[0].path).parent.parent.name), "targets_of": {"prior_" + t: t for t in PRIOR_TARGETS}}
-    prior = HumanPrior.fit(x, y, cfg.alpha, info=info)
     chains = list(chains or [])
-    if chains:  # degradations lower the estimate: each chain's clean clip keeps the human-fitted estimate,
-        # its degraded versions get it minus margin × strength on the ratings the degradation hurts
-        prior = _prior_with_chains(prior, x, y, chains, cfg, info)
+    pairs = chain_pairs(chains, cfg.prior_margin) if chains else None
+    # (N, 3): what the scorer sees while training
+    oof = cross_fitted(x, y, folds, cfg.alpha, pairs, cfg.pair_weight)
+    if pairs is None:
+        prior = HumanPrior.fit(x, y, cfg.alpha, info=info)
+    else:  # degradations lower the estimate of the rating they hurt: a degraded clip below its own clean clip
+        prior = HumanPrior.fit_ranked(x, y, *pairs, alpha=cfg.alpha, weight=cfg.pair_weight,
+                                      info={**info, "chains": len(chains), "margin": cfg.prior_margin})
 
     model = QualityLLM.from_pretrained(base, is_trainable=True, scorer=False)
     model.prior = None  # stats are passed explicitly below (cross-fitted)
@@ -229,7 +277,8 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
     version = model.cfg.prompt_version
     stats = [{**ps, **prior_stats(dict(zip(PRIOR_TARGETS, oof[i], strict=True)))} for i, (_, ps) in enumerate(feats)]
-    chain_stats = [[prior.stats(f, {}) for f in ch.features] for ch in chains]  # the prior fitted on all clips
+    chain_stats = [[{**ps, **prior.stats(f, ps)} for f, ps in zip(ch.features, ch.prompt_stats or [{}] * len(ch.features),
+                                                                  strict=True)] for ch in chains]
     # reading steps draw from the rated clips and the chains' clean clips (a degraded clip must not learn
     # "follow the prior whatever the picture shows")
     pool = [(f, ps, c.prompt or None) for (f, ps), c in zip(feats, clips, strict=True)]
@@ -237,6 +286,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     with torch.no_grad():
         for p in model.projectors.values():
             p.token_gate.fill_(cfg.token_gate)
+            p.stats_gate.fill_(cfg.stats_gate)
     _warm_start(model, pool, cfg, rng, version)
     kinds = _step_kinds(cfg, bool(chains))
     counts = dict.fromkeys(("read", "human", "chain"), 0)
@@ -290,31 +340,6 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     (out / "calibration.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
     log(f"calibrated in {state['seconds']:.0f} s → {out}")
     return out
-
-
-CHAIN_RATINGS = {"technical": ("static",), "motion": ("temporal",)}
-"""The human ratings a chain of each group lowers."""
-
-
-def _prior_with_chains(prior: HumanPrior, x: np.ndarray, y: np.ndarray, chains, cfg: CalibrationConfig,
-                       info: dict) -> HumanPrior:
-    """Refit the prior on the rated clips plus chain rows (weight ``cfg.chain_weight`` each): the clean clip
-    at its own estimate, each degraded version lower by chain_margin × strength on the hurt rating."""
-    rows, targets = [], []
-    for ch in chains:
-        inputs = [prior_input(f) for f in ch.features]
-        base = prior.predict_inputs(inputs[0][None])[0]
-        for s, xi in zip(ch.strengths, inputs, strict=True):
-            t = base.copy()
-            for r in CHAIN_RATINGS.get(ch.group, ()):
-                k = PRIOR_TARGETS.index(r)
-                t[k] = max(1.0, t[k] - cfg.chain_margin * s)
-            rows.append(xi)
-            targets.append(t)
-    xx = np.concatenate([x, np.stack(rows)])
-    yy = np.concatenate([y, np.stack(targets)])
-    w = np.concatenate([np.ones(len(x)), np.full(len(rows), cfg.chain_weight)])
-    return HumanPrior.fit(xx, yy, cfg.alpha, info={**info, "chains": len(chains)}, weights=w)
 
 
 def _step_kinds(cfg: CalibrationConfig, with_chains: bool) -> list[str]:
@@ -424,5 +449,6 @@ def features_from_cache(encoder: dict | None, cache_dir: str | Path) -> Features
     return features_of
 
 
-__all__ = ["HUMAN_ASPECTS", "CalibrationConfig", "RatedClip", "calibrate", "cross_fitted", "features_from_cache",
+__all__ = ["CHAIN_RATINGS", "HUMAN_ASPECTS", "CalibrationConfig", "RatedClip", "calibrate", "chain_pairs", "cross_fitted",
+           "features_from_cache",
            "load_rated", "prompt_folds", "target"]
