@@ -111,6 +111,26 @@ def test_the_prior_enters_the_stats_token_of_each_stream():
     assert PRIOR_OF_STREAM["motion"] == "prior_temporal"
 
 
+def test_a_closed_stats_gate_leaves_the_prior_as_the_only_statistic_the_token_reads():
+    from llmvqa.model.projectors import StreamProjector
+
+    torch.manual_seed(0)
+    proj = StreamProjector("motion", 8, 16, "mlp", 2)
+    with torch.no_grad():
+        proj.prior_dir.normal_()
+    x, lengths = torch.randn(1, 3, 8), torch.tensor([3])
+
+    def token(seed, temporal):
+        st = stats_vector("motion", make_features(seed).stats, prior_stats({"temporal": temporal}))[None]
+        return proj(x, lengths, st)[0, -1]
+
+    assert not torch.allclose(token(0, 3.5), token(1, 3.5))  # open: the raw statistics move the token
+    with torch.no_grad():
+        proj.stats_gate.fill_(0.0)
+    assert torch.allclose(token(0, 3.5), token(1, 3.5))  # closed: only the prior's estimate does
+    assert not torch.allclose(token(0, 3.5), token(0, 2.0))
+
+
 def test_a_checkpoint_saved_before_the_prior_slots_loads_unchanged(gemma, tmp_path):
     from safetensors.torch import load_file, save_file
 
