@@ -73,6 +73,15 @@ def test_the_prior_round_trips_through_its_file(tmp_path):
     assert HumanPrior.load(tmp_path / "nothing") is None
 
 
+def test_without_a_prompt_the_prior_leaves_the_alignment_slot_empty():
+    feats = make_features()
+    x = prior_input(feats)[None]
+    rng = np.random.default_rng(0)
+    prior = HumanPrior.fit(x + rng.normal(size=(6, x.shape[1])), rng.uniform(1, 5, size=(6, 3)))
+    assert set(prior.stats(feats, {})) == {"prior_static", "prior_temporal"}
+    assert set(prior.stats(feats, {"prompt_alignment": 0.2})) == {"prior_static", "prior_temporal", "prior_alignment"}
+
+
 def test_the_prior_refuses_features_of_other_encoders():
     feats = make_features()
     x = prior_input(feats)[None]
@@ -236,10 +245,11 @@ def test_calibrate_with_chains_fits_a_ranked_prior_and_trains_chain_steps(gemma,
               for i in range(3)]
     log = []
     out = calibrate(tmp_path / "base", clips, lambda c: by_name[c.name], tmp_path / "out",
-                    CalibrationConfig(steps=4, batch_size=4, inner_folds=3), log=log.append, chains=chains)
+                    CalibrationConfig(steps=3, batch_size=4, inner_folds=3, read_steps=1), log=log.append, chains=chains)
     prior = HumanPrior.load(out)
     assert prior.info["pairs"] == 9 and prior.info["chains"] == 3
-    assert any("(chain)" in m for m in log)  # the fourth step of the cycle read, read, human, chain
+    assert any("(chain)" in m for m in log)  # the last step of the cycle read, human, chain
+    assert not (out / "scorer" / "interval.json").exists() and (out / "interval.json").is_file()
 
 
 # ---------------------------------------------------------------------------- rating protection at inference

@@ -153,8 +153,12 @@ class HumanPrior:
         return dict(zip(self.targets, self.predict_inputs(x[None])[0].tolist(), strict=True))
 
     def stats(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
-        """The estimates as statistics of the streams (``PRIOR_OF_STREAM`` names)."""
-        return prior_stats(self.predict(features, prompt_stats))
+        """The estimates as statistics of the streams (``PRIOR_OF_STREAM`` names). Without a prompt (no
+        ``prompt_alignment`` in prompt_stats) there is no alignment to estimate: its slot stays empty."""
+        est = self.predict(features, prompt_stats)
+        if "prompt_alignment" not in (prompt_stats or {}):
+            est.pop("alignment", None)
+        return prior_stats(est)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.numpy import save_file

@@ -145,7 +145,7 @@ def chain_pairs(chains, margin: float) -> tuple[np.ndarray, np.ndarray]:
 class CalibrationConfig:
     """Settings of the human calibration stage."""
 
-    steps: int = 30
+    steps: int = 60
     """Optimizer steps (each one batch of one aspect)."""
     batch_size: int = 8
     """Clips per batch (PLCC and rank losses correlate within a batch)."""
@@ -155,10 +155,10 @@ class CalibrationConfig:
     (all projectors) or "projectors+lora"."""
     lr: float = 2e-4
     """AdamW learning rate of the LoRA weights (trainable "projectors+lora"), warmup over the first 10% of steps."""
-    projector_lr: float = 1e-4
-    """Learning rate of the projectors (small: a large step moves the stats token out of the region where the
-    warm-started prior direction raises the score)."""
-    prior_lr: float = 1e-3
+    projector_lr: float = 1e-3
+    """Learning rate of the projectors (with the raw statistics gated off, their stats MLPs see only the prior's
+    estimate, so a larger step cannot memorize clips; at 1e-4 and 30 steps the scorer barely read the slots)."""
+    prior_lr: float = 3e-3
     """Learning rate of the prior directions (``StreamProjector.prior_dir``)."""
     mse_weight: float = 1.0
     """Weight of the mean squared error of the expected score (on 1–5 divided by 4)."""
@@ -183,9 +183,11 @@ class CalibrationConfig:
     """Ridge penalty of the prior."""
     inner_folds: int = 5
     """Prompt-grouped folds of the cross-fitted prior estimates the scorer trains on."""
-    read_steps: int = 2
+    read_steps: int = 3
     """Reading steps per cycle: random prior estimates in the stats slots, their aspect mix as target."""
     read_range: tuple[float, float] = (1.3, 4.9)
+    no_prompt_share: float = 0.3
+    """Share of reading examples posed without a prompt (no alignment estimate), as `rate` without --prompt does."""
     """Range of the random estimates of reading steps (1–5 scale)."""
     human_steps: int = 1
     """Human steps per cycle: rated clips, their cross-fitted estimates, the human ratings as targets."""
@@ -260,6 +262,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
 
     model = QualityLLM.from_pretrained(base, is_trainable=True, scorer=False)
     model.prior = None  # stats are passed explicitly below (cross-fitted)
+    model.interval = None  # the interval belongs to the calibrated model (written below), not to its scorer
     model.train()
     lora = [p for n, p in model.named_parameters() if "lora_" in n] if cfg.trainable.endswith("+lora") else []
     direction = [p for n, p in model.projectors.named_parameters() if n.endswith("prior_dir")]
@@ -403,7 +406,13 @@ def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str):
     for i in rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False):
         f, ps, prompt = pool[i]
         est = dict(zip(PRIOR_TARGETS, rng.uniform(*cfg.read_range, size=len(PRIOR_TARGETS)), strict=True))
-        aspect = cfg.aspects[int(rng.integers(len(cfg.aspects)))]
+        aspects = cfg.aspects
+        if rng.random() < cfg.no_prompt_share:  # as rated without a prompt: no alignment slot, quality aspects only
+            ps = {k: v for k, v in ps.items() if k != "prompt_alignment"}
+            prompt = None
+            est.pop("alignment")
+            aspects = tuple(a for a in cfg.aspects if "alignment" not in HUMAN_ASPECTS[a]) or cfg.aspects
+        aspect = aspects[int(rng.integers(len(aspects)))]
         exs.append(_example(model, aspect, f, {**ps, **prior_stats(est)}, prompt, version))
         tgt.append(target(aspect, est))
     out = model.forward(model.collator(exs))
