@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 
 from llmvqa.model.prior import DEFAULT_ALPHA, PRIOR_TARGETS, HumanPrior, prior_input
 from llmvqa.sig.chains import DEFAULT_CHAINS, build_chains, ordered_pairs
-from llmvqa.train.human import chain_pairs, cross_fitted, features_from_cache, load_rated, prompt_folds
+from llmvqa.train.human_data import chain_pairs, cross_fitted, features_from_cache, load_rated, prompt_folds
 
 
 def chain_order(prior: HumanPrior, chains) -> tuple[float, dict[str, float]]:

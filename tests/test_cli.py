@@ -165,3 +165,16 @@ def test_dimensions_is_one_switch_with_one_meaning_in_rate_batch_and_evaluate(tm
     for argv in base.values():
         assert parser.parse_args([*argv, "--no-dimensions"]).dimensions is False
         assert parser.parse_args([*argv, "--dimensions"]).dimensions is True
+
+
+@pytest.mark.slow
+def test_the_shipped_model_ranks_the_distorted_carphone_below_the_pristine_one():
+    """Issue 17: overall and on the technical group (the shipped model, through the command users run)."""
+    scores = {}
+    for name in ("carphone_pristine", "carphone_distorted"):
+        proc = _run("rate", f"example:{name}", "--json", "--no-explain", timeout=900)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        scores[name] = (out["score"], out["groups"]["technical"]["score"])
+    assert scores["carphone_distorted"][0] < scores["carphone_pristine"][0]
+    assert scores["carphone_distorted"][1] < scores["carphone_pristine"][1]

@@ -1,27 +1,30 @@
 """Human calibration: the stage that teaches the scorer what people see in AI-generated video.
 
-    llmvqa calibrate --model runs/mini/stage3/final --ratings ../shared/data/fetv_dev --out models/llmvqa-mini
+    llmvqa calibrate --model runs/mini/stage3/final --ratings ../shared/data/fetv_dev \
+        --synth data/synth/manifest.jsonl --out models/llmvqa-mini
 
-Input: a trained checkpoint (stages 1–3) and human-rated clips (``labels.csv``: name, model,
-prompt, static, temporal, alignment on 1–5, FETV's layout). Output: a checkpoint whose
+Input: a trained checkpoint (stages 1–3), human-rated clips (``labels.csv``: name, model, prompt, static,
+temporal, alignment on 1–5, FETV's layout) and, optionally, degradation chains of the synth corpus.
+Output: a checkpoint whose
 
 - ``prior.safetensors`` is the human prior (``llmvqa.model.prior``): a ridge probe of the encoder
-  features fitted to all the ratings, read by the stats tokens;
-- ``scorer/`` is the base checkpoint fine-tuned (LoRA + projectors) to read, from those stats tokens
-  and the features, the levels people give: overall ← mean of static and temporal, technical
-  group ← static, motion group ← temporal, semantic group and prompt_alignment ← alignment
-  (``HUMAN_ASPECTS``). Losses on the expected score: MSE (the scale) + PLCC + 0.3 × rank, each batch
-  one aspect. While it trains, every clip's prior estimate is the one a prior fitted *without that
-  clip's prompt* gives (grouped cross-fitting), so the scorer learns how far the prior is trusted on
-  unseen content, not on clips the prior memorized;
-- ``interval.json`` is the half-width of the stated interval of the overall score: the
-  ``coverage`` quantile of the cross-fitted prior's absolute error (measured, not assumed: eval/human_cv.py);
+  features fitted to all the ratings — with chains, ranked so that a degraded clip scores below its own
+  clean clip on the rating its degradation hurts (``HumanPrior.fit_ranked``);
+- ``scorer/`` is the base checkpoint whose stats MLPs and prior directions are trained to read, from the
+  prior's estimates alone (feature tokens and raw statistics gated off), the levels people give: overall ←
+  mean of static and temporal, technical group ← static, motion group ← temporal, semantic group and
+  prompt_alignment ← alignment (``HUMAN_ASPECTS``). Reading steps (random estimates, exact targets), human
+  steps (every clip's estimate from a prior fitted *without that clip's prompt*, the human ratings; MSE +
+  PLCC + 0.3 × rank + soft level CE) and chain steps (ranks inside a chain);
+- ``interval.json`` is a first interval of the overall score from the cross-fitted prior's errors;
+  ``eval/human_cv.py --write-interval`` replaces it with the calibrated model's held-out errors (train.sh does);
 - the main adapter (dimensions, justifications, chat) is the base checkpoint's, unchanged.
+
+Rated clips, folds and chain pairs: ``llmvqa.train.human_data``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import time
@@ -31,14 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
-from llmvqa.errors import DataError
-from llmvqa.model.prior import (
-    DEFAULT_ALPHA,
-    DEFAULT_PAIR_WEIGHT,
-    PRIOR_TARGETS,
-    HumanPrior,
-    prior_input,
-    prior_stats,
+from llmvqa.model.prior import DEFAULT_ALPHA, DEFAULT_PAIR_WEIGHT, PRIOR_TARGETS, HumanPrior, prior_input, prior_stats
+from llmvqa.train.human_data import (
+    CHAIN_RATINGS,
+    FeaturesOf,
+    RatedClip,
+    chain_pairs,
+    cross_fitted,
+    features_from_cache,
+    load_rated,
+    prompt_folds,
 )
 
 HUMAN_ASPECTS: dict[str, tuple[str, ...]] = {
@@ -51,94 +56,9 @@ HUMAN_ASPECTS: dict[str, tuple[str, ...]] = {
 """Aspect the scorer reads → the human ratings whose mean is its target."""
 
 
-@dataclass(frozen=True)
-class RatedClip:
-    """One human-rated clip."""
-
-    name: str
-    path: Path
-    prompt: str
-    source: str
-    """The generator ("ground-truth" for real footage)."""
-    ratings: dict[str, float]
-    """static / temporal / alignment on 1–5 (means of the raters)."""
-
-
-def load_rated(folder: str | Path) -> list[RatedClip]:
-    """The clips of ``folder/labels.csv`` (columns name, model, prompt, static, temporal, alignment)."""
-    root = Path(folder)
-    labels = root / "labels.csv"
-    if not labels.is_file():
-        raise DataError(str(labels), "not found", "pass a folder with labels.csv and clips/ (FETV layout)")
-    clips = []
-    with labels.open(newline="", encoding="utf-8") as f:
-        for i, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                ratings = {t: float(row[t]) for t in PRIOR_TARGETS}
-                name = row["name"]
-            except (KeyError, TypeError, ValueError) as e:
-                raise DataError(f"{labels}:{i}", f"bad row ({e})",
-                                "columns: name, model, prompt, static, temporal, alignment (1–5)") from e
-            path = root / "clips" / name
-            if not path.exists():
-                raise DataError(f"{labels}:{i}", f"clip {path} not found", "put the clips in clips/")
-            clips.append(RatedClip(name, path, row.get("prompt", ""), row.get("model", ""), ratings))
-    if len(clips) < 6:
-        raise DataError(str(labels), f"only {len(clips)} rated clips", "calibration needs at least 6")
-    return clips
-
-
 def target(aspect: str, ratings: dict[str, float]) -> float:
     """The human target of an aspect (``HUMAN_ASPECTS``) on 1–5."""
     return float(np.mean([ratings[t] for t in HUMAN_ASPECTS[aspect]]))
-
-
-def prompt_folds(prompts: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
-    """(N,) fold index per clip; all clips of one prompt share a fold (prompts dealt round-robin
-    after a seeded shuffle)."""
-    unique = sorted(set(prompts))
-    k = max(2, min(k, len(unique)))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    fold_of = {unique[j]: i % k for i, j in enumerate(order)}
-    return np.array([fold_of[p] for p in prompts])
-
-
-def cross_fitted(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float, pairs=None,
-                 pair_weight: float = DEFAULT_PAIR_WEIGHT) -> np.ndarray:
-    """(N, K) prior estimates, each from a prior fitted on the other folds (with the ranking ``pairs``,
-    (pair_x, pair_margin) of ``chain_pairs``, in every fold when given)."""
-    out = np.zeros_like(y, dtype=np.float64)
-    for f in np.unique(folds):
-        test = folds == f
-        if pairs is None:
-            prior = HumanPrior.fit(x[~test], y[~test], alpha)
-        else:
-            prior = HumanPrior.fit_ranked(x[~test], y[~test], *pairs, alpha=alpha, weight=pair_weight)
-        out[test] = prior.predict_inputs(x[test])
-    return out
-
-
-CHAIN_RATINGS = {"technical": "static", "motion": "temporal"}
-"""The human rating a chain of each group lowers (the other one must not rise)."""
-
-
-def chain_pairs(chains, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """Ranking pairs of degradation chains for ``HumanPrior.fit_ranked``: every (weaker, stronger) pair of a
-    chain; the rating its group hurts must drop by ``margin`` × the strength gap, the other quality rating
-    must not rise, prompt alignment is free. Returns pair_x (P, 2, D) and pair_margin (P, 3)."""
-    xs, margins = [], []
-    for ch in chains:
-        inputs = [prior_input(f, ps) for f, ps in zip(ch.features, ch.prompt_stats or [{}] * len(ch.features),
-                                                       strict=True)]
-        for i in range(len(inputs)):
-            for j in range(i + 1, len(inputs)):
-                gap = ch.strengths[j] - ch.strengths[i]
-                m = np.zeros(len(PRIOR_TARGETS))
-                m[PRIOR_TARGETS.index(CHAIN_RATINGS[ch.group])] = margin * gap
-                m[PRIOR_TARGETS.index("alignment")] = np.nan
-                xs.append(np.stack([inputs[i], inputs[j]]))
-                margins.append(m)
-    return np.stack(xs), np.stack(margins)
 
 
 @dataclass
@@ -220,10 +140,6 @@ class CalibrationConfig:
         unknown = [a for a in self.aspects if a not in HUMAN_ASPECTS]
         if unknown:
             raise ValueError(f"unknown aspects {unknown}; known: {list(HUMAN_ASPECTS)}")
-
-
-FeaturesOf = Callable[[RatedClip], tuple]
-"""clip → (VideoFeatures, prompt_stats dict)."""
 
 
 def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: FeaturesOf, out_dir: str | Path,
@@ -442,22 +358,6 @@ def _chain_loss(model, chains, chain_stats, k: int, cfg: CalibrationConfig, rng,
     return torch.stack(losses).mean()
 
 
-def features_from_cache(encoder: dict | None, cache_dir: str | Path) -> FeaturesOf:
-    """A ``features_of`` that extracts (or reads from the feature cache) with the model's encoders."""
-    from llmvqa.encoders.cache import FeatureCache, get_or_extract
-    from llmvqa.encoders.config import EncoderConfig
-    from llmvqa.encoders.pipeline import FeatureExtractor
-
-    extractor = FeatureExtractor(EncoderConfig.from_dict(encoder) if encoder else None)
-    cache = FeatureCache(cache_dir)
-
-    def features_of(clip: RatedClip):
-        f, _ = get_or_extract(extractor, clip.path, cache)
-        return f, {k: float(v) for k, v in extractor.prompt_stats(f, clip.prompt or None).items()}
-
-    return features_of
-
-
-__all__ = ["CHAIN_RATINGS", "HUMAN_ASPECTS", "CalibrationConfig", "RatedClip", "calibrate", "chain_pairs", "cross_fitted",
-           "features_from_cache",
-           "load_rated", "prompt_folds", "target"]
+# the data helpers live in llmvqa.train.human_data; they are re-exported here for the callers of this stage
+__all__ = ["CHAIN_RATINGS", "HUMAN_ASPECTS", "CalibrationConfig", "FeaturesOf", "RatedClip", "calibrate", "chain_pairs",
+           "cross_fitted", "features_from_cache", "load_rated", "prompt_folds", "target"]
