@@ -20,6 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from llmvqa import cancel
 from llmvqa.dimensions import Dimension
 from llmvqa.dimensions import load_dimensions as load_dimension_spec
 from llmvqa.errors import LlmvqaError, ModelError, VideoError
@@ -212,6 +213,7 @@ class Assessor:
         t0 = time.perf_counter()
         prompt = prompt.strip() if prompt and prompt.strip() else None
         features = self.features(video)
+        cancel.check()  # a request past its deadline stops between stages (llmvqa.cancel)
         timings = {"features": time.perf_counter() - t0}
         prompt_stats = {k: float(v) for k, v in self.extractor.prompt_stats(features, prompt).items()} if prompt else {}
         stats = {**{k: float(v) for k, v in features.stats.items()}, **prompt_stats}
@@ -229,6 +231,7 @@ class Assessor:
             t = time.perf_counter()
             level_score, *scored = self._score_many(features, prompt, prompt_stats, [("overall", ""), *aspects])
             timings["score"] = time.perf_counter() - t
+        cancel.check()
         overall = LevelRating.from_probs("overall", _probs(level_score))
         by_name = {d.name: d for d in self.dimensions}
         for (kind, subject), level in zip(aspects, scored, strict=True):

@@ -342,3 +342,18 @@ def test_compare_names_the_better_clip_and_the_defects_that_differ(tmp_path):
     assert c.why == ["B: the picture freezes from 2.0 s to 2.5 s (not in A)"]
     assert "Why" in render_comparison(c) and c.to_dict()["overall"]["better"] == c.better
     assert a.compare(p1, p1).better == "tie"  # a clip against itself
+
+
+def test_a_cancelled_rating_stops_between_stages_before_the_model_runs(video):
+    import threading
+
+    from llmvqa.cancel import Cancelled, cancellable
+
+    a = make_assessor()
+    event = threading.Event()
+    event.set()  # the server sets it when the request passes its deadline
+    with cancellable(event), pytest.raises(Cancelled):
+        a.rate(video, explain=True)
+    assert a.model.scored == []  # stopped after the features: nothing was scored or generated
+    a.rate(video, explain=False)  # outside the block the same assessor works as before
+    assert a.model.scored

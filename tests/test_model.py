@@ -561,17 +561,34 @@ def test_chat_format_follows_the_backbone_and_is_recorded(backbones, tmp_path):
     assert QualityLLM.from_pretrained(tmp_path / "q").template.chat_format == "gemma"
 
 
-def test_generation_stops_at_once_when_cancelled(backbones):
+def test_scoring_and_generation_stop_at_once_when_cancelled(backbones):
     import threading
 
-    from llmvqa.model.generation import cancellable
+    from llmvqa.cancel import Cancelled, cancellable
 
     model = build(backbones["qwen"], lora=True, max_new_tokens=400)
     feats = make_features()
+    score = model.score(feats)
     event = threading.Event()
-    event.set()  # the deadline has passed
-    with cancellable(event):
-        model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=model.score(feats))
-    assert model.last_generation["completion_tokens"] <= 1
-    model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=model.score(feats))
+    event.set()  # the deadline has passed: the next decoder layer of any forward pass stops the work
+    with cancellable(event), pytest.raises(Cancelled):
+        model.score(feats)
+    with cancellable(event), pytest.raises(Cancelled):
+        model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=score)
+    calls = []
+    stop = threading.Event()
+
+    class SetAfter:  # a streamer that sets the event after the fifth token: generation stops there
+        def put(self, value):
+            calls.append(value)
+            if len(calls) > 5:
+                stop.set()
+
+        def end(self):
+            pass
+
+    with cancellable(stop), pytest.raises(Cancelled):
+        model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=score, streamer=SetAfter())
+    assert len(calls) <= 7
+    model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=score)
     assert model.last_generation["completion_tokens"] > 20  # outside the block: not cancelled

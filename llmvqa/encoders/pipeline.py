@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from llmvqa import cancel
 from llmvqa.encoders.backbones import load_vision_backbone
 from llmvqa.encoders.cache import content_hash
 from llmvqa.encoders.config import EncoderConfig
@@ -72,6 +73,7 @@ class FeatureExtractor:
         stats: dict[str, float] = {}
         basis = None
         for stream in STREAMS:
+            cancel.check()  # a request past its deadline stops between streams (llmvqa.cancel)
             t, c = time.perf_counter(), time.process_time()
             if stream == "semantic":
                 tokens[stream], s, basis = self.semantic(clip)

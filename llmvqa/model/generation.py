@@ -16,21 +16,8 @@ import torch
 from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
+from llmvqa.cancel import current
 from llmvqa.justify import Plan
-
-_local = threading.local()
-
-
-@contextlib.contextmanager
-def cancellable(event: threading.Event):
-    """Generation started in this thread inside the block stops at the next token once ``event`` is set
-    (the server sets it when a request passes its deadline, so a timed-out answer frees the model)."""
-    previous = getattr(_local, "cancel", None)
-    _local.cancel = event
-    try:
-        yield
-    finally:
-        _local.cancel = previous
 
 
 class _Cancelled(StoppingCriteria):
@@ -195,7 +182,7 @@ def generate_planned(model, ex, plan: Plan, *, max_new_tokens: int = 256, temper
     kwargs = {"do_sample": True, "temperature": float(temperature)} if temperature > 0 else {"do_sample": False}
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else end_ids[0]
     ids = {t for _, seq, _ in constraint._seqs for t in seq} | set(end_ids)
-    cancel = getattr(_local, "cancel", None)
+    cancel = current()
     if cancel is not None:
         kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancelled(cancel)])
     with merged_lora(model), restricted_head(model.lm, model.lm_head, sorted(ids)):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmvqa import cancel
 from llmvqa.errors import ConfigError, ModelError
 from llmvqa.features import VideoFeatures
 from llmvqa.model.backbone import language_model_parts, load_backbone
@@ -68,6 +69,20 @@ def _text_config(lm):
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
 
+def _check_cancel(_module, _args) -> None:
+    cancel.check()
+
+
+def interruptible(lm: nn.Module) -> None:
+    """A request past its deadline stops at the next decoder layer of any forward pass (``llmvqa.cancel``): a
+    scoring pass over a long prompt frees the model within a layer, not at its end. Outside the server's
+    ``cancellable`` block the hook is one thread-local lookup per layer."""
+    for module in lm.modules():
+        if type(module).__name__.endswith("DecoderLayer") and not getattr(module, "_llmvqa_interruptible", False):
+            module.register_forward_pre_hook(_check_cancel)
+            module._llmvqa_interruptible = True
+
+
 class QualityLLM(nn.Module):
     """The quality model. Build with ``QualityLLM.build(cfg)`` or ``QualityLLM.from_pretrained(dir)``."""
 
@@ -76,6 +91,7 @@ class QualityLLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.lm = lm
+        interruptible(lm)
         self.tokenizer = tokenizer
         self.placeholder_token = placeholder_token
         self.encoder_config = encoder_config

@@ -41,8 +41,8 @@ LARGE_BODY = 2**20
 
 
 def _return_memory() -> None:
-    """Give freed heap pages back to the OS after a large request (glibc keeps them otherwise; a
-    200 MiB data: URL left ~600 MiB resident). No-op where there is no glibc."""
+    """Give freed heap pages back to the OS after a large request or a burst of requests (glibc keeps them
+    otherwise; a 200 MiB data: URL left ~600 MiB resident). No-op where there is no glibc."""
     try:
         import ctypes
 
@@ -255,6 +255,8 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), config.api_key.encode()):
             raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer <key>')", "invalid_api_key")
 
+    in_flight, in_flight_lock = [0], threading.Lock()  # video jobs running or waiting for the model
+
     async def with_video(ref: str | None, upload: tuple[str, bytes] | None, work: Callable[[Path], Any]) -> Any:
         """Materialize the video, probe it against the limits, run ``work(path)`` under the lock, with a deadline.
 
@@ -264,6 +266,18 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
         cancelled = threading.Event()
 
         def job() -> Any:
+            with in_flight_lock:
+                in_flight[0] += 1
+            try:
+                return video_job()
+            finally:
+                with in_flight_lock:
+                    in_flight[0] -= 1
+                    idle = in_flight[0] == 0
+                if idle:  # the last request of a burst: give its decoded frames' heap pages back to the OS
+                    _return_memory()
+
+        def video_job() -> Any:
             with tempfile.TemporaryDirectory(prefix="llmvqa-serve-") as tmp:
                 if upload is not None:
                     name, data = upload
@@ -279,10 +293,14 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
                     try:
                         if cancelled.is_set():
                             return None
-                        from llmvqa.model.generation import cancellable
+                        from llmvqa.cancel import Cancelled, cancellable
 
-                        with cancellable(cancelled):  # past the deadline, generation stops at the next token
-                            return work(path)
+                        # past the deadline the work stops at its next check point (a stage, a token)
+                        with cancellable(cancelled):
+                            try:
+                                return work(path)
+                            except Cancelled:
+                                return None
                     finally:
                         model_lock.release()
                 except LlmvqaError as err:
