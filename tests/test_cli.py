@@ -46,6 +46,11 @@ def clip(tmp_path_factory) -> Path:
 def test_rate_json(fake_cli, clip, capsys):
     assert llmvqa.cli.main(["rate", str(clip), "--json", "--prompt", "a cat", "--model", "some/dir"]) == 0
     out = json.loads(capsys.readouterr().out)
+    import jsonschema
+
+    from llmvqa.result import json_schema
+
+    jsonschema.validate(out, json_schema())  # what `rate --json` prints satisfies the published schema
     assert out["score"] == pytest.approx(expected_overall(clip))
     assert out["prompt"] == "a cat" and "prompt_alignment" in out["dimensions"] and out["justification"]
     assert fake_cli.loaded == ["some/dir"]

@@ -378,8 +378,31 @@ def test_compare_endpoint(root):
 def test_the_official_openai_client_rates_streams_and_gets_its_errors(root):
     openai = pytest.importorskip("openai")  # a dev dependency (pip install -e '.[dev]')
 
+    import socket
+    import time
+
+    import uvicorn
+
     app = create_app(make_assessor(), ServerConfig(allowed_root=root, api_key="sk-local"))
-    oa = openai.OpenAI(base_url="http://testserver/v1", api_key="sk-local", http_client=TestClient(app), max_retries=0)
+    with socket.socket() as sock:  # a free loopback port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        _drive_with_openai(openai, f"http://127.0.0.1:{port}/v1", root)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _drive_with_openai(openai, base_url: str, root) -> None:
+    oa = openai.OpenAI(base_url=base_url, api_key="sk-local", max_retries=0)
     assert [m.id for m in oa.models.list()] == ["fake"]
     messages = video_msg("v1.mp4", "which part looks worst?")["messages"]
     resp = oa.chat.completions.create(model="fake", messages=messages, max_tokens=48, temperature=0.0)
@@ -398,6 +421,6 @@ def test_the_official_openai_client_rates_streams_and_gets_its_errors(root):
         oa.chat.completions.create(model="gpt-4o", messages=messages)
     with pytest.raises(openai.BadRequestError):
         oa.chat.completions.create(model="fake", messages=messages, max_tokens=0)
-    wrong = openai.OpenAI(base_url="http://testserver/v1", api_key="nope", http_client=TestClient(app), max_retries=0)
+    wrong = openai.OpenAI(base_url=base_url, api_key="nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         wrong.chat.completions.create(model="fake", messages=messages)
