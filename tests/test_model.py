@@ -592,3 +592,32 @@ def test_scoring_and_generation_stop_at_once_when_cancelled(backbones):
     assert len(calls) <= 7
     model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=score)
     assert model.last_generation["completion_tokens"] > 20  # outside the block: not cancelled
+
+
+CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+                   "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+                   "{% endif %}")
+
+
+def test_a_tokenizer_with_its_own_chat_template_is_prompted_exactly_as_apply_chat_template_renders():
+    from llmvqa.model.template import PromptTemplate, resolve_chat_format
+
+    tok = tiny_bpe_tokenizer()
+    assert resolve_chat_format("auto", tok) == "chatml"  # no template of its own: the ChatML markers file
+    tok.chat_template = CHATML_TEMPLATE  # what Qwen2.5's tokenizer_config.json carries (without the tools part)
+    assert resolve_chat_format("auto", tok) == "template"
+    pad = "<|video_pad|>"
+    t = PromptTemplate(tok, tokens_per_stream=2, placeholder_id=tok.convert_tokens_to_ids(pad), level_ids=[0, 1, 2, 3, 4],
+                       chat_format="auto")
+    video = t.video_text
+    for stream in STREAMS:
+        video = video.replace("{" + stream + "}", pad * 2)
+    conv = [{"role": "user", "content": "<video>\nHow good is it?"}, {"role": "assistant", "content": "It is fine."}]
+    want = [{"role": "system", "content": t.system}, {"role": "user", "content": video + "\nHow good is it?"},
+            {"role": "assistant", "content": "It is fine."}]
+    assert tok.decode(t.encode(conv).input_ids) == tok.apply_chat_template(want, tokenize=False)
+    prompt = tok.decode(t.encode(conv[:1], open_answer="").input_ids)  # where the answer starts: the generation prompt
+    assert prompt == tok.apply_chat_template(want[:2], tokenize=False, add_generation_prompt=True)
+    tok.chat_template = "{{ messages[0]['content'] }}"  # drops turns: refused with the way out
+    with pytest.raises(ConfigError, match="chat template"):
+        PromptTemplate(tok, 2, tok.convert_tokens_to_ids(pad), [0, 1, 2, 3, 4], chat_format="template")

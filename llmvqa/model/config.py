@@ -8,7 +8,7 @@ from llmvqa.errors import ConfigError
 from llmvqa.settings import coerce_number
 from llmvqa.statistics import STREAMS
 
-CHAT_FORMATS = ("auto", "gemma", "chatml")
+CHAT_FORMATS = ("auto", "gemma", "chatml", "template")
 
 
 @dataclass
@@ -43,9 +43,10 @@ class ModelConfig:
     prompt_version: str = "v1"
     """Folder under prompts/ with the system prompt, chat format, template and questions."""
     chat_format: str = "auto"
-    """Turn markers: "gemma" (prompts/<v>/chat_format.yaml, <start_of_turn>…), "chatml"
-    (chat_format_chatml.yaml, <|im_start|>…, what Qwen models were tuned with), or "auto": chatml when
-    the tokenizer has <|im_start|> as one token, else gemma. A built model records the resolved format;
+    """Turn markers: "template" (the tokenizer's own chat template, through ``apply_chat_template``: Qwen2.5,
+    Qwen2.5-VL), "gemma" (prompts/<v>/chat_format.yaml, <start_of_turn>…, for the base Gemma), "chatml"
+    (chat_format_chatml.yaml, <|im_start|>…), or "auto": template when the tokenizer has a chat template,
+    else chatml when it has <|im_start|> as one token, else gemma. A built model records the resolved format;
     checkpoints saved before this setting existed were trained with gemma markers and load with them."""
     trust_remote_code: bool = False
     """Allow custom model code from the backbone folder (only set it for sources you trust)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from llmvqa.errors import DataError
+from llmvqa.errors import ConfigError, DataError
 from llmvqa.levels import LEVELS
 from llmvqa.prompts import load_text, load_yaml
 from llmvqa.statistics import STREAMS
@@ -40,11 +40,42 @@ def choose_placeholder(tokenizer) -> tuple[str, bool]:
 
 
 def resolve_chat_format(chat_format: str, tokenizer) -> str:
-    """"auto" → "chatml" when the tokenizer has <|im_start|> and <|im_end|> as single tokens, else "gemma"."""
+    """"auto" → "template" when the tokenizer has a chat template of its own (Qwen2.5, Qwen2.5-VL …), else
+    "chatml" when it has <|im_start|> and <|im_end|> as single tokens, else "gemma" (the base Gemma)."""
     if chat_format != "auto":
         return chat_format
+    if getattr(tokenizer, "chat_template", None):
+        return "template"
     vocab = tokenizer.get_vocab()
     return "chatml" if "<|im_start|>" in vocab and "<|im_end|>" in vocab else "gemma"
+
+
+_SENTINELS = ("\u2063SYSTEM\u2063", "\u2063USER\u2063", "\u2063ASSISTANT\u2063")
+
+
+def template_markers(tokenizer) -> dict[str, str]:
+    """The turn markers of the tokenizer's own chat template, read off ``tokenizer.apply_chat_template``: a
+    system, a user and an assistant turn with sentinel contents are rendered and split at the sentinels, so
+    a conversation this module renders is the text ``apply_chat_template`` gives for it (with the generation
+    prompt where an answer starts). Raises ConfigError for a template without that turn shape."""
+    sys_s, user_s, asst_s = _SENTINELS
+    turns = [{"role": "system", "content": sys_s}, {"role": "user", "content": user_s}]
+    try:
+        text = tokenizer.apply_chat_template([*turns, {"role": "assistant", "content": asst_s}], tokenize=False)
+        prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        system_start, rest = text.split(sys_s, 1)
+        between_su, rest = rest.split(user_s, 1)
+        between_ua, turn_end = rest.split(asst_s, 1)
+    except (ValueError, TypeError, AttributeError) as err:  # no template, or one that drops a role
+        raise ConfigError("chat_format template", f"the tokenizer's chat template cannot be used ({err})",
+                          "set chat_format: chatml or gemma in the recipe") from err
+    ok = between_su.startswith(turn_end) and between_ua.startswith(turn_end)
+    markers = {"system_start": system_start, "user_start": between_su[len(turn_end):],
+               "assistant_start": between_ua[len(turn_end):], "turn_end": turn_end}
+    if not ok or prompt != system_start + sys_s + between_su + user_s + turn_end + markers["assistant_start"]:
+        raise ConfigError("chat_format template", "the tokenizer's chat template does not render turns as "
+                          "start + content + end", "set chat_format: chatml or gemma in the recipe")
+    return markers
 
 
 def normalize_messages(conversations: list[dict]) -> list[dict]:
@@ -87,7 +118,15 @@ class PromptTemplate:
         self.level_ids = list(level_ids)
         self.version = version
         self.chat_format = resolve_chat_format(chat_format, tokenizer)
-        self.fmt = load_yaml("chat_format" if self.chat_format == "gemma" else f"chat_format_{self.chat_format}", version)
+        if self.chat_format == "template":
+            self.fmt = template_markers(tokenizer)
+            bos = tokenizer.bos_token or ""
+            with_sp = tokenizer("a", add_special_tokens=True)["input_ids"]
+            if bos and self.fmt["system_start"].startswith(bos) and with_sp and with_sp[0] == tokenizer.bos_token_id:
+                self.fmt["system_start"] = self.fmt["system_start"][len(bos):]  # the tokenizer adds it (below)
+        else:
+            self.fmt = load_yaml("chat_format" if self.chat_format == "gemma" else f"chat_format_{self.chat_format}",
+                                 version)
         self.system = load_text("system", version)
         self.video_text = load_text("video", version)
         self.text_prompt = load_text("text_prompt", version)
@@ -171,10 +210,14 @@ class PromptTemplate:
             msgs[users[0]] = {"role": "user", "content": VIDEO_TAG + "\n" + msgs[users[0]]["content"]}
         ids, labels = list(self._lead), [IGNORE] * len(self._lead)
         level_pos = -1
+        own_system = "system_start" in self.fmt  # a chat template: the system prompt is a turn of its own
+        if own_system:
+            ids += self._tok(self.fmt["system_start"] + self.system + self.fmt["turn_end"])
+            labels += [IGNORE] * (len(ids) - len(labels))
         for i, m in enumerate(msgs):
             if m["role"] == "user":
                 text = m["content"]
-                if i == users[0]:
+                if i == users[0] and not own_system:
                     text = self.system + self.fmt["system_separator"] + text
                 items: list = [self.fmt["user_start"]]
                 if VIDEO_TAG in text:
