@@ -30,7 +30,24 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+ARENAS = "2"
+"""glibc malloc arenas of the server process: with one arena per worker thread (the default, 8 × cores), the heap
+that concurrent decodes grow stays fragmented across arenas and is not returned after a burst."""
+
+
+def _with_few_arenas() -> None:
+    """Re-run this command with MALLOC_ARENA_MAX set (glibc reads it only at start-up); no-op when it is set."""
+    import os
+
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    os.environ["MALLOC_ARENA_MAX"] = ARENAS
+    os.execv(sys.executable, [sys.executable, "-m", "llmvqa.cli", *sys.argv[1:]])
+
+
 def run(args: argparse.Namespace) -> int:
+    if sys.argv[1:2] == ["serve"]:  # started from the command line (not called in-process by a test or a script)
+        _with_few_arenas()
     import uvicorn
 
     from llmvqa.assessor import Assessor
