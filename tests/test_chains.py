@@ -72,3 +72,10 @@ def test_chain_features_come_from_the_cache_the_second_time(tmp_path):
     assert again.prompt_stats == [{"prompt_alignment": 0.25}] * 4
     build_chain(ex, record, tmp_path, "noise", seed=1, cache=cache)  # another draw is another key
     assert ex.calls == 8
+
+
+def test_the_calibrate_command_builds_as_many_chains_as_the_library_default():
+    from llmvqa.commands.calibrate import DEFAULT_CHAINS as COMMAND_DEFAULT
+    from llmvqa.sig.chains import DEFAULT_CHAINS
+
+    assert COMMAND_DEFAULT == DEFAULT_CHAINS  # kept apart only so that `calibrate --help` stays light
