@@ -303,6 +303,36 @@ def test_explain_writes_only_the_plan_true_sentences_and_the_reported_levels(bac
     assert text.rstrip().endswith(level_prefix("overall") + " fair.")
 
 
+@pytest.mark.parametrize("kind", ["gemma", "qwen"])
+def test_jump_forward_writes_the_same_text_in_fewer_forward_passes(backbones, kind):
+    """The plan's forced tokens are checked in one pass (generate's assisted decoding with PlanCandidates):
+    the same greedy text as one token per pass, with fewer passes of the decoder."""
+    from llmvqa.justify import justification_plan
+    from llmvqa.model.collate import encode_conversation
+    from llmvqa.model.generation import generate_planned
+
+    model = build(backbones[kind], lora=True, max_new_tokens=400)
+    perturb_lora(model)
+    feats = make_features()
+    ex = encode_conversation(model._evidence_turn(None, "explain", None, _evidence()), feats, model.template,
+                             prompt_stats=model.input_stats(feats, None), open_answer="")
+    plan = justification_plan(LEVELS_OF_CLIP, _evidence())
+    passes = []
+    hook = model.lm.get_base_model().get_decoder().register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        texts = {}
+        for jump in (False, True):
+            passes.clear()
+            texts[jump] = (generate_planned(model, ex, plan, max_new_tokens=400, jump=jump), len(passes),
+                           model.last_generation["completion_tokens"])
+    finally:
+        hook.remove()
+    (step_text, step_passes, tokens), (jump_text, jump_passes, jump_tokens) = texts[False], texts[True]
+    assert jump_text == step_text and jump_tokens == tokens > 20
+    assert step_passes == tokens  # one pass per token (the prefill writes the first)
+    assert jump_passes < step_passes / 2
+
+
 def test_explain_cut_short_still_closes_with_every_required_level(backbones):
     from llmvqa.evaluation.justification import violations
 
@@ -578,10 +608,10 @@ def test_scoring_and_generation_stop_at_once_when_cancelled(backbones):
     calls = []
     stop = threading.Event()
 
-    class SetAfter:  # a streamer that sets the event after the fifth token: generation stops there
+    class SetAfter:  # a streamer that sets the event after the third decoding pass: generation stops there
         def put(self, value):
-            calls.append(value)
-            if len(calls) > 5:
+            calls.append(len(value.flatten()))
+            if len(calls) > 3:
                 stop.set()
 
         def end(self):
@@ -589,9 +619,10 @@ def test_scoring_and_generation_stop_at_once_when_cancelled(backbones):
 
     with cancellable(stop), pytest.raises(Cancelled):
         model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=score, streamer=SetAfter())
-    assert len(calls) <= 7
+    assert len(calls) <= 5  # the pass in flight may finish; the next one stops at its first layer
     model.explain(feats, levels=LEVELS_OF_CLIP, evidence=_evidence(), score=score)
     assert model.last_generation["completion_tokens"] > 20  # outside the block: not cancelled
+    assert sum(calls) < model.last_generation["completion_tokens"]
 
 
 CHATML_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
