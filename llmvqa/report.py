@@ -38,16 +38,25 @@ class GroupRow:
 
 
 def read_results(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a batch results CSV (DataError when it is not one)."""
+    """The rows of a batch result, CSV or Parquet folder (values as text; DataError when it is not one)."""
+    from llmvqa.commands.batch_io import is_parquet
+    from llmvqa.commands.batch_io import read_results as read_rows
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(str(path), "not found", "pass the CSV `llmvqa batch --out` wrote")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"video", "score"} <= set(reader.fieldnames):
-            raise DataError(str(path), "is not a llmvqa batch result (needs 'video' and 'score' columns)",
-                            "pass the CSV `llmvqa batch --out` wrote")
-        return list(reader)
+    parquet = is_parquet(path) and path.is_dir()
+    if not (path.is_file() or parquet):
+        raise DataError(str(path), "not found", "pass the CSV or Parquet folder `llmvqa batch --out` wrote")
+    try:
+        rows = read_rows(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise DataError(str(path), f"unreadable ({type(err).__name__}: {err})",
+                        "pass the CSV or Parquet folder `llmvqa batch --out` wrote") from err
+    if not rows:
+        raise DataError(str(path), "has no result rows", "run llmvqa batch first")
+    if not {"video", "score"} <= set(rows[0]):
+        raise DataError(str(path), "is not a llmvqa batch result (needs 'video' and 'score' columns)",
+                        "pass the CSV or Parquet folder `llmvqa batch --out` wrote")
+    return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
 
 
 def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, n: int = BOOTSTRAP) -> tuple[float, float]:

@@ -1,0 +1,1 @@
+"""Engines that run llmvqa work beyond one process (Ray)."""
