@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from conftest import moving_scene
+
 from llmvqa.commands.batch_io import ParquetSink, collect_jobs, read_results
 from llmvqa.video.writer import write_video
 
