@@ -14,14 +14,14 @@ import sys
 
 from llmvqa.errors import LlmvqaError
 
-COMMANDS = ("rate", "compare", "chat", "batch", "report", "serve", "features", "sig", "train", "calibrate", "evaluate")
+COMMANDS = ("rate", "compare", "chat", "batch", "report", "serve", "features", "sig", "train", "calibrate", "tune-dimensions", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmvqa", description="Rate and explain the visual quality of videos.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"llmvqa.commands.{name}").register(sub)
+        importlib.import_module(f"llmvqa.commands.{name.replace('-', '_')}").register(sub)
     for p in sub.choices.values():  # every command: -v shows the libraries' logs, warnings and loading bars
         if "--verbose" not in p._option_string_actions:
             p.add_argument("-v", "--verbose", action="store_true",

@@ -1,0 +1,58 @@
+"""`llmvqa tune-dimensions --model DIR --synth manifest.jsonl --out DIR`: class-balanced dimension answers.
+
+The dimension stage after the human stage (``llmvqa.train.dimension_stage``): trains the main model's
+answers to the dimension questions (clarity, noise, …, semantic consistency) on class-balanced draws
+of the synth corpus' train split, so a rare level is learned as well as "excellent". The scorer
+(overall score, groups, prompt alignment), the prior and the interval are kept as they are.
+
+    llmvqa tune-dimensions --model runs/mini/calibrated --synth data/synth/manifest.jsonl --out models/llmvqa-mini
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from llmvqa.errors import ModelError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("tune-dimensions", help="dimension stage: class-balanced dimension answers (after calibrate)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="trained model folder (e.g. runs/mini/calibrated)")
+    p.add_argument("--synth", required=True, help="synth manifest.jsonl (llmvqa sig synth); its train split is used")
+    p.add_argument("--out", required=True, help="where to write the model")
+    p.add_argument("--split", default="train", help="manifest split to train on (default train)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: DimensionStageConfig.steps)")
+    p.add_argument("--cache", default="cache/features", help="feature cache folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-v", "--verbose", action="store_true", help="log the training steps")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from llmvqa.encoders.cache import FeatureCache, get_or_extract
+    from llmvqa.encoders.config import EncoderConfig
+    from llmvqa.encoders.pipeline import FeatureExtractor
+    from llmvqa.train.dimension_stage import DimensionStageConfig, load_synth_items, tune_dimensions
+
+    model = Path(args.model)
+    if not (model / "config.json").is_file():
+        raise ModelError(str(model), "is not a llmvqa model directory (no config.json)",
+                         "pass the folder `llmvqa calibrate` or `llmvqa train` wrote")
+    encoder = json.loads((model / "config.json").read_text(encoding="utf-8")).get("encoder")
+    items = load_synth_items(args.synth, args.split)
+    extractor = FeatureExtractor(EncoderConfig.from_dict(encoder) if encoder else None)
+    cache = FeatureCache(args.cache)
+
+    def features_of(item):
+        f, _ = get_or_extract(extractor, item.path, cache)
+        return f, {k: float(v) for k, v in extractor.prompt_stats(f, item.prompt).items()} if item.prompt else {}
+
+    settings = {"seed": args.seed, **({"steps": args.steps} if args.steps is not None else {})}
+    log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
+    out = tune_dimensions(model, items, features_of, args.out, DimensionStageConfig(**settings), log=log)
+    print(f"model: {out}")
+    return 0

@@ -1,0 +1,96 @@
+"""The dimension stage (llmvqa.train.dimension_stage): class-balanced draws, training, what it leaves alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_model import _save_backbone, build, make_features, perturb_lora
+
+from llmvqa.levels import level_of_score
+from llmvqa.model import QualityLLM
+from llmvqa.model.scoring import aspect_query
+from llmvqa.statistics import STATISTICS
+from llmvqa.train.dimension_stage import (
+    DimensionItem,
+    DimensionStageConfig,
+    balanced_draws,
+    load_synth_items,
+    tune_dimensions,
+)
+
+
+def test_balanced_draws_give_every_level_of_a_dimension_the_same_share():
+    items = [DimensionItem(Path(f"v{i}.mp4"), None, {"noise": 5.0 if i < 95 else (3.0 if i < 99 else 1.0)})
+             for i in range(100)]  # 95% excellent, 4% fair, 1% bad: as the corpus' dimensions are
+    draws = balanced_draws(items, ["noise"], 3000, np.random.default_rng(0))
+    share = Counter(level_of_score(items[i].targets["noise"]) for i, _ in draws)
+    assert set(share) == {"excellent", "fair", "bad"}
+    assert all(abs(n / 3000 - 1 / 3) < 0.04 for n in share.values())
+
+
+def test_synth_items_carry_dimension_targets_on_1_to_5(tmp_path):
+    rec = {"video": "videos/a.mp4", "prompt": "a cat", "split": "train", "scores": {"noise": 0.25, "overall": 0.5}}
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "split": "test"}) + "\n")
+    (item,) = load_synth_items(tmp_path / "manifest.jsonl", "train")
+    assert item.targets == {"noise": 2.0} and item.prompt == "a cat" and item.path == tmp_path / "videos/a.mp4"
+
+
+def _sharpness_items(n: int) -> tuple[list[DimensionItem], dict]:
+    """Clips whose clarity target follows their sharpness statistic: sharp → excellent, blurred → poor (few)."""
+    lo, hi = next(s.typical for s in STATISTICS if s.name == "sharpness")
+    items, feats = [], {}
+    for i in range(n):
+        f = make_features(i)
+        blurred = i % 4 == 0
+        f = dataclasses.replace(f, stats={**f.stats, "sharpness": lo if blurred else hi})
+        item = DimensionItem(Path(f"v{i}.mp4"), None, {"sharpness": 2.0 if blurred else 5.0})
+        items.append(item)
+        feats[item.path] = (f, {})
+    return items, feats
+
+
+def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path):
+    gemma = _save_backbone(tmp_path / "gemma", "gemma")
+    base = build(gemma, lora=True)
+    perturb_lora(base)
+    base.save_pretrained(tmp_path / "base")
+    (tmp_path / "base" / "interval.json").write_text(json.dumps({"coverage": 0.8, "half_width": 0.7}))
+    items, feats = _sharpness_items(16)
+    q = aspect_query("dimension:clarity", None, "v1")
+
+    def clarity(model, item):
+        return model.score_queries(feats[item.path][0], [q])[0].score
+
+    before = QualityLLM.from_pretrained(tmp_path / "base")
+    out = tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
+                          DimensionStageConfig(steps=60, batch_size=8, lr=3e-2, lora_lr=1e-2, dimensions=("sharpness",)))
+    after = QualityLLM.from_pretrained(out)
+    scores = {name: {t: [clarity(m, it) for it in items if it.targets["sharpness"] == t] for t in (2.0, 5.0)}
+              for name, m in (("before", before), ("after", after))}
+    gap = {name: np.mean(s[5.0]) - np.mean(s[2.0]) for name, s in scores.items()}
+    # the tiny random model's logits are small (its head is random), so the gap is tenths, not levels; what it
+    # learned is the order: every blurred clip (the rare level) below every sharp one, which it did not know before
+    assert abs(gap["before"]) < 0.02 and gap["after"] > gap["before"] + 0.1
+    assert max(scores["after"][2.0]) < min(scores["after"][5.0])
+    assert json.loads((out / "interval.json").read_text())["half_width"] == 0.7  # the model's own files, as they were
+    assert (out / "config.json").read_text() == (tmp_path / "base" / "config.json").read_text()
+    assert json.loads((out / "dimension_stage.json").read_text())["dimensions"] == ["sharpness"]
+
+
+def test_dimensions_the_scorer_reads_are_not_trained(tmp_path):
+    gemma = _save_backbone(tmp_path / "gemma", "gemma")
+    base = build(gemma, lora=True)
+    base.save_pretrained(tmp_path / "base")
+    base.save_pretrained(tmp_path / "base" / "scorer")
+    cfg = json.loads((tmp_path / "base" / "scorer" / "config.json").read_text())
+    cfg["scorer_reads"] = ["overall", "dimension:clarity"]
+    (tmp_path / "base" / "scorer" / "config.json").write_text(json.dumps(cfg))
+    items, feats = _sharpness_items(8)
+    with pytest.raises(Exception, match="no dimension"):
+        tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
+                        DimensionStageConfig(steps=1, dimensions=("sharpness",)))
