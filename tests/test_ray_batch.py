@@ -90,3 +90,15 @@ def test_ray_engine_gives_the_rows_of_the_local_engine_and_resumes(listing, tmp_
         assert again.skipped == 2 and again.retried == 1 and again.done == 0  # only the failure is tried again
     finally:
         ray.shutdown()
+
+
+def test_replicas_fill_the_cluster_unless_given():
+    from llmvqa.engines.ray_batch import RayOptions, replica_count
+    from llmvqa.errors import LlmvqaError
+
+    assert replica_count(RayOptions(), {"CPU": 8.0}) == 8
+    assert replica_count(RayOptions(cpus_per_replica=3), {"CPU": 8.0}) == 2
+    assert replica_count(RayOptions(gpus_per_replica=1), {"CPU": 64.0, "GPU": 4.0}) == 4
+    assert replica_count(RayOptions(replicas=3), {"CPU": 1.0}) == 3
+    with pytest.raises(LlmvqaError, match="replicas"):
+        RayOptions(replicas=0)
