@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Progressive training recipe: features → stage 1 → stage 2 → stage 3 → human stage → evaluation.
+# Progressive training recipe: features → stage 1 → stage 2 → stage 3 → human stage → dimension stage → evaluation.
 #
 #   ./train.sh [configs/mini.yaml] [--override key=value ...]
 #
@@ -88,7 +88,15 @@ else
   echo "note: $HUMAN_RATINGS/labels.csv not found; no human stage (the model is stage 3's)"
 fi
 
-# ---- 6. evaluation of the final checkpoint (when the evaluation script is present)
+# ---- 6. dimension stage: the main model's dimension answers trained on class-balanced draws of the synth
+#         corpus' train split (llmvqa tune-dimensions; the scorer, prior and interval stay as they are)
+if [ -f data/synth/manifest.jsonl ]; then
+  [ -f "$OUT/dimensions/dimension_stage.json" ] || python -m llmvqa.cli tune-dimensions --model "$FINAL" \
+      --synth data/synth/manifest.jsonl --out "$OUT/dimensions" --verbose
+  FINAL="$OUT/dimensions"
+fi
+
+# ---- 7. evaluation of the final checkpoint (when the evaluation script is present)
 if [ -f eval/score_dataset.py ]; then
   # EVAL_DATA: a dataset file (info.txt, CSV, JSONL, synth manifest); default: the synth corpus' test split
   python eval/score_dataset.py ${EVAL_DATA:+"$EVAL_DATA"} --model "$FINAL" --out "$OUT/eval" \

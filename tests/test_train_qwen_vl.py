@@ -64,3 +64,23 @@ def test_semantic_stream_replacement_keeps_the_rest():
 def test_missing_torchvision_is_a_clear_error():
     with pytest.raises(ModelError, match=r"llmvqa\[qwen-vl\]"):
         require_qwen_vl_utils()
+
+
+def test_qwen_frames_come_through_the_loader_with_its_caps(tmp_path):
+    import numpy as np
+
+    from llmvqa.errors import VideoError
+    from llmvqa.model.qwen_vl import QWEN_FACTOR, qwen_frames, qwen_size
+    from llmvqa.video.config import VideoLimits
+    from llmvqa.video.writer import write_video
+
+    assert qwen_size(480, 640, 360 * 420) == (336, 448)  # scaled down to fit, sides multiples of 28
+    assert qwen_size(56, 84, 360 * 420) == (56, 84)  # never scaled up
+    rng = np.random.default_rng(0)
+    path = write_video(tmp_path / "v.mp4", rng.integers(0, 255, (7, 120, 200, 3), dtype=np.uint8), fps=8)
+    frames = qwen_frames(path, nframes=16, max_pixels=64 * 96)
+    assert frames.dtype == np.uint8 and frames.shape[0] == 8  # 7 real frames, the last repeated: an even count
+    assert frames.shape[1] % QWEN_FACTOR == 0 and frames.shape[2] % QWEN_FACTOR == 0
+    assert frames.shape[1] * frames.shape[2] <= 64 * 96
+    with pytest.raises(VideoError):
+        qwen_frames(path, limits=VideoLimits(max_pixels=100 * 100))  # the loader's caps hold here too

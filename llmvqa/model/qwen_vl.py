@@ -4,13 +4,15 @@ With ``backbone: Qwen/Qwen2.5-VL-7B-Instruct`` the language model (which carries
 loaded by llmvqa.model.backbone; this module supplies the semantic stream from the same
 checkpoint's vision tower, beside our technical and motion streams:
 
-    video ─► qwen-vl-utils fetch_video (frames) ─► Qwen video processor (pixel_values_videos, grid_thw)
+    video ─► llmvqa's loader (probe, caps, timeout) ─► frames sized for the tower ─► Qwen video processor
           ─► vision tower + merger (tokens already in the LM's width) ─► mean over space per temporal patch
           ─► semantic stream tokens (T', H) ─► the semantic projector like any other stream
 
 The tower is frozen by default, so its tokens are computed once per video like any cached feature
-(``QwenSemanticFeatures`` wraps the trainer's feature source). qwen-vl-utils needs torchvision;
-it is imported lazily and its absence is a ModelError naming ``pip install 'llmvqa[qwen-vl]'``.
+(``QwenSemanticFeatures`` wraps the trainer's feature source). Frames come through the one video loader
+(``qwen_frames``), never qwen-vl-utils' own decoder, which has no probe, caps or timeout. The processor's
+video path needs torchvision (the ``qwen-vl`` extra); its absence is a ModelError naming
+``pip install 'llmvqa[qwen-vl]'``.
 """
 
 from __future__ import annotations
@@ -85,13 +87,40 @@ class QwenVisionSemantic(nn.Module):
         return videos
 
 
-def video_inputs(path: str | Path, processor, nframes: int = 16, max_pixels: int = 360 * 420) -> dict:
-    """pixel_values_videos and video_grid_thw of one video through qwen-vl-utils and the Qwen processor."""
-    qvu = require_qwen_vl_utils()
-    nframes = max(2, nframes - nframes % 2)  # qwen-vl-utils wants an even frame count
-    video = qvu.fetch_video({"video": str(path), "nframes": nframes, "max_pixels": max_pixels})
-    if isinstance(video, tuple):  # newer qwen-vl-utils return (frames, metadata)
-        video = video[0]
+QWEN_FACTOR = 28
+"""Frame sides must be multiples of the vision tower's patch (14) × spatial merge (2)."""
+
+
+def qwen_size(height: int, width: int, max_pixels: int, factor: int = QWEN_FACTOR) -> tuple[int, int]:
+    """(H, W): the frame scaled (never up) so that H·W ≤ max_pixels, both sides multiples of ``factor`` (≥ factor)."""
+    scale = min(1.0, (max_pixels / float(height * width)) ** 0.5)
+    return (max(factor, int(height * scale // factor) * factor), max(factor, int(width * scale // factor) * factor))
+
+
+def qwen_frames(path: str | Path, nframes: int = 16, max_pixels: int = 360 * 420, limits=None):
+    """Frames for the Qwen vision tower through llmvqa's one loader (probe, size and duration caps, decode
+    timeout: ``limits``, a VideoLimits): an even number of evenly spaced frames (Qwen pairs them into temporal
+    patches; a short clip's last frame is repeated), each resized by ``qwen_size``. uint8 (T, H, W, 3)."""
+    import cv2
+    import numpy as np
+
+    from llmvqa.video.loader import load_clip
+
+    clip = load_clip(path, nframes=max(2, nframes - nframes % 2), limits=limits)
+    frames = clip.frames
+    if len(frames) % 2:
+        frames = np.concatenate([frames, frames[-1:]])
+    h, w = frames.shape[1:3]
+    H, W = qwen_size(h, w, max_pixels)
+    if (H, W) == (h, w):
+        return np.ascontiguousarray(frames)
+    return np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def video_inputs(path: str | Path, processor, nframes: int = 16, max_pixels: int = 360 * 420, limits=None) -> dict:
+    """pixel_values_videos and video_grid_thw of one video: frames from ``qwen_frames``, then the Qwen processor."""
+    require_qwen_vl_utils()  # the processor's video path needs torchvision
+    video = qwen_frames(path, nframes, max_pixels, limits)
     vp = getattr(processor, "video_processor", None) or processor.image_processor
     inputs = vp(videos=[video], return_tensors="pt")
     return {"pixel_values_videos": inputs["pixel_values_videos"], "video_grid_thw": inputs["video_grid_thw"]}
@@ -116,6 +145,8 @@ class QwenSemanticFeatures:
         self.semantic = QwenVisionSemantic(vision_tower(full)).to(device).eval()
         del full
         self._memo: dict[str, torch.Tensor] = {}
+        # the caps of the recipe's encoders (EncoderConfig.limits) hold for the Qwen stream's frames too
+        self.limits = getattr(getattr(base, "encoder_config", None), "limits", None)
 
     def __getattr__(self, name: str):  # prompt_stats, encoder_config, video_path ... of the base source
         return getattr(self.base, name)
@@ -124,7 +155,7 @@ class QwenSemanticFeatures:
     def semantic_tokens(self, path: str | Path) -> torch.Tensor:
         key = str(path)
         if key not in self._memo:
-            inputs = video_inputs(path, self.processor, self.nframes)
+            inputs = video_inputs(path, self.processor, self.nframes, limits=self.limits)
             self._memo[key] = self.semantic(inputs["pixel_values_videos"].to(self.device),
                                             inputs["video_grid_thw"].to(self.device))[0].cpu()
         return self._memo[key]
