@@ -162,7 +162,12 @@ class Assessor:
         enc = config.get("encoder") or getattr(model, "encoder_config", None)
         if enc is not None and not isinstance(enc, dict):
             enc = enc.to_dict()
-        extractor = FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None, device=device or "cpu")
+        enc_cfg = EncoderConfig.from_dict(enc) if enc else None
+        extractor = FeatureExtractor(enc_cfg, device=device or "cpu")
+        if enc_cfg is not None and enc_cfg.semantic_tokens:  # trained on a Qwen-VL vision tower's semantic stream
+            from llmvqa.model.qwen_vl import QwenSemanticExtractor
+
+            extractor = QwenSemanticExtractor(extractor, enc_cfg.semantic_tokens, enc_cfg.nframes, device=device or "cpu")
         version = str(config.get("prompt_version", "v1"))
         return cls(model, extractor, name=model_dir.name, prompt_version=version, meta={"model": str(model_dir)})
 

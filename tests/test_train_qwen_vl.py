@@ -84,3 +84,37 @@ def test_qwen_frames_come_through_the_loader_with_its_caps(tmp_path):
     assert frames.shape[1] * frames.shape[2] <= 64 * 96
     with pytest.raises(VideoError):
         qwen_frames(path, limits=VideoLimits(max_pixels=100 * 100))  # the loader's caps hold here too
+
+
+def test_a_checkpoint_records_the_qwen_semantic_stream_and_loading_rebuilds_it(tmp_path, monkeypatch):
+    """A recipe whose semantic stream is the VL backbone's tower writes it into the checkpoint's encoder
+    settings; Assessor.from_pretrained then wraps its extractor with that tower (not EfficientNet alone)."""
+    import json
+    import types
+
+    from test_model import _save_backbone, build
+
+    import llmvqa.model.qwen_vl as qwen_vl
+    from llmvqa.assessor import Assessor
+    from llmvqa.encoders.config import EncoderConfig
+    from llmvqa.train.trainer import Trainer
+
+    fake = types.SimpleNamespace(cfg=types.SimpleNamespace(data=types.SimpleNamespace(semantic_from_backbone=True),
+                                                           model={"backbone": "Qwen/Qwen2.5-VL-7B-Instruct"}),
+                                 features=types.SimpleNamespace(encoder_config=EncoderConfig()))
+    enc = Trainer.encoder_dict(fake)
+    assert enc["semantic_tokens"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert EncoderConfig.from_dict(enc).key() == EncoderConfig().key()  # the cached features stay valid
+    model = build(_save_backbone(tmp_path / "g", "gemma"), lora=True)
+    model.encoder_config = enc
+    model.save_pretrained(tmp_path / "m")
+    seen = {}
+
+    class Recorder:
+        def __init__(self, extractor, model_path, nframes, device="cpu"):
+            seen.update(extractor=extractor, model_path=model_path, nframes=nframes)
+
+    monkeypatch.setattr(qwen_vl, "QwenSemanticExtractor", Recorder)
+    a = Assessor.from_pretrained(tmp_path / "m")
+    assert isinstance(a.extractor, Recorder) and seen["model_path"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["encoder"]["semantic_tokens"] == seen["model_path"]

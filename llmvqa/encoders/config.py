@@ -47,8 +47,15 @@ class EncoderConfig:
     limits: VideoLimits = field(default_factory=VideoLimits)
     """Safety caps of the video loader. Not part of ``key()``: they decide whether a video
     loads, never what its features are, so raising a limit keeps the cache valid."""
+    semantic_tokens: str | None = None
+    """Where the semantic stream's tokens come from: None = the semantic encoder above; a Qwen2-VL /
+    Qwen2.5-VL checkpoint (hub id or path) = its vision tower (recipes with ``data.semantic_from_backbone``;
+    ``llmvqa.model.qwen_vl``), computed after the cached features load and put in their place. Recorded in
+    every checkpoint so loading rebuilds the streams it was trained on. Not part of ``key()``."""
 
     def __post_init__(self) -> None:
+        if self.semantic_tokens is not None and not (isinstance(self.semantic_tokens, str) and self.semantic_tokens):
+            raise ConfigError("EncoderConfig", f"semantic_tokens must be a checkpoint id or path, got {self.semantic_tokens!r}")
         if not isinstance(self.nframes, int) or isinstance(self.nframes, bool) or self.nframes < 2:
             raise ConfigError(
                 "EncoderConfig", f"nframes must be an integer >= 2 (motion needs two), got {self.nframes!r}"
@@ -72,18 +79,18 @@ class EncoderConfig:
         for key, value in data.items():
             if key in _SECTIONS:
                 kwargs[key] = value if isinstance(value, _SECTIONS[key]) else _build(_SECTIONS[key], value, key)
-            elif key == "nframes":
+            elif key in ("nframes", "semantic_tokens"):
                 kwargs[key] = value
             else:
                 raise ConfigError(
-                    "EncoderConfig", f"unknown setting {key!r}", f"known settings: {sorted([*_SECTIONS, 'nframes'])}"
+                    "EncoderConfig", f"unknown setting {key!r}", f"known settings: {sorted([*_SECTIONS, 'nframes', 'semantic_tokens'])}"
                 )
         return cls(**kwargs)
 
     def key(self) -> str:
         """Short stable hash of every setting that changes the features (+ FEATURE_VERSION)."""
         data = self.to_dict()
-        del data["limits"]
+        del data["limits"], data["semantic_tokens"]
         for name in ("alignment_offset", "alignment_scoring", "scoring_top_k"):
             data["semantic"].pop(name)  # apply to prompt statistics, which are never cached
         blob = json.dumps({"feature_version": FEATURE_VERSION, **data}, sort_keys=True, default=str)

@@ -170,3 +170,39 @@ def with_semantic_tokens(features: VideoFeatures, tokens: torch.Tensor) -> Video
     """A copy of ``features`` whose semantic stream is ``tokens`` (T, D); stats and basis unchanged."""
     return dataclasses.replace(features, tokens={**features.tokens, "semantic": tokens.float()},
                                meta={**features.meta, "semantic_source": "qwen-vl-vision-tower"})
+
+
+class QwenSemanticExtractor:
+    """A FeatureExtractor whose semantic stream is a Qwen-VL vision tower's (the rating side of
+    ``QwenSemanticFeatures``): ``Assessor.from_pretrained`` wraps the extractor with it when the checkpoint's
+    encoder settings name ``semantic_tokens``. Everything else (statistics, prompt statistics, key) is the
+    wrapped extractor's."""
+
+    def __init__(self, extractor, model_path: str, nframes: int = 16, device: str = "cpu", dtype=torch.float32):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        require_qwen_vl_utils()
+        self.extractor = extractor
+        self.nframes = nframes
+        self.device = device
+        try:
+            self.processor = AutoProcessor.from_pretrained(model_path)
+            full = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
+        except (OSError, ValueError) as err:
+            raise ModelError(model_path, f"cannot load the Qwen-VL checkpoint whose vision tower is the semantic "
+                             f"stream ({type(err).__name__})", "pass the model's backbone by local path or make "
+                             "it available in the hub cache") from err
+        self.semantic = QwenVisionSemantic(vision_tower(full)).to(device).eval()
+        del full
+
+    def __getattr__(self, name: str):
+        return getattr(self.extractor, name)
+
+    @torch.no_grad()
+    def extract(self, path, *args, **kwargs) -> VideoFeatures:
+        feats = self.extractor.extract(path, *args, **kwargs)
+        limits = getattr(getattr(self.extractor, "config", None), "limits", None)
+        inputs = video_inputs(path, self.processor, self.nframes, limits=limits)
+        tokens = self.semantic(inputs["pixel_values_videos"].to(self.device), inputs["video_grid_thw"].to(self.device))
+        return with_semantic_tokens(feats, tokens[0].cpu())
+

@@ -235,7 +235,12 @@ class Trainer:
     def encoder_dict(self) -> dict | None:
         """The encoder settings the features came from (recorded in the checkpoint)."""
         enc = getattr(self.features, "encoder_config", None)
-        return enc.to_dict() if enc is not None else None
+        if enc is None:
+            return None
+        out = enc.to_dict()
+        if self.cfg.data.semantic_from_backbone:  # the semantic stream is the VL backbone's vision tower
+            out["semantic_tokens"] = str(self.cfg.model.get("backbone", ""))
+        return out
 
     def make_collator(self, model: torch.nn.Module):
         return model.collator
