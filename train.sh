@@ -14,19 +14,26 @@ cd "$(dirname "$0")"
 CONFIG="${1:-configs/mini.yaml}"
 shift || true
 EXTRA=("$@")                    # e.g. --override stage1.max_steps=10
-OUT=$(python - "$CONFIG" "${EXTRA[@]}" <<'PY'
+# the recipe's decisions come from the config loader (with any --override), never from grepping the YAML:
+# output folder, whether a DeepSpeed config is set, whether the recipe trains on the offline synth corpus
+mapfile -t RECIPE < <(python - "$CONFIG" "${EXTRA[@]}" <<'PY'
 import sys
 from llmvqa.train.config import load_config
 rest = sys.argv[2:]
 overrides = rest[rest.index("--override") + 1:] if "--override" in rest else []
-print(load_config(sys.argv[1], overrides).output_dir)
+cfg = load_config(sys.argv[1], overrides)
+print(cfg.output_dir)
+print("yes" if cfg.deepspeed else "no")
+print("yes" if any("instruct_data/synth.jsonl" in f for f in cfg.data.train_files) else "no")
 PY
 )
+[ "${#RECIPE[@]}" -eq 3 ] || { echo "cannot read the recipe $CONFIG (see the error above)" >&2; exit 2; }
+OUT="${RECIPE[0]}"; USES_DEEPSPEED="${RECIPE[1]}"; USES_SYNTH="${RECIPE[2]}"
 
 # ---- how to launch: plain python on CPU / one GPU, a distributed launcher on several
 NGPU=$(python -c "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)")
 if [ "$NGPU" -gt 1 ]; then
-  if command -v deepspeed >/dev/null 2>&1 && grep -q '^deepspeed: *[^" ]' "$CONFIG"; then
+  if command -v deepspeed >/dev/null 2>&1 && [ "$USES_DEEPSPEED" = yes ]; then
     LAUNCH=(deepspeed --num_gpus "$NGPU" --module llmvqa.cli)
   else
     LAUNCH=(accelerate launch --num_processes "$NGPU" -m llmvqa.cli)
@@ -40,7 +47,7 @@ echo "config $CONFIG → $OUT; $NGPU GPU(s); launcher: ${LAUNCH[*]}"
 #         from real footage (llmvqa sig synth), then SIG instruction records (llmvqa sig build).
 #         On developer machines the real AI-generated clips of $AIGC_EXAMPLES (default
 #         ../shared/data/aigc_examples) are more sources; without them the 26 shipped ones are used.
-if grep -q "instruct_data/synth.jsonl" "$CONFIG"; then
+if [ "$USES_SYNTH" = yes ]; then
   SYNTH_ARGS=(--seconds 2 --clips-per-source 16 --workers 2)
   AIGC_EXAMPLES="${AIGC_EXAMPLES:-../shared/data/aigc_examples}"
   if [ -f "$AIGC_EXAMPLES/MANIFEST.csv" ]; then

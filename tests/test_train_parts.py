@@ -202,3 +202,17 @@ def test_deepspeed_config_with_an_optimizer_is_refused(tmp_path):
     p.write_text(json.dumps({"optimizer": {"type": "AdamW"}, "zero_optimization": {"stage": 2}}))
     with pytest.raises(ConfigError, match="optimizer"):
         resolve_deepspeed_config(p, StageConfig(), "fp32", 1)
+
+
+def test_train_sh_asks_the_config_loader_and_stops_on_a_bad_recipe(tmp_path):
+    """train.sh reads output folder, DeepSpeed and corpus from load_config (so --override reaches them): a
+    recipe the loader rejects stops it before any work, with the loader's message."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage1:\n  no_such_field: 1\n")
+    run = subprocess.run(["bash", str(repo / "train.sh"), str(bad)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "no_such_field" in run.stderr and "cannot read the recipe" in run.stderr
+    assert "stage 1" not in run.stdout.lower()
