@@ -29,7 +29,8 @@ from llmvqa.features import VideoFeatures
 from llmvqa.model.backbone import language_model_parts, load_backbone
 from llmvqa.model.collate import Collator, encode_conversation
 from llmvqa.model.config import ModelConfig
-from llmvqa.model.prior import HumanPrior
+from llmvqa.model.dimension_probe import DimensionProbe
+from llmvqa.model.prior import PRIOR_OF_STREAM, HumanPrior
 from llmvqa.model.projectors import StreamProjector, widen_stats_inputs
 from llmvqa.model.scoring import LevelScore, aspect_prefix, aspect_query, expected_scores, level_prefix, level_token_ids
 from llmvqa.model.template import IGNORE, VIDEO_TAG, PromptTemplate, choose_placeholder
@@ -120,6 +121,9 @@ class QualityLLM(nn.Module):
         # state_dict never see them; "active" while an overall level is being read
         self._scorer: dict | None = None
         self.prior: HumanPrior | None = None  # human prior (llmvqa.model.prior): its estimates enter the stats tokens
+        # dimension probe (llmvqa.model.dimension_probe): a dimension question reads its estimate in the prior slot
+        self.dimension_probe = None
+        self._probe_slots: dict[str, tuple[str, str]] | None = None
         self.interval: dict | None = None  # calibrated score interval {"coverage": 0.8, "half_width": …} (calibrate)
         self.last_generation: dict | None = None  # {prompt_tokens, completion_tokens, finish_reason} of the last text
 
@@ -191,6 +195,8 @@ class QualityLLM(nn.Module):
                                     selected_adapters=["default"])
         if self.prior is not None:
             self.prior.save(d)
+        if self.dimension_probe is not None:
+            self.dimension_probe.save(d)
         if self.interval is not None:
             (d / INTERVAL_FILE).write_text(json.dumps(self.interval, indent=2), encoding="utf-8")
         if self._scorer is not None:  # never trained here: its files are copied as they were loaded
@@ -227,6 +233,7 @@ class QualityLLM(nn.Module):
             raise ModelError(str(proj), f"does not match the model settings ({str(e)[:200]})",
                              "check stream_dims / projector / num_query_tokens in config.json") from e
         model.prior = HumanPrior.load(d)
+        model.dimension_probe = DimensionProbe.load(d)
         if (d / INTERVAL_FILE).is_file():
             model.interval = json.loads((d / INTERVAL_FILE).read_text(encoding="utf-8"))
         if scorer and (d / SCORER_DIR).is_dir():
@@ -279,6 +286,28 @@ class QualityLLM(nn.Module):
         stats = dict(prompt_stats or {})
         if self.prior is not None:
             stats.update(self.prior.stats(features, stats))
+        return stats
+
+    def probe_slot(self, answer_prefix: str | None) -> tuple[str, str] | None:
+        """(dimension key, prior-slot name) when ``answer_prefix`` asks a dimension the probe estimates."""
+        if self.dimension_probe is None or not answer_prefix:
+            return None
+        if self._probe_slots is None:
+            from llmvqa.dimensions import load_dimensions
+
+            self._probe_slots = {aspect_prefix(f"dimension:{d.name}", self.cfg.prompt_version): (d.key, PRIOR_OF_STREAM[d.group])
+                                 for d in load_dimensions(self.cfg.prompt_version).dimensions.values()
+                                 if d.key in self.dimension_probe.dimensions and d.group in PRIOR_OF_STREAM}
+        return self._probe_slots.get(answer_prefix)
+
+    def query_stats(self, features: VideoFeatures, prompt_stats: dict | None, answer_prefix: str | None,
+                    stats: dict | None = None) -> dict:
+        """The prompt-time statistics of one question: ``input_stats``, and for a dimension the probe estimates
+        (not read by the scorer) that estimate in the prior slot of its stream."""
+        stats = dict(stats if stats is not None else self.input_stats(features, prompt_stats))
+        slot = None if self.reads_by_scorer(answer_prefix) else self.probe_slot(answer_prefix)
+        if slot is not None:
+            stats[slot[1]] = self.dimension_probe.estimates(features, prompt_stats)[slot[0]]
         return stats
 
     @property
@@ -406,7 +435,7 @@ class QualityLLM(nn.Module):
         prompts = prompts or [None] * n
         prompt_stats = prompt_stats or [None] * n
         exs = [encode_conversation(self._user_turn(question, "rating", p), f, self.template, prompt=p,
-                                   prompt_stats=self.input_stats(f, ps), open_answer=prefix)
+                                   prompt_stats=self.query_stats(f, ps, prefix), open_answer=prefix)
                for f, p, ps in zip(features, prompts, prompt_stats, strict=True)]
         if any(e.level_pos < 0 for e in exs):
             raise ValueError(f"answer_prefix {prefix!r} does not end where a level word follows (answers.yaml)")
@@ -430,11 +459,20 @@ class QualityLLM(nn.Module):
         """
         if not queries:
             return []
-        if self._scorer is None:
-            return self._score_shared(features, queries, prompt, prompt_stats)
-        out: list[LevelScore | None] = [None] * len(queries)  # the scorer's aspects from the scorer, the rest not
+        out: list[LevelScore | None] = [None] * len(queries)
+        # the scorer's aspects from the scorer; dimensions with a probe estimate in one batch (each its own stats
+        # token); the rest on one shared start
+        probed = [i for i, (_, a) in enumerate(queries) if not self.reads_by_scorer(a) and self.probe_slot(a)]
+        if probed:
+            stats = self.input_stats(features, prompt_stats)
+            exs = [encode_conversation(self._user_turn(queries[i][0], "rating", prompt), features, self.template,
+                                       prompt=prompt, prompt_stats=self.query_stats(features, prompt_stats,
+                                                                                    queries[i][1], stats),
+                                       open_answer=queries[i][1]) for i in probed]
+            for i, p in zip(probed, self.forward(self.collator(exs))["level_probs"].cpu(), strict=True):
+                out[i] = LevelScore.from_probs(p.tolist())
         for by_scorer in (False, True):
-            idx = [i for i, (_, a) in enumerate(queries) if self.reads_by_scorer(a) == by_scorer]
+            idx = [i for i, (_, a) in enumerate(queries) if self.reads_by_scorer(a) == by_scorer and out[i] is None]
             if idx:
                 with self.scoring() if by_scorer else contextlib.nullcontext():
                     scores = self._score_shared(features, [queries[i] for i in idx], prompt, prompt_stats)

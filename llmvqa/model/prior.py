@@ -41,19 +41,23 @@ rated clips alone: 0.587 / 0.755, 48.1%; weight 0.1, margin 0.5: 0.550 / 0.769, 
 0.618, 88.9% (the two aims pull apart: on AI video people prefer some of what degradations add, e.g. grain)."""
 
 
-def prior_input(features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> np.ndarray:
-    """(D,) input of the prior: mean-pooled tokens per stream, then every statistic normalized
-    (prompt statistics as value + has-prompt indicator, 0 when absent)."""
+def stat_inputs(features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> np.ndarray:
+    """(S,) every statistic normalized (prompt statistics as value + has-prompt indicator, 0 when absent)."""
     prompt_stats = prompt_stats or {}
-    parts = [np.asarray(features.tokens[s], dtype=np.float64).mean(axis=0) for s in STREAMS]
-    stats = []
+    out = []
     for st in STATISTICS:
         if st.name in PROMPT_STATS:
             have = st.name in prompt_stats
-            stats += [normalize(st.name, prompt_stats[st.name]) if have else 0.0, float(have)]
+            out += [normalize(st.name, prompt_stats[st.name]) if have else 0.0, float(have)]
         else:
-            stats.append(normalize(st.name, features.stats.get(st.name, sum(st.typical) / 2)))
-    return np.concatenate([*parts, np.asarray(stats)])
+            out.append(normalize(st.name, features.stats.get(st.name, sum(st.typical) / 2)))
+    return np.asarray(out, dtype=np.float64)
+
+
+def prior_input(features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> np.ndarray:
+    """(D,) input of the prior: mean-pooled tokens per stream, then ``stat_inputs``."""
+    parts = [np.asarray(features.tokens[s], dtype=np.float64).mean(axis=0) for s in STREAMS]
+    return np.concatenate([*parts, stat_inputs(features, prompt_stats)])
 
 
 @dataclass
@@ -195,4 +199,4 @@ def normalize_prior(value: float) -> float:
 
 
 __all__ = ["DEFAULT_ALPHA", "DEFAULT_PAIR_WEIGHT", "PRIOR_FILE", "PRIOR_OF_STREAM", "PRIOR_TARGETS", "HumanPrior", "normalize_prior",
-           "prior_input", "prior_stats"]
+           "prior_input", "prior_stats", "stat_inputs"]

@@ -1,19 +1,23 @@
-"""The dimension stage: class-balanced training of the main model's dimension answers.
+"""The dimension stage: dimension answers that tell the levels apart.
 
     llmvqa tune-dimensions --model runs/mini/calibrated --synth data/synth/manifest.jsonl --out models/llmvqa-mini
 
 Stages 2–3 train the dimension questions on the synth corpus as it comes: for most dimensions 83–95%
 of its clips are "excellent" (no degradation of that kind), so the answers learned to say
-"excellent" almost always (balanced accuracy at chance). This stage trains the same answers on
-class-balanced draws: each example picks a dimension, then one of the levels its clips have (each
-level equally often), then a clip of that level; the loss is the soft level cross-entropy plus the
-squared error of the expected score against the corpus' target (1 + 4 × the 0–1 dimension score).
+"excellent" almost always (balanced accuracy at chance). This stage
 
-What it trains: the stats-token MLPs of the main projectors (they read the measured statistics of
-each stream) and, with ``lora_lr`` > 0, the main LoRA adapter. The human prior's slot stays as it
-is; the scorer (overall score, groups, prompt alignment: ``llmvqa.train.human``) is not touched, so
-the human-agreement numbers of the model do not change. Output: the input model with its main
-projectors and adapter replaced.
+1. fits the dimension probe (``llmvqa.model.dimension_probe``): per dimension a class-balanced logistic
+   regression over the measured statistics of the corpus' train split, whose estimate (1–5) the model
+   reads in the prior slot of the dimension's stream when it is asked about that dimension;
+2. trains the main model to read it: the stats-token MLPs and prior directions of the main projectors
+   (and, with ``lora_lr`` > 0, the main LoRA adapter), in cycles of reading steps (random estimates in
+   the slot, the estimate as target: the only way to the target is the slot) and data steps
+   (class-balanced draws — a dimension, then one of its levels, then a clip of that level — with the
+   probe's cross-fitted estimate in the slot and the corpus' target); loss: soft level cross-entropy
+   plus the squared error of the expected score.
+
+The scorer (overall score, groups, prompt alignment: ``llmvqa.train.human``), the human prior and the
+interval are copied as they are, so the human-agreement numbers of the model do not change.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from llmvqa.errors import DataError
 from llmvqa.levels import LEVELS, level_of_score
+from llmvqa.train.losses import soft_level_ce
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ class DimensionItem:
     path: Path
     prompt: str | None
     targets: dict[str, float]
-    """Dimension name → target on 1–5 (1 + 4 × the corpus' 0–1 score)."""
+    """Dimension key → target on 1–5 (1 + 4 × the corpus' 0–1 score)."""
+    source: str = ""
+    """The clip's source video (cross-fitting folds keep a source together)."""
 
 
 def load_synth_items(manifest: str | Path, split: str = "train") -> list[DimensionItem]:
@@ -55,7 +62,8 @@ def load_synth_items(manifest: str | Path, split: str = "train") -> list[Dimensi
             if rec.get("split") != split:
                 continue
             targets = {k: 1.0 + 4.0 * float(v) for k, v in rec["scores"].items() if k != "overall"}
-            items.append(DimensionItem(manifest.parent / rec["video"], rec.get("prompt") or None, targets))
+            items.append(DimensionItem(manifest.parent / rec["video"], rec.get("prompt") or None, targets,
+                                       str(rec.get("source") or "")))
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(f"{manifest}:{i}", f"bad record ({err})", "re-run llmvqa sig synth") from err
     if not items:
@@ -65,23 +73,39 @@ def load_synth_items(manifest: str | Path, split: str = "train") -> list[Dimensi
 
 @dataclass
 class DimensionStageConfig:
-    steps: int = 240
+    steps: int = 180
     """Optimizer steps (one batch each)."""
     batch_size: int = 8
     lr: float = 1e-3
     """Learning rate of the main projectors' stats MLPs."""
-    lora_lr: float = 1e-4
-    """Learning rate of the main LoRA adapter (0: frozen)."""
+    prior_lr: float = 3e-3
+    """Learning rate of the main projectors' prior directions (the slot the estimate moves)."""
+    lora_lr: float = 0.0
+    """Learning rate of the main LoRA adapter (0: frozen; the justification and chat adapter stays as it was)."""
+    read_steps: int = 2
+    """Reading steps per cycle (random estimates in the slot, the estimate as target)."""
+    data_steps: int = 1
+    """Data steps per cycle (class-balanced clips, the probe's cross-fitted estimate, the corpus' target)."""
+    read_range: tuple[float, float] = (1.0, 5.0)
+    probe_c: float = 1.0
+    """Inverse L2 strength of the probe's logistic regressions."""
+    folds: int = 5
+    """Source-grouped folds of the cross-fitted estimates the data steps use."""
     mse_weight: float = 1.0
     ce_weight: float = 1.0
+    warm_gain: float = 1.0
+    """The prior directions start along the gradient of the dimension scores, scaled to about this many levels
+    per level of the estimate."""
     seed: int = 0
     dimensions: tuple[str, ...] = field(default_factory=tuple)
     """Dimension keys to train (empty: every dimension of the prompt version whose clips have ≥ 2 levels and that
     the scorer does not read)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.lr < 0 or self.lora_lr < 0:
+        if self.steps < 0 or self.batch_size < 1 or min(self.lr, self.prior_lr, self.lora_lr) < 0:
             raise ValueError("the dimension stage needs steps ≥ 0, batch_size ≥ 1 and learning rates ≥ 0")
+        if self.read_steps + self.data_steps < 1 or self.folds < 2:
+            raise ValueError("a dimension-stage cycle needs a reading or data step, and at least 2 folds")
 
 
 def balanced_draws(items: Sequence[DimensionItem], dimensions: Sequence[str], n: int,
@@ -108,15 +132,15 @@ def read_json(path: Path) -> dict:
 
 def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], features_of: Callable, out_dir: str | Path,
                     cfg: DimensionStageConfig | None = None, log: Callable[[str], None] | None = None) -> Path:
-    """Train the main model's dimension answers on class-balanced draws of ``items`` and write the model
-    (``model_dir`` with new main projectors and adapter) to ``out_dir``. ``features_of(item)`` →
-    (VideoFeatures, prompt statistics)."""
+    """Fit the dimension probe on ``items``, train the main model to read it, and write the model (``model_dir``
+    with the probe and new main projectors) to ``out_dir``. ``features_of(item)`` → (VideoFeatures, prompt stats)."""
     import torch
 
     from llmvqa.dimensions import load_dimensions
+    from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.model.modeling import QualityLLM
+    from llmvqa.model.prior import PRIOR_OF_STREAM, stat_inputs
     from llmvqa.train.human import _example
-    from llmvqa.train.losses import soft_level_ce
 
     cfg = cfg or DimensionStageConfig()
     log = log or (lambda _m: None)
@@ -127,39 +151,52 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     model = QualityLLM.from_pretrained(src, is_trainable=True, scorer=False)
     version = model.cfg.prompt_version
     by_scorer = set(read_json(src / "scorer" / "config.json").get("scorer_reads") or []) if (src / "scorer").is_dir() else set()
-    known = {d.key: d.name for d in load_dimensions(version).dimensions.values() if f"dimension:{d.name}" not in by_scorer}
-    wanted = list(cfg.dimensions) or list(known)
-    dims = [d for d in wanted if d in known and len({level_of_score(it.targets[d]) for it in items if d in it.targets}) > 1]
+    spec = {d.key: d for d in load_dimensions(version).dimensions.values() if f"dimension:{d.name}" not in by_scorer}
+    wanted = list(cfg.dimensions) or list(spec)
+    dims = [d for d in wanted if d in spec and len({level_of_score(it.targets[d]) for it in items if d in it.targets}) > 1]
     if not dims:
         raise DataError("dimension stage", "no dimension has clips of two or more levels", "use a graded synth corpus")
-    cache: dict[int, tuple] = {}
+    log(f"dimension stage: {len(items)} clips, dimensions {dims}")
+    feats = [features_of(it) for it in items]
+    x = np.stack([stat_inputs(f, ps) for f, ps in feats])
+    levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in dims}
+    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": len(items)})
+    dims = [d for d in dims if d in probe.dimensions]
+    oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions)  # (N, K)
+    base_stats = [model.input_stats(f, ps) for f, ps in feats]  # the human prior's slots, as at rating time
+    slot_of = {d: PRIOR_OF_STREAM[spec[d].group] for d in dims}
 
-    def feats(i: int):
-        if i not in cache:
-            f, ps = features_of(items[i])
-            cache[i] = (f, model.input_stats(f, ps))
-        return cache[i]
+    def example(i: int, d: str, estimate: float):
+        f, _ = feats[i]
+        stats = {**base_stats[i], slot_of[d]: float(estimate)}
+        return _example(model, f"dimension:{spec[d].name}", f, stats, items[i].prompt, version)
 
     model.train()
     stats_params = [p for n, p in model.projectors.named_parameters() if ".stats." in n]
+    direction = [p for n, p in model.projectors.named_parameters() if n.endswith("prior_dir")]
     lora = [p for n, p in model.named_parameters() if "lora_" in n] if cfg.lora_lr > 0 else []
     for p in model.parameters():
         p.requires_grad_(False)
-    params = [*stats_params, *lora]
+    params = [*stats_params, *direction, *lora]
     for p in params:
         p.requires_grad_(True)
-    groups = [{"params": stats_params, "lr": cfg.lr}] + ([{"params": lora, "lr": cfg.lora_lr}] if lora else [])
+    groups = [{"params": stats_params, "lr": cfg.lr}, {"params": direction, "lr": cfg.prior_lr}]
+    groups += [{"params": lora, "lr": cfg.lora_lr}] if lora else []
+    _warm_start(model, dims, spec, example, items, cfg, rng)
     optim = torch.optim.AdamW(groups, weight_decay=0.0)
     warm = max(1, cfg.steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: min(1.0, (s + 1) / warm))
+    kinds = ["read"] * cfg.read_steps + ["data"] * cfg.data_steps
     for step in range(cfg.steps):
+        kind = kinds[step % len(kinds)]
         draws = balanced_draws(items, dims, cfg.batch_size, rng)
-        exs, tgt = [], []
-        for i, d in draws:
-            f, stats = feats(i)
-            prompt = items[i].prompt
-            exs.append(_example(model, f"dimension:{known[d]}", f, stats, prompt, version))
-            tgt.append(items[i].targets[d])
+        if kind == "read":
+            est = rng.uniform(*cfg.read_range, size=len(draws))
+            exs = [example(i, d, e) for (i, d), e in zip(draws, est, strict=True)]
+            tgt = est.tolist()
+        else:
+            exs = [example(i, d, oof[i, probe.dimensions.index(d)]) for i, d in draws]
+            tgt = [items[i].targets[d] for i, d in draws]
         res = model.forward(model.collator(exs))
         t = torch.tensor(tgt, dtype=res["expected_score"].dtype)
         loss = (cfg.mse_weight * torch.mean(((res["expected_score"] - t) / 4.0) ** 2)
@@ -170,14 +207,17 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
         optim.step()
         sched.step()
         if step % 20 == 0 or step == cfg.steps - 1:
-            log(f"dimension stage step {step + 1}/{cfg.steps}: loss {loss.item():.4f}")
+            log(f"dimension stage step {step + 1}/{cfg.steps} ({kind}): loss {loss.item():.4f}")
     model.eval()
     if src.resolve() != out.resolve():
         shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(src, out, ignore=shutil.ignore_patterns("adapter", "projectors.safetensors"))
+        top = str(src)  # the main adapter and projectors are written below; the scorer's own are copied
+        shutil.copytree(src, out, ignore=lambda d, names: [n for n in names if d == top
+                                                           and n in ("adapter", "projectors.safetensors")])
     shutil.rmtree(out / "adapter", ignore_errors=True)
     model.interval = None  # the model's own files (interval, prior, scorer) stay as they were copied
     model.prior = None
+    model.dimension_probe = probe
     model.save_pretrained(out)
     (out / "config.json").write_text((src / "config.json").read_text(encoding="utf-8"), encoding="utf-8")
     state = {"stage": "dimensions", "base": str(src), "clips": len(items), "dimensions": dims, "steps": cfg.steps,
@@ -185,6 +225,45 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     (out / "dimension_stage.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
     log(f"dimension stage done in {state['seconds']:.0f} s → {out}")
     return out
+
+
+def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
+                  dims: Sequence[str]) -> np.ndarray:
+    """(N, K) probe estimates of each clip from a probe fitted without its source's fold (K = ``dims``)."""
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.train.human_data import prompt_folds
+
+    groups = [src or f"#{i}" for i, src in enumerate(sources)]  # clips of no known source: each its own group
+    folds = prompt_folds(groups, cfg.folds, cfg.seed)
+    out = np.full((len(x), len(dims)), 5.0)
+    for f in np.unique(folds):
+        test = folds == f
+        fitted = DimensionProbe.fit(x[~test], {d: [lv for lv, t in zip(levels[d], test, strict=True) if not t]
+                                               for d in dims}, cfg.probe_c)
+        est = fitted.estimates_inputs(x[test])
+        for k, d in enumerate(dims):
+            if d in fitted.dimensions:
+                out[test, k] = est[:, fitted.dimensions.index(d)]
+    return out
+
+
+def _warm_start(model, dims, spec, example, items, cfg: DimensionStageConfig, rng) -> None:
+    """Start each stream's prior direction along the gradient of its dimensions' expected scores with respect to
+    the slot (estimate 4.0), scaled so one level of the estimate moves them by about ``cfg.warm_gain`` levels."""
+    import torch
+
+    for stream, proj in model.projectors.items():
+        mine = [d for d in dims if spec[d].group == stream]
+        if proj.prior_dir is None or not mine:
+            continue
+        proj.prior_dir.grad = None
+        draws = [(i, d) for i, d in balanced_draws(items, mine, cfg.batch_size * 2, rng)]
+        exs = [example(i, d, 4.0) for i, d in draws]
+        (model.forward(model.collator(exs))["expected_score"].sum() / len(exs)).backward()
+        g = proj.prior_dir.grad.detach().clone()
+        with torch.no_grad():
+            proj.prior_dir.add_(cfg.warm_gain * g / g.pow(2).sum().clamp_min(1e-12))
+        model.zero_grad(set_to_none=True)
 
 
 __all__ = ["DimensionItem", "DimensionStageConfig", "balanced_draws", "load_synth_items", "tune_dimensions"]

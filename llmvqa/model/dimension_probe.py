@@ -1,0 +1,141 @@
+"""The dimension probe: one class-balanced logistic regression per dimension over the measured statistics.
+
+On the synth corpus most clips are "excellent" on most dimensions (no degradation of that kind); a model
+trained on them as they come answers "excellent" almost always. The probe is fitted on class-balanced
+weights (each level present counts equally) over the normalized statistics of the three streams, and
+turns a clip's statistics into one 1–5 estimate per dimension: the centre of its most probable level,
+moved by the expected value of its level distribution within ±``SPREAD`` (so the level of the estimate is
+the probe's decision and the ranking inside a level is kept). The model reads the estimate of the
+dimension it is asked about in the prior slot of that dimension's stream (``QualityLLM.score_queries``),
+so the answer is still the LLM's level-word softmax.
+
+Stored in a checkpoint as ``dimension_probe.safetensors``. Fitting uses scikit-learn; predicting is numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from llmvqa.errors import ModelError
+from llmvqa.features import VideoFeatures
+from llmvqa.levels import LEVELS, WEIGHTS
+from llmvqa.model.prior import stat_inputs
+
+PROBE_FILE = "dimension_probe.safetensors"
+SPREAD = 0.35
+"""How far (1–5) the estimate may move from its level's centre with the expected value (< half a level: 0.4)."""
+DEFAULT_C = 1.0
+"""Inverse L2 strength of each logistic regression (train → test split of the synth corpus: flat from 1 to 10)."""
+
+
+def estimate_of(probs: np.ndarray) -> np.ndarray:
+    """(N, 5) level probabilities (LEVELS order) → (N,) estimates: the most probable level's weight, moved by the
+    expected value's offset from it, clipped to ±SPREAD."""
+    w = np.asarray(WEIGHTS, dtype=np.float64)
+    centre = w[np.argmax(probs, axis=1)]
+    return centre + np.clip(probs @ w - centre, -SPREAD, SPREAD)
+
+
+@dataclass
+class DimensionProbe:
+    """Standardize → per dimension a 5-way linear map (LEVELS order; a level absent in fitting never wins)."""
+
+    mean: np.ndarray
+    """(S,) input means of the fitting data."""
+    scale: np.ndarray
+    """(S,) input standard deviations (1 where constant)."""
+    weights: np.ndarray
+    """(K, 5, S) per dimension, per level."""
+    bias: np.ndarray
+    """(K, 5)."""
+    dimensions: tuple[str, ...]
+    """Dimension keys, in ``weights`` order."""
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, levels: Mapping[str, Sequence[str]], c: float = DEFAULT_C,
+            info: dict | None = None) -> DimensionProbe:
+        """x: (N, S) ``stat_inputs``; levels: {dimension key: N reference level words}. Dimensions with a single
+        level present are left out (nothing to tell apart)."""
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.asarray(x, np.float64)
+        mean = x.mean(0)
+        scale = x.std(0)
+        scale = np.where(scale > 1e-8, scale, 1.0)
+        z = (x - mean) / scale
+        dims, weights, biases, counts = [], [], [], {}
+        for key, words in levels.items():
+            y = np.asarray(words)
+            if len(y) != len(x):
+                raise ValueError(f"{key}: {len(y)} levels for {len(x)} clips")
+            present = [lv for lv in LEVELS if lv in set(y)]
+            if len(present) < 2:
+                continue
+            clf = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(z, y)
+            w = np.zeros((len(LEVELS), x.shape[1]))
+            b = np.full(len(LEVELS), -1e4)
+            coef, intercept = clf.coef_, clf.intercept_
+            if len(clf.classes_) == 2:  # binary: one row for the second class
+                coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+            for row, cls_name in enumerate(clf.classes_):
+                w[LEVELS.index(cls_name)] = coef[row]
+                b[LEVELS.index(cls_name)] = intercept[row]
+            dims.append(key)
+            weights.append(w)
+            biases.append(b)
+            counts[key] = {lv: int((y == lv).sum()) for lv in present}
+        if not dims:
+            raise ValueError("no dimension has two or more levels to tell apart")
+        meta = {"c": c, "n": int(len(x)), "levels": counts, **(info or {})}
+        return cls(mean, scale, np.stack(weights), np.stack(biases), tuple(dims), meta)
+
+    def probs_inputs(self, x: np.ndarray) -> np.ndarray:
+        """(N, S) → (N, K, 5) level probabilities per dimension."""
+        z = (np.asarray(x, np.float64) - self.mean) / self.scale
+        logits = np.einsum("ns,kls->nkl", z, self.weights) + self.bias[None]
+        logits -= logits.max(-1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(-1, keepdims=True)
+
+    def estimates_inputs(self, x: np.ndarray) -> np.ndarray:
+        """(N, S) → (N, K) 1–5 estimates (``estimate_of``)."""
+        p = self.probs_inputs(x)
+        return estimate_of(p.reshape(-1, len(LEVELS))).reshape(p.shape[:2])
+
+    def estimates(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
+        """{dimension key: 1–5 estimate} of one video."""
+        x = stat_inputs(features, prompt_stats)
+        if x.shape != self.mean.shape:
+            raise ModelError("dimension probe", f"expects {self.mean.shape[0]} statistics, the features give {x.shape[0]}",
+                             "use the encoders the probe was fitted with (the checkpoint's config.json)")
+        return dict(zip(self.dimensions, self.estimates_inputs(x[None])[0].tolist(), strict=True))
+
+    def save(self, directory: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        tensors = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
+        save_file({k: np.ascontiguousarray(v, np.float64) for k, v in tensors.items()}, str(Path(directory) / PROBE_FILE),
+                  metadata={"dimensions": json.dumps(list(self.dimensions)), "info": json.dumps(self.info)})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> DimensionProbe | None:
+        """The probe saved in ``directory``, or None when it has none."""
+        path = Path(directory) / PROBE_FILE
+        if not path.is_file():
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            t = {k: f.get_tensor(k) for k in ("mean", "scale", "weights", "bias")}
+        return cls(t["mean"], t["scale"], t["weights"], t["bias"], tuple(json.loads(meta.get("dimensions", "[]"))),
+                   json.loads(meta.get("info", "{}")))
+
+
+__all__ = ["PROBE_FILE", "SPREAD", "DimensionProbe", "estimate_of", "stat_inputs"]
