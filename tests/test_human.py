@@ -337,3 +337,16 @@ def test_heldout_interval_is_a_quantile_of_held_out_errors_checked_fold_by_fold(
     # a fold whose errors are far larger than the others' is not covered by their quantile
     pred[folds == 0] = human[folds == 0] + 3.0
     assert heldout_interval(pred, human, folds)["expected_coverage"] <= 5 / 6 + 1e-9
+
+
+def test_the_scorer_reads_the_prompt_alignment_question_rate_asks():
+    """HUMAN_ASPECTS names dimensions by key, the assessor by name: both are one question and one prefix, so the
+    calibrated scorer answers the prompt-alignment dimension of `rate` (it once fell to the main adapter)."""
+    from llmvqa.dimensions import load_dimensions
+    from llmvqa.model.scoring import aspect_prefix
+
+    dims = load_dimensions("v1").dimensions
+    for key, d in dims.items():
+        assert aspect_query(f"dimension:{key}", "a cat") == aspect_query(f"dimension:{d.name}", "a cat")
+    assert aspect_prefix("dimension:prompt_alignment") in {aspect_prefix(a) for a in HUMAN_ASPECTS}
+    assert aspect_prefix(f"dimension:{dims['prompt_alignment'].name}") == aspect_prefix("dimension:prompt_alignment")

@@ -140,6 +140,7 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.model.modeling import QualityLLM
     from llmvqa.model.prior import PRIOR_OF_STREAM, stat_inputs
+    from llmvqa.model.scoring import aspect_prefix
     from llmvqa.train.human import _example
 
     cfg = cfg or DimensionStageConfig()
@@ -150,8 +151,10 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     rng = np.random.default_rng(cfg.seed)
     model = QualityLLM.from_pretrained(src, is_trainable=True, scorer=False)
     version = model.cfg.prompt_version
-    by_scorer = set(read_json(src / "scorer" / "config.json").get("scorer_reads") or []) if (src / "scorer").is_dir() else set()
-    spec = {d.key: d for d in load_dimensions(version).dimensions.values() if f"dimension:{d.name}" not in by_scorer}
+    reads = read_json(src / "scorer" / "config.json").get("scorer_reads") or [] if (src / "scorer").is_dir() else []
+    by_scorer = {aspect_prefix(a, version) for a in reads}  # compared as answer prefixes (keys and names both work)
+    spec = {d.key: d for d in load_dimensions(version).dimensions.values()
+            if aspect_prefix(f"dimension:{d.name}", version) not in by_scorer}
     wanted = list(cfg.dimensions) or list(spec)
     dims = [d for d in wanted if d in spec and len({level_of_score(it.targets[d]) for it in items if d in it.targets}) > 1]
     if not dims:
