@@ -339,14 +339,29 @@ def test_heldout_interval_is_a_quantile_of_held_out_errors_checked_fold_by_fold(
     assert heldout_interval(pred, human, folds)["expected_coverage"] <= 5 / 6 + 1e-9
 
 
-def test_the_scorer_reads_the_prompt_alignment_question_rate_asks():
-    """HUMAN_ASPECTS names dimensions by key, the assessor by name: both are one question and one prefix, so the
-    calibrated scorer answers the prompt-alignment dimension of `rate` (it once fell to the main adapter)."""
+def test_the_scorer_answers_prompt_alignment_however_it_is_named_in_its_own_wording(gemma, tmp_path):
+    """HUMAN_ASPECTS names dimensions by key ("prompt_alignment"), the assessor by name ("prompt alignment"): the
+    calibrated scorer answers both, asked in the wording it was calibrated on (it once fell to the main adapter)."""
     from llmvqa.dimensions import load_dimensions
-    from llmvqa.model.scoring import aspect_prefix
+    from llmvqa.model.scoring import aspect_forms
 
-    dims = load_dimensions("v1").dimensions
-    for key, d in dims.items():
-        assert aspect_query(f"dimension:{key}", "a cat") == aspect_query(f"dimension:{d.name}", "a cat")
-    assert aspect_prefix("dimension:prompt_alignment") in {aspect_prefix(a) for a in HUMAN_ASPECTS}
-    assert aspect_prefix(f"dimension:{dims['prompt_alignment'].name}") == aspect_prefix("dimension:prompt_alignment")
+    name = load_dimensions("v1").dimensions["prompt_alignment"].name
+    assert set(aspect_forms("dimension:prompt_alignment")) == {"dimension:prompt_alignment", f"dimension:{name}"}
+    base = build(gemma, lora=True)
+    perturb_lora(base)
+    base.save_pretrained(tmp_path / "m")
+    base.save_pretrained(tmp_path / "m" / "scorer")
+    perturb_lora(base)  # a scorer that differs from the main adapter
+    base.save_pretrained(tmp_path / "m" / "scorer")
+    cfg = json.loads((tmp_path / "m" / "scorer" / "config.json").read_text())
+    (tmp_path / "m" / "scorer" / "config.json").write_text(json.dumps({**cfg, "scorer_reads": list(HUMAN_ASPECTS)}))
+    model = QualityLLM.from_pretrained(tmp_path / "m")
+    f = make_features()
+    by_name = aspect_query(f"dimension:{name}", "a cat")
+    by_key = aspect_query("dimension:prompt_alignment", "a cat")
+    assert by_name != by_key and model.reads_by_scorer(by_name[1]) and model.reads_by_scorer(by_key[1])
+    asked = model.score_queries(f, [by_name], prompt="a cat")[0].score
+    with model.scoring():  # what the scorer says to the question in its own (key) wording
+        own = model.score_batch([f], ["a cat"], None, *by_key)[0].score
+    assert asked == pytest.approx(own, abs=1e-5)
+    assert model.score(f, "a cat", by_name[0], answer_prefix=by_name[1]).score == pytest.approx(own, abs=1e-5)

@@ -32,7 +32,15 @@ from llmvqa.model.config import ModelConfig
 from llmvqa.model.dimension_probe import DimensionProbe
 from llmvqa.model.prior import PRIOR_OF_STREAM, HumanPrior
 from llmvqa.model.projectors import StreamProjector, widen_stats_inputs
-from llmvqa.model.scoring import LevelScore, aspect_prefix, aspect_query, expected_scores, level_prefix, level_token_ids
+from llmvqa.model.scoring import (
+    LevelScore,
+    aspect_forms,
+    aspect_prefix,
+    aspect_query,
+    expected_scores,
+    level_prefix,
+    level_token_ids,
+)
 from llmvqa.model.template import IGNORE, VIDEO_TAG, PromptTemplate, choose_placeholder
 
 CHECKPOINT_FORMAT = "llmvqa-quality-llm"
@@ -272,14 +280,29 @@ class QualityLLM(nn.Module):
                              f"({str(e)[:200]})", "the scorer checkpoint is incomplete; copy it again") from e
         projectors.eval().requires_grad_(False)
         reads = theirs.get("scorer_reads") or ["overall"]
-        self._scorer = {"source": d, "projectors": projectors, "active": False,
-                        "prefixes": {aspect_prefix(a, self.cfg.prompt_version) for a in reads}}
+        version = self.cfg.prompt_version
+        # an aspect however it is named (a dimension by key or by name) → the aspect as the scorer was trained on it
+        by_prefix = {aspect_prefix(form, version): a for a in reads for form in aspect_forms(a, version)}
+        self._scorer = {"source": d, "projectors": projectors, "active": False, "aspects": by_prefix}
 
     def reads_by_scorer(self, answer_prefix: str | None) -> bool:
         """Whether the scorer reads the level after ``answer_prefix`` (None = the overall sentence)."""
+        return self.scorer_aspect(answer_prefix) is not None
+
+    def scorer_aspect(self, answer_prefix: str | None) -> str | None:
+        """The scorer's own name of the aspect ``answer_prefix`` asks (None: the scorer does not read it)."""
         if self._scorer is None:
-            return False
-        return (answer_prefix or level_prefix("overall", self.cfg.prompt_version)) in self._scorer["prefixes"]
+            return None
+        return self._scorer["aspects"].get(answer_prefix or level_prefix("overall", self.cfg.prompt_version))
+
+    def scorer_query(self, question: str | None, answer_prefix: str | None,
+                     prompt: str | None) -> tuple[str | None, str | None]:
+        """(question, answer prefix) as the model's reader of that aspect was trained on it: the scorer's own wording
+        for an aspect it reads (e.g. a dimension it was calibrated on by key), else as given."""
+        aspect = self.scorer_aspect(answer_prefix)
+        if aspect is None or aspect == "overall":
+            return question, answer_prefix
+        return aspect_query(aspect, prompt, self.cfg.prompt_version)
 
     def input_stats(self, features: VideoFeatures, prompt_stats: dict | None) -> dict:
         """The prompt-time statistics the stats tokens read: prompt_stats plus the human prior's estimates."""
@@ -434,9 +457,10 @@ class QualityLLM(nn.Module):
         n = len(features)
         prompts = prompts or [None] * n
         prompt_stats = prompt_stats or [None] * n
-        exs = [encode_conversation(self._user_turn(question, "rating", p), f, self.template, prompt=p,
-                                   prompt_stats=self.query_stats(f, ps, prefix), open_answer=prefix)
-               for f, p, ps in zip(features, prompts, prompt_stats, strict=True)]
+        asked = [self.scorer_query(question, prefix, p) for p in prompts]  # the scorer's own wording of its aspects
+        exs = [encode_conversation(self._user_turn(q, "rating", p), f, self.template, prompt=p,
+                                   prompt_stats=self.query_stats(f, ps, prefix), open_answer=a or prefix)
+               for f, p, ps, (q, a) in zip(features, prompts, prompt_stats, asked, strict=True)]
         if any(e.level_pos < 0 for e in exs):
             raise ValueError(f"answer_prefix {prefix!r} does not end where a level word follows (answers.yaml)")
         with self.scoring() if self.reads_by_scorer(prefix) else contextlib.nullcontext():
@@ -474,8 +498,9 @@ class QualityLLM(nn.Module):
         for by_scorer in (False, True):
             idx = [i for i, (_, a) in enumerate(queries) if self.reads_by_scorer(a) == by_scorer and out[i] is None]
             if idx:
+                asked = [self.scorer_query(*queries[i], prompt) if by_scorer else queries[i] for i in idx]
                 with self.scoring() if by_scorer else contextlib.nullcontext():
-                    scores = self._score_shared(features, [queries[i] for i in idx], prompt, prompt_stats)
+                    scores = self._score_shared(features, asked, prompt, prompt_stats)
                 for i, sc in zip(idx, scores, strict=True):
                     out[i] = sc
         return out  # type: ignore[return-value]

@@ -41,25 +41,28 @@ def level_prefix(kind: str = "overall", version: str = "v1", **names: str) -> st
     return sentence.split("{level}")[0].rstrip(" ")
 
 
-def dimension_label(name: str, version: str = "v1") -> str:
-    """The words a dimension is asked about by (its ``name`` in dimensions.yaml, as SIG trains it), given its
-    key ("prompt_alignment") or its name ("prompt alignment"): both ask the same question."""
-    from llmvqa.dimensions import load_dimensions
-
-    dims = load_dimensions(version).dimensions
-    return dims[name].name if name in dims else name
-
-
 def aspect_prefix(aspect: str, version: str = "v1") -> str:
-    """Answer prefix of an aspect: "overall", "group:<group>" or "dimension:<dimension key or name>"."""
+    """Answer prefix of an aspect: "overall", "group:<group>" or "dimension:<dimension>"."""
     kind, _, name = aspect.partition(":")
-    if kind == "dimension" and name:
-        name = dimension_label(name, version)
     if kind == "overall" and not name:
         return level_prefix("overall", version)
     if kind in ("group", "dimension") and name:
         return level_prefix(kind, version, **{kind: name})
     raise ValueError(f"aspect {aspect!r}: use 'overall', 'group:<name>' or 'dimension:<name>'")
+
+
+def aspect_forms(aspect: str, version: str = "v1") -> tuple[str, ...]:
+    """Every way to name one aspect: a dimension by its key ("dimension:prompt_alignment") or by its name
+    ("dimension:prompt alignment"); groups and the overall aspect have one."""
+    from llmvqa.dimensions import load_dimensions
+
+    kind, _, subject = aspect.partition(":")
+    if kind != "dimension":
+        return (aspect,)
+    for key, d in load_dimensions(version).dimensions.items():
+        if subject in (key, d.name):
+            return tuple(dict.fromkeys((aspect, f"dimension:{key}", f"dimension:{d.name}")))
+    return (aspect,)
 
 
 def aspect_query(aspect: str, prompt: str | None, version: str = "v1") -> tuple[str | None, str]:
@@ -73,7 +76,7 @@ def aspect_query(aspect: str, prompt: str | None, version: str = "v1") -> tuple[
         return None, prefix
     q = load_yaml("instructions", version)
     clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
-    label = f"{subject} quality" if kind == "group" else dimension_label(subject, version)
+    label = f"{subject} quality" if kind == "group" else subject
     return q["dimension"][0].format(name=label, definition="", prompt_clause=clause), prefix
 
 

@@ -140,7 +140,7 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.model.modeling import QualityLLM
     from llmvqa.model.prior import PRIOR_OF_STREAM, stat_inputs
-    from llmvqa.model.scoring import aspect_prefix
+    from llmvqa.model.scoring import aspect_forms, aspect_prefix
     from llmvqa.train.human import _example
 
     cfg = cfg or DimensionStageConfig()
@@ -152,7 +152,7 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     model = QualityLLM.from_pretrained(src, is_trainable=True, scorer=False)
     version = model.cfg.prompt_version
     reads = read_json(src / "scorer" / "config.json").get("scorer_reads") or [] if (src / "scorer").is_dir() else []
-    by_scorer = {aspect_prefix(a, version) for a in reads}  # compared as answer prefixes (keys and names both work)
+    by_scorer = {aspect_prefix(f, version) for a in reads for f in aspect_forms(a, version)}  # by key or by name
     spec = {d.key: d for d in load_dimensions(version).dimensions.values()
             if aspect_prefix(f"dimension:{d.name}", version) not in by_scorer}
     wanted = list(cfg.dimensions) or list(spec)
