@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="train", help="manifest split to train on (default train)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: DimensionStageConfig.steps)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder")
+    p.add_argument("--probe-balance", type=float, default=None,
+                   help="class weights of the probe ∝ (1 / level share)^this (default 0.25; 1 = balanced)")
+    p.add_argument("--probe-only", action="store_true",
+                   help="only fit the probe again (into --model; --out must be the same folder): the model already reads it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-v", "--verbose", action="store_true", help="log the training steps")
     p.set_defaults(func=run)
@@ -36,7 +40,7 @@ def run(args) -> int:
     from llmvqa.encoders.cache import FeatureCache, get_or_extract
     from llmvqa.encoders.config import EncoderConfig
     from llmvqa.encoders.pipeline import FeatureExtractor
-    from llmvqa.train.dimension_stage import DimensionStageConfig, load_synth_items, tune_dimensions
+    from llmvqa.train.dimension_stage import DimensionStageConfig, load_synth_items, refit_probe, tune_dimensions
 
     model = Path(args.model)
     if not (model / "config.json").is_file():
@@ -51,8 +55,15 @@ def run(args) -> int:
         f, _ = get_or_extract(extractor, item.path, cache)
         return f, {k: float(v) for k, v in extractor.prompt_stats(f, item.prompt).items()} if item.prompt else {}
 
-    settings = {"seed": args.seed, **({"steps": args.steps} if args.steps is not None else {})}
+    settings = {"seed": args.seed, **({"steps": args.steps} if args.steps is not None else {}),
+                **({"probe_balance": args.probe_balance} if args.probe_balance is not None else {})}
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
+    if args.probe_only:
+        if Path(args.out).resolve() != model.resolve():
+            raise ModelError(args.out, "--probe-only writes the probe into --model", "pass the same folder as --out")
+        out = refit_probe(model, items, features_of, DimensionStageConfig(**settings))
+        print(f"model: {out}")
+        return 0
     out = tune_dimensions(model, items, features_of, args.out, DimensionStageConfig(**settings), log=log)
     print(f"model: {out}")
     return 0

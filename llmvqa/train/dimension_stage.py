@@ -89,6 +89,8 @@ class DimensionStageConfig:
     read_range: tuple[float, float] = (1.0, 5.0)
     probe_c: float = 1.0
     """Inverse L2 strength of the probe's logistic regressions."""
+    probe_balance: float = 0.25
+    """Class weights of the probe ∝ (1 / level share)^probe_balance (``dimension_probe.DEFAULT_BALANCE``)."""
     folds: int = 5
     """Source-grouped folds of the cross-fitted estimates the data steps use."""
     mse_weight: float = 1.0
@@ -163,7 +165,7 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     feats = [features_of(it) for it in items]
     x = np.stack([stat_inputs(f, ps) for f, ps in feats])
     levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in dims}
-    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": len(items)})
+    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": len(items)}, balance=cfg.probe_balance)
     dims = [d for d in dims if d in probe.dimensions]
     oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions)  # (N, K)
     base_stats = [model.input_stats(f, ps) for f, ps in feats]  # the human prior's slots, as at rating time
@@ -230,6 +232,28 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     return out
 
 
+def refit_probe(model_dir: str | Path, items: Sequence[DimensionItem], features_of: Callable,
+                cfg: DimensionStageConfig | None = None) -> Path:
+    """Fit the dimension probe of a model already trained to read it (``tune_dimensions``) again on ``items`` with
+    ``cfg``'s probe settings, and write it into ``model_dir``: the reading does not depend on the probe's fit."""
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.model.prior import stat_inputs
+
+    cfg = cfg or DimensionStageConfig()
+    model_dir = Path(model_dir)
+    old = DimensionProbe.load(model_dir)
+    if old is None:
+        raise DataError(str(model_dir), "has no dimension probe to fit again", "run llmvqa tune-dimensions first")
+    x = np.stack([stat_inputs(*features_of(it)) for it in items])
+    levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in old.dimensions}
+    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": len(items)}, balance=cfg.probe_balance)
+    probe.save(model_dir)
+    state = read_json(model_dir / "dimension_stage.json")
+    state["probe_refit"] = {"c": cfg.probe_c, "balance": cfg.probe_balance, "clips": len(items)}
+    (model_dir / "dimension_stage.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
+    return model_dir
+
+
 def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
                   dims: Sequence[str]) -> np.ndarray:
     """(N, K) probe estimates of each clip from a probe fitted without its source's fold (K = ``dims``)."""
@@ -242,7 +266,7 @@ def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence
     for f in np.unique(folds):
         test = folds == f
         fitted = DimensionProbe.fit(x[~test], {d: [lv for lv, t in zip(levels[d], test, strict=True) if not t]
-                                               for d in dims}, cfg.probe_c)
+                                               for d in dims}, cfg.probe_c, balance=cfg.probe_balance)
         est = fitted.estimates_inputs(x[test])
         for k, d in enumerate(dims):
             if d in fitted.dimensions:
@@ -269,4 +293,4 @@ def _warm_start(model, dims, spec, example, items, cfg: DimensionStageConfig, rn
         model.zero_grad(set_to_none=True)
 
 
-__all__ = ["DimensionItem", "DimensionStageConfig", "balanced_draws", "load_synth_items", "tune_dimensions"]
+__all__ = ["DimensionItem", "DimensionStageConfig", "balanced_draws", "load_synth_items", "refit_probe", "tune_dimensions"]
