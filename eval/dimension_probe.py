@@ -49,6 +49,9 @@ def main(argv=None) -> int:
         from llmvqa.model.modeling import QualityLLM
 
         model = QualityLLM.from_pretrained(args.model)
+    from llmvqa.dimensions import load_dimensions
+
+    names = {k: d.name for k, d in load_dimensions().dimensions.items()}  # asked by name, as `rate` asks
     manifest = Path(args.synth)
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r.get("split") == args.split]
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         est = probe.estimates(f, ps)
         by_probe.append({k: level_of_score(v) for k, v in est.items()})
         if model is not None:
-            queries = [aspect_query(f"dimension:{k}", prompt, model.cfg.prompt_version) for k in probe.dimensions]
+            queries = [aspect_query(f"dimension:{names[k]}", prompt, model.cfg.prompt_version) for k in probe.dimensions]
             scores = model.score_queries(f, queries, prompt=prompt, prompt_stats=ps)
             by_model.append({k: level_of_score(s.score) for k, s in zip(probe.dimensions, scores, strict=True)})
     results = {"probe": dimension_accuracy(by_probe, ref)}

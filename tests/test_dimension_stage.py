@@ -68,7 +68,7 @@ def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path
 
     before = QualityLLM.from_pretrained(tmp_path / "base")
     out = tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
-                          DimensionStageConfig(steps=60, batch_size=8, lr=3e-2, prior_lr=3e-2, lora_lr=1e-2, folds=4,
+                          DimensionStageConfig(steps=60, batch_size=8, lr=3e-2, prior_lr=3e-2, lora_lr=1e-2, folds=4, probe_balance=1.0,
                                                dimensions=("sharpness",)))
     after = QualityLLM.from_pretrained(out)
     scores = {name: {t: [clarity(m, it) for it in items if it.targets["sharpness"] == t] for t in (2.0, 5.0)}

@@ -318,9 +318,11 @@ class QualityLLM(nn.Module):
         if self._probe_slots is None:
             from llmvqa.dimensions import load_dimensions
 
-            self._probe_slots = {aspect_prefix(f"dimension:{d.name}", self.cfg.prompt_version): (d.key, PRIOR_OF_STREAM[d.group])
-                                 for d in load_dimensions(self.cfg.prompt_version).dimensions.values()
-                                 if d.key in self.dimension_probe.dimensions and d.group in PRIOR_OF_STREAM}
+            version = self.cfg.prompt_version
+            self._probe_slots = {aspect_prefix(form, version): (d.key, PRIOR_OF_STREAM[d.group])
+                                 for d in load_dimensions(version).dimensions.values()
+                                 if d.key in self.dimension_probe.dimensions and d.group in PRIOR_OF_STREAM
+                                 for form in aspect_forms(f"dimension:{d.key}", version)}  # by key or by name
         return self._probe_slots.get(answer_prefix)
 
     def query_stats(self, features: VideoFeatures, prompt_stats: dict | None, answer_prefix: str | None,
