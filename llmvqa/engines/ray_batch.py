@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,19 +116,26 @@ def run_ray_batch(jobs: list[Job], out: str | Path, *, model: str | None = None,
         if todo:
             ray = _start_ray(options)
             ctx = ray.data.DataContext.get_current()
-            ctx.enable_progress_bars = progress
+            ctx.enable_progress_bars = False  # our own bar below counts the rows as they arrive
             ctx.print_on_execution_start = False
             ctx.enable_operator_progress_bars = False
+            for name in ("ray", "ray.data"):  # Ray Data logs its execution at INFO on stderr
+                logging.getLogger(name).setLevel(logging.ERROR)
             replicas = min(replica_count(options, ray.cluster_resources()), len(todo))
             items = [{"video": j.video, "path": j.path, "prompt": j.prompt or ""} for j in todo]
             ds = ray.data.from_items(items, override_num_blocks=len(items))
             threads = max(1, int(options.cpus_per_replica))
             gpus = {"num_gpus": options.gpus_per_replica} if options.gpus_per_replica > 0 else {}
-            ds = ds.map_batches(RaterReplica, batch_size=1, concurrency=replicas, num_cpus=options.cpus_per_replica,
-                                batch_format="numpy", **gpus,
-                                fn_constructor_kwargs={"model": model_dir, "device": device, "explain": explain,
+            with warnings.catch_warnings():  # max_restarts=0: a replica is not restarted (so its constructor
+                warnings.simplefilter("ignore")  # arguments need not outlive the object store; Ray warns otherwise)
+                ds = ds.map_batches(RaterReplica, batch_size=1, compute=ray.data.ActorPoolStrategy(size=replicas),
+                                    num_cpus=options.cpus_per_replica, batch_format="numpy", max_restarts=0, **gpus,
+                                    fn_constructor_kwargs={"model": model_dir, "device": device, "explain": explain,
                                                        "dimensions": dimensions, "threads": threads})
-            for row in ds.iter_rows():
+            from tqdm import tqdm
+
+            for row in tqdm(ds.iter_rows(), total=len(todo), desc="rating", unit="video", disable=not progress,
+                            file=sys.stderr):
                 record(summary, sink, dict(row))
     finally:
         sink.close()

@@ -326,13 +326,15 @@ class QualityLLM(nn.Module):
         return self._probe_slots.get(answer_prefix)
 
     def query_stats(self, features: VideoFeatures, prompt_stats: dict | None, answer_prefix: str | None,
-                    stats: dict | None = None) -> dict:
+                    stats: dict | None = None, estimates: dict | None = None) -> dict:
         """The prompt-time statistics of one question: ``input_stats``, and for a dimension the probe estimates
-        (not read by the scorer) that estimate in the prior slot of its stream."""
+        (not read by the scorer) that estimate in the prior slot of its stream. ``stats`` / ``estimates``: the
+        clip's ``input_stats`` and probe estimates when already computed."""
         stats = dict(stats if stats is not None else self.input_stats(features, prompt_stats))
         slot = None if self.reads_by_scorer(answer_prefix) else self.probe_slot(answer_prefix)
         if slot is not None:
-            stats[slot[1]] = self.dimension_probe.estimates(features, prompt_stats)[slot[0]]
+            estimates = estimates if estimates is not None else self.dimension_probe.estimates(features, prompt_stats)
+            stats[slot[1]] = estimates[slot[0]]
         return stats
 
     @property
@@ -491,9 +493,10 @@ class QualityLLM(nn.Module):
         probed = [i for i, (_, a) in enumerate(queries) if not self.reads_by_scorer(a) and self.probe_slot(a)]
         if probed:
             stats = self.input_stats(features, prompt_stats)
+            estimates = self.dimension_probe.estimates(features, prompt_stats)  # once per clip
             exs = [encode_conversation(self._user_turn(queries[i][0], "rating", prompt), features, self.template,
                                        prompt=prompt, prompt_stats=self.query_stats(features, prompt_stats,
-                                                                                    queries[i][1], stats),
+                                                                                    queries[i][1], stats, estimates),
                                        open_answer=queries[i][1]) for i in probed]
             for i, p in zip(probed, self.forward(self.collator(exs))["level_probs"].cpu(), strict=True):
                 out[i] = LevelScore.from_probs(p.tolist())
