@@ -26,6 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="where to write the model")
     p.add_argument("--split", default="train", help="manifest split to train on (default train)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: DimensionStageConfig.steps)")
+    p.add_argument("--read-steps", type=int, default=None, help="reading steps per cycle (default: DimensionStageConfig)")
+    p.add_argument("--data-steps", type=int, default=None, help="data steps per cycle (default: DimensionStageConfig)")
+    p.add_argument("--read-estimates", type=float, default=None,
+                   help="share of reading estimates drawn from the probe's cross-fitted estimates (0–1)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder")
     p.add_argument("--probe-balance", type=float, default=None,
                    help="class weights of the probe ∝ (1 / level share)^this (default 0.25; 1 = balanced)")
@@ -55,8 +59,9 @@ def run(args) -> int:
         f, _ = get_or_extract(extractor, item.path, cache)
         return f, {k: float(v) for k, v in extractor.prompt_stats(f, item.prompt).items()} if item.prompt else {}
 
-    settings = {"seed": args.seed, **({"steps": args.steps} if args.steps is not None else {}),
-                **({"probe_balance": args.probe_balance} if args.probe_balance is not None else {})}
+    given = {"steps": args.steps, "probe_balance": args.probe_balance, "read_steps": args.read_steps,
+             "data_steps": args.data_steps, "read_estimates": args.read_estimates}
+    settings = {"seed": args.seed, **{k: v for k, v in given.items() if v is not None}}
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     if args.probe_only:
         if Path(args.out).resolve() != model.resolve():

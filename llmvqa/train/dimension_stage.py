@@ -87,6 +87,10 @@ class DimensionStageConfig:
     data_steps: int = 1
     """Data steps per cycle (class-balanced clips, the probe's cross-fitted estimate, the corpus' target)."""
     read_range: tuple[float, float] = (1.0, 5.0)
+    read_estimates: float = 0.0
+    """Share of the reading steps' estimates drawn from the cross-fitted probe estimates of the drawn dimension
+    (the values the slot holds at rating time, most of them near the top of the scale); the rest are uniform in
+    ``read_range``."""
     probe_c: float = 1.0
     """Inverse L2 strength of the probe's logistic regressions."""
     probe_balance: float = 0.25
@@ -106,6 +110,8 @@ class DimensionStageConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or min(self.lr, self.prior_lr, self.lora_lr) < 0:
             raise ValueError("the dimension stage needs steps ≥ 0, batch_size ≥ 1 and learning rates ≥ 0")
+        if not 0.0 <= self.read_estimates <= 1.0:
+            raise ValueError("read_estimates is a share: 0–1")
         if self.read_steps + self.data_steps < 1 or self.folds < 2:
             raise ValueError("a dimension-stage cycle needs a reading or data step, and at least 2 folds")
 
@@ -142,7 +148,7 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.model.modeling import QualityLLM
     from llmvqa.model.prior import PRIOR_OF_STREAM, stat_inputs
-    from llmvqa.model.scoring import aspect_forms, aspect_prefix
+    from llmvqa.prompts import aspect_forms, aspect_prefix
     from llmvqa.train.human import _example
 
     cfg = cfg or DimensionStageConfig()
@@ -197,6 +203,9 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
         draws = balanced_draws(items, dims, cfg.batch_size, rng)
         if kind == "read":
             est = rng.uniform(*cfg.read_range, size=len(draws))
+            for j, (_, d) in enumerate(draws if cfg.read_estimates > 0 else ()):
+                if rng.random() < cfg.read_estimates:  # a value the slot holds at rating time
+                    est[j] = oof[int(rng.integers(len(oof))), probe.dimensions.index(d)]
             exs = [example(i, d, e) for (i, d), e in zip(draws, est, strict=True)]
             tgt = est.tolist()
         else:
