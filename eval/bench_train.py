@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return cache[record["video"]]
 
     trainer = Trainer(cfg, features=features, progress=False)
-    results = {"config": args.config, "backbone": cfg.model.get("backbone"), "threads": args.threads,
+    results = {"config": args.config, "backbone": cfg.model.backbone, "threads": args.threads,
                "records_from": files, "stages": {}}
     for n in stages:
         t0 = time.perf_counter()

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     from llmvqa.evaluation.suite import dimension_accuracy
     from llmvqa.levels import level_of_score
     from llmvqa.model.dimension_probe import DimensionProbe
-    from llmvqa.model.scoring import aspect_query
+    from llmvqa.prompts import aspect_query
 
     probe = DimensionProbe.load(args.model)
     if probe is None:

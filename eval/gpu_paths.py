@@ -128,7 +128,7 @@ def scorer_check(out: Path, clips: int) -> dict:
     import torch
 
     from llmvqa.model.modeling import QualityLLM
-    from llmvqa.model.scoring import level_prefix
+    from llmvqa.prompts import level_prefix
     from llmvqa.train import smoke
 
     final, stage2 = out / "stage3" / "final", out / "stage2" / "final"
@@ -136,7 +136,7 @@ def scorer_check(out: Path, clips: int) -> dict:
     feats = [smoke.make_features(i, clips, smoke.SMALL_DIMS, frames=8) for i in range(min(clips, 8))]
 
     def probs(scores):
-        return torch.tensor([list(s.probs.values()) for s in scores])
+        return torch.tensor([list(s.distribution.values()) for s in scores])
 
     dim = ("How is the flicker of this video ?", level_prefix("dimension", dimension="flicker"))
     overall_diff = float((probs(both.score_batch(feats)) - probs(scorer.score_batch(feats))).abs().max())

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmvqa.corpus.chains import DEFAULT_CHAINS
 from llmvqa.evaluation.human import (
     REAL_SOURCE,
     agreement,
@@ -37,7 +38,6 @@ from llmvqa.evaluation.human import (
     within_source,
 )
 from llmvqa.model.prior import PRIOR_TARGETS, HumanPrior, prior_input
-from llmvqa.sig.chains import DEFAULT_CHAINS
 from llmvqa.train.human import (
     CalibrationConfig,
     calibrate,
@@ -53,7 +53,7 @@ ASPECT_KEY = {"overall": "overall", "group:technical": "technical", "group:motio
 
 def score_clips(model, clips, feats) -> dict[str, list[float]]:
     """{aspect key: scores} of the clips through the model's score_queries (scorer where it reads)."""
-    from llmvqa.model.scoring import aspect_query
+    from llmvqa.prompts import aspect_query
 
     out: dict[str, list[float]] = {k: [] for k in ASPECT_KEY.values()}
     for c, (f, ps) in zip(clips, feats, strict=True):
@@ -107,10 +107,10 @@ def main(argv=None) -> int:
     folds = prompt_folds([c.prompt for c in clips], args.folds, args.seed)
     chains = pairs = None
     if args.synth:
+        from llmvqa.corpus.chains import build_chains
         from llmvqa.encoders.cache import FeatureCache
         from llmvqa.encoders.config import EncoderConfig
         from llmvqa.encoders.pipeline import FeatureExtractor
-        from llmvqa.sig.chains import build_chains
 
         enc = meta.get("encoder")
         chains = build_chains(FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None), args.synth, "train",

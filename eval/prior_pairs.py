@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from llmvqa.corpus.chains import DEFAULT_CHAINS, build_chains, ordered_pairs
 from llmvqa.model.prior import DEFAULT_ALPHA, PRIOR_TARGETS, HumanPrior, prior_input
-from llmvqa.sig.chains import DEFAULT_CHAINS, build_chains, ordered_pairs
 from llmvqa.train.human_data import chain_pairs, cross_fitted, features_from_cache, load_rated, prompt_folds
 
 

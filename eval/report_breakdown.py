@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from llmvqa.sig.sources import is_file_source
+from llmvqa.corpus.sources import is_file_source
 
 
 def kind_of(source: str) -> str:

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from llmvqa.corpus.sources import is_file_source
 from llmvqa.encoders.cache import FeatureCache
 from llmvqa.encoders.config import EncoderConfig
 from llmvqa.evaluation.baselines import impute, stat_matrix
-from llmvqa.sig.sources import is_file_source
 
 SPLITS = ("train", "val", "test")
 

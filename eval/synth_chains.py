@@ -1,7 +1,7 @@
 """Does the model still rank synthetic degradations? Chains on the test split, and the carphone pair.
 
 A chain is one undegraded test-split clip of the synth corpus degraded by one kind at strengths
-0 / 0.35 / 0.7 / 1 (``llmvqa.sig.chains``); the check counts the pairs of a chain where the
+0 / 0.35 / 0.7 / 1 (``llmvqa.corpus.chains``); the check counts the pairs of a chain where the
 stronger degradation gets the lower overall score (and the lower score of the group it hurts).
 Also: ``example:carphone_distorted`` against ``example:carphone_pristine`` (overall, technical).
 
@@ -16,8 +16,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from llmvqa.model.scoring import aspect_query
-from llmvqa.sig.chains import build_chains, ordered_pairs
+from llmvqa.corpus.chains import build_chains, ordered_pairs
+from llmvqa.prompts import aspect_query
 
 
 def main(argv=None) -> int:

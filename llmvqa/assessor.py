@@ -26,8 +26,8 @@ from llmvqa.dimensions import load_dimensions as load_dimension_spec
 from llmvqa.errors import LlmvqaError, ModelError, VideoError
 from llmvqa.evidence import find_evidence
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS
-from llmvqa.result import LevelRating, RatingResult
+from llmvqa.levels import LEVELS, LevelRating
+from llmvqa.result import RatingResult
 from llmvqa.statistics import STREAMS
 
 _REPO_MODEL = Path(__file__).resolve().parent.parent / "models" / "llmvqa-mini"
@@ -58,7 +58,7 @@ def load_dimensions(version: str = "v1") -> tuple[Dimension, ...]:
 def aspect_query(kind: str, subject: str, prompt: str | None, version: str = "v1") -> tuple[str, str]:
     """(question, answer prefix) that ask the model for the level of one group or dimension
     (``llmvqa.model.scoring.aspect_query``, the one place these questions are written)."""
-    from llmvqa.model.scoring import aspect_query as query
+    from llmvqa.prompts import aspect_query as query
 
     question, prefix = query(f"{kind}:{subject}", prompt, version)
     return str(question), prefix
@@ -111,8 +111,8 @@ def resolve_model_dir(path_or_id: str | Path | None) -> Path:
 
 
 def _probs(level_score: Any) -> list[float]:
-    """Five probabilities (LEVELS order) from a LevelScore, a dict or a sequence."""
-    probs = getattr(level_score, "probs", level_score)
+    """Five probabilities (LEVELS order) from a LevelRating, a dict or a sequence."""
+    probs = getattr(level_score, "distribution", level_score)
     if isinstance(probs, dict):
         probs = [probs[lv] for lv in LEVELS]
     if hasattr(probs, "tolist"):
@@ -203,7 +203,7 @@ class Assessor:
     # ------------------------------------------------------------------ rating
     def _score_many(self, features: VideoFeatures, prompt: str | None, prompt_stats: dict,
                     aspects: list[tuple[str, str]]) -> list:
-        """LevelScores of several aspects — ("overall", ""), ("group", name), ("dimension", name) — of one
+        """LevelRatings of several aspects — ("overall", ""), ("group", name), ("dimension", name) — of one
         video; one shared-prefix pass when the model offers it (QualityLLM.score_queries)."""
         queries = [(None, None) if kind == "overall" else aspect_query(kind, subject, prompt, self.prompt_version)
                    for kind, subject in aspects]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from llmvqa.levels import LEVELS
-from llmvqa.result import LevelRating, RatingResult
+from llmvqa.levels import LEVELS, LevelRating
+from llmvqa.result import RatingResult
 
 TIE_BAND = 0.05
 """|P(A better) − ½| below this: no winner on that aspect."""

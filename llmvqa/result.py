@@ -3,70 +3,14 @@
 from __future__ import annotations
 
 import textwrap
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from llmvqa.levels import LEVELS, expected_score, level_of_score, level_spread, to_100
+from llmvqa.levels import LevelRating, to_100
 
 SCHEMA_FILE = "schemas/result.schema.json"
 """JSON Schema of ``RatingResult.to_dict`` (package data, under llmvqa/)."""
 BAR_CELLS = 10
 """Width of a level bar in the text report (one cell per 10 points on the 0–100 scale)."""
-
-
-@dataclass
-class LevelRating:
-    """One rated aspect: the overall quality, a dimension group or a single dimension."""
-
-    name: str
-    """"overall", a group name (technical/motion/semantic) or a dimension name (sharpness ...)."""
-    score: float
-    """Expected score on the 1–5 scale (softmax over the level words dotted with 5..1)."""
-    level: str
-    """The level of ``score``: its equal-width interval of 1–5 (``llmvqa.levels.level_of_score``)."""
-    distribution: dict[str, float]
-    """Level word -> probability, in LEVELS order."""
-    group: str = ""
-    """The group a dimension belongs to ("" for overall and for groups)."""
-    definition: str = ""
-    """Short definition of the dimension (from prompts/v1/dimensions.yaml)."""
-    statistics: dict[str, float] = field(default_factory=dict)
-    """The raw encoder statistics that are evidence for this dimension."""
-
-    def __post_init__(self) -> None:
-        if set(self.distribution) != set(LEVELS):
-            raise ValueError(f"distribution of {self.name!r} must have the keys {LEVELS}, got {sorted(self.distribution)}")
-        if not 1.0 - 1e-6 <= self.score <= 5.0 + 1e-6:
-            raise ValueError(f"score of {self.name!r} must lie in [1, 5], got {self.score}")
-
-    @classmethod
-    def from_probs(cls, name: str, probs, group: str = "", definition: str = "",
-                   statistics: dict[str, float] | None = None) -> LevelRating:
-        """Build from five probabilities in LEVELS order."""
-        p = [float(x) for x in probs]
-        if len(p) != len(LEVELS):
-            raise ValueError(f"{name!r}: expected {len(LEVELS)} level probabilities, got {len(p)}")
-        total = sum(p)
-        if total <= 0:
-            raise ValueError(f"{name!r}: level probabilities sum to {total}")
-        p = [x / total for x in p]
-        score = expected_score(p)
-        return cls(name=name, score=score, level=level_of_score(score),
-                   distribution=dict(zip(LEVELS, p, strict=True)), group=group, definition=definition,
-                   statistics=dict(statistics or {}))
-
-    @property
-    def score_100(self) -> float:
-        return to_100(self.score)
-
-    @property
-    def spread(self) -> float:
-        return level_spread([self.distribution[lv] for lv in LEVELS])
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["score_100"] = self.score_100
-        d["spread"] = self.spread
-        return d
 
 
 @dataclass
@@ -199,4 +143,4 @@ def render_text(result: RatingResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LevelRating", "RatingResult", "bar", "render_text"]
+__all__ = ["RatingResult", "bar", "render_text"]

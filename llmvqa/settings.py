@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import typing
 from typing import Any
 
@@ -16,7 +17,19 @@ from llmvqa.errors import ConfigError
 
 @functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """Field → type. A field typed by a class its module imports only when needed (a settings section of a
+    heavy package) resolves to Any: it is not a number field."""
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:
+        module = vars(sys.modules[cls.__module__])
+        hints: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            try:
+                hints[f.name] = eval(f.type, module) if isinstance(f.type, str) else f.type  # noqa: S307 — annotations
+            except NameError:
+                hints[f.name] = Any
+        return hints
 
 
 def _example(cls: type, name: str, kind: type) -> Any:

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,8 +15,8 @@ import torch
 from llmvqa.assessor import Assessor, aspect_query, load_dimensions, resolve_model_dir, resolve_video
 from llmvqa.errors import LlmvqaError, ModelError, VideoError
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS, expected_score
-from llmvqa.result import LevelRating, RatingResult, bar, render_text
+from llmvqa.levels import LEVELS, LevelRating, expected_score
+from llmvqa.result import RatingResult, bar, render_text
 from llmvqa.statistics import STREAMS
 
 
@@ -70,13 +69,13 @@ class FakeModel:
         # same signature as QualityLLM.score; the answer prefix names the aspect
         aspect = answer_prefix or "overall"
         self.scored.append((aspect, question, prompt, dict(prompt_stats or {})))
-        return SimpleNamespace(probs=dict(zip(LEVELS, probs_for(self._value(features), aspect), strict=True)))
+        return LevelRating.from_probs("", probs_for(self._value(features), aspect))
 
     def explain(self, features, prompt=None, *, prompt_stats=None, levels=None, evidence=None, score=None):
         value = self._value(features)
         ls = score or self.score(features, prompt=prompt, prompt_stats=prompt_stats)
         self.explained = {"levels": levels, "evidence": evidence}
-        level = levels["overall"] if levels else LEVELS[int(np.argmax(list(ls.probs.values())))]
+        level = levels["overall"] if levels else LEVELS[int(np.argmax(list(ls.distribution.values())))]
         return f"Value {value:.6f}. The overall quality of this video is {level}.", ls
 
     def chat(self, features, messages, prompt=None, *, prompt_stats=None, levels=None, evidence=None,
@@ -314,7 +313,7 @@ def test_a_calibrated_model_gives_an_interval_around_the_score_and_levels_the_te
 # ---------------------------------------------------------------- compare
 def test_p_better_from_two_level_distributions():
     from llmvqa.compare import p_better
-    from llmvqa.result import LevelRating
+    from llmvqa.levels import LevelRating
 
     sure_good = LevelRating.from_probs("x", [0, 1, 0, 0, 0])
     sure_fair = LevelRating.from_probs("x", [0, 0, 1, 0, 0])

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from llmvqa.corpus.chains import CHAIN_KINDS, build_chain, degrade
 from llmvqa.encoders.cache import FeatureCache
 from llmvqa.features import VideoFeatures
-from llmvqa.sig.chains import CHAIN_KINDS, build_chain, degrade
 from llmvqa.statistics import STREAMS
 from llmvqa.video.writer import write_video
 
@@ -76,6 +76,6 @@ def test_chain_features_come_from_the_cache_the_second_time(tmp_path):
 
 def test_the_calibrate_command_builds_as_many_chains_as_the_library_default():
     from llmvqa.commands.calibrate import DEFAULT_CHAINS as COMMAND_DEFAULT
-    from llmvqa.sig.chains import DEFAULT_CHAINS
+    from llmvqa.corpus.chains import DEFAULT_CHAINS
 
     assert COMMAND_DEFAULT == DEFAULT_CHAINS  # kept apart only so that `calibrate --help` stays light

@@ -13,7 +13,7 @@ from test_model import _save_backbone, build, make_features, perturb_lora
 
 from llmvqa.levels import level_of_score
 from llmvqa.model import QualityLLM
-from llmvqa.model.scoring import aspect_query
+from llmvqa.prompts import aspect_query
 from llmvqa.statistics import STATISTICS
 from llmvqa.train.dimension_stage import (
     DimensionItem,
@@ -80,8 +80,8 @@ def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path
     assert max(scores["after"][2.0]) < min(scores["after"][5.0])
     assert after.dimension_probe is not None and after.dimension_probe.dimensions == ("sharpness",)
     est = [after.dimension_probe.estimates(*feats[it.path])["sharpness"] for it in items]
-    assert all(e < 2.6 for e, it in zip(est, items) if it.targets["sharpness"] == 2.0)  # the probe tells them apart
-    assert all(e >= 4.2 for e, it in zip(est, items) if it.targets["sharpness"] == 5.0)
+    assert all(e < 2.6 for e, it in zip(est, items, strict=True) if it.targets["sharpness"] == 2.0)  # the probe tells them apart
+    assert all(e >= 4.2 for e, it in zip(est, items, strict=True) if it.targets["sharpness"] == 5.0)
     assert json.loads((out / "interval.json").read_text())["half_width"] == 0.7  # the model's own files, as they were
     assert (out / "config.json").read_text() == (tmp_path / "base" / "config.json").read_text()
     assert json.loads((out / "dimension_stage.json").read_text())["dimensions"] == ["sharpness"]

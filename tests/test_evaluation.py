@@ -22,8 +22,8 @@ from llmvqa.evaluation.justification import coverage, evaluate_bench, level_agre
 from llmvqa.evaluation.metrics import srcc
 from llmvqa.evaluation.report import markdown, write_report
 from llmvqa.evaluation.suite import EvalConfig, dimension_accuracy, evaluate_dataset, wrong_prompt_check
-from llmvqa.levels import LEVEL_TO_WEIGHT, LEVELS, level_of_score
-from llmvqa.result import LevelRating, RatingResult
+from llmvqa.levels import LEVEL_TO_WEIGHT, LEVELS, LevelRating, level_of_score
+from llmvqa.result import RatingResult
 
 DIMS = list(load_dimensions().dimensions)
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_model import _save_backbone, build, make_features, perturb_lora
 
+from llmvqa.corpus.chains import Chain
 from llmvqa.errors import DataError, ModelError
 from llmvqa.evaluation.human import agreement, coverage, real_outranks, within_source
 from llmvqa.features import VideoFeatures
@@ -17,8 +18,7 @@ from llmvqa.levels import level_of_score
 from llmvqa.model import QualityLLM
 from llmvqa.model.prior import PRIOR_OF_STREAM, HumanPrior, prior_input, prior_stats
 from llmvqa.model.projectors import stats_vector
-from llmvqa.model.scoring import aspect_query
-from llmvqa.sig.chains import Chain
+from llmvqa.prompts import aspect_query
 from llmvqa.train.human import (
     HUMAN_ASPECTS,
     CalibrationConfig,
@@ -343,7 +343,7 @@ def test_the_scorer_answers_prompt_alignment_however_it_is_named_in_its_own_word
     """HUMAN_ASPECTS names dimensions by key ("prompt_alignment"), the assessor by name ("prompt alignment"): the
     calibrated scorer answers both, asked in the wording it was calibrated on (it once fell to the main adapter)."""
     from llmvqa.dimensions import load_dimensions
-    from llmvqa.model.scoring import aspect_forms
+    from llmvqa.prompts import aspect_forms
 
     name = load_dimensions("v1").dimensions["prompt_alignment"].name
     assert set(aspect_forms("dimension:prompt_alignment")) == {"dimension:prompt_alignment", f"dimension:{name}"}

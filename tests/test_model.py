@@ -12,13 +12,13 @@ import torch
 
 from llmvqa.errors import ConfigError, ModelError
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS, WEIGHTS, level_of_score
-from llmvqa.model import LevelScore, ModelConfig, QualityLLM, level_probs, level_token_ids
+from llmvqa.levels import LEVELS, WEIGHTS, LevelRating, level_of_score
+from llmvqa.model import ModelConfig, QualityLLM, level_probs, level_token_ids
 from llmvqa.model.backbone import load_backbone
 from llmvqa.model.collate import encode_conversation, encode_example
-from llmvqa.model.scoring import expected_scores, level_prefix
+from llmvqa.model.scoring import expected_scores
 from llmvqa.model.template import IGNORE, VIDEO_TAG
-from llmvqa.prompts import load_text, load_yaml
+from llmvqa.prompts import level_prefix, load_text, load_yaml
 from llmvqa.statistics import PROMPT_STATS, STATISTICS, STREAMS
 
 DIMS = {"technical": 12, "motion": 10, "semantic": 8}
@@ -212,7 +212,7 @@ def test_level_softmax_math_by_hand():
     hand = torch.exp(sub) / torch.exp(sub).sum(-1, keepdim=True)
     torch.testing.assert_close(p.double(), hand)
     torch.testing.assert_close(expected_scores(p.double()), (hand * torch.tensor(WEIGHTS).double()).sum(-1))
-    ls = LevelScore.from_probs(hand[0].tolist())
+    ls = LevelRating.from_probs("", hand[0].tolist())
     mu = float((hand[0] * torch.tensor(WEIGHTS).double()).sum())
     assert ls.score == pytest.approx(mu) and ls.score_100 == pytest.approx((mu - 1) * 25)
     assert ls.spread == pytest.approx(math.sqrt(float((hand[0] * (torch.tensor(WEIGHTS).double() - mu) ** 2).sum())))
@@ -234,7 +234,7 @@ def test_score_matches_full_vocab_logits_of_the_lm(backbones, kind):
         emb = model.embed_inputs(batch["input_ids"], batch)
         full = model.lm(inputs_embeds=emb, attention_mask=batch["attention_mask"]).logits[0, -1]
     hand = torch.softmax(full[model.level_ids].double(), -1)
-    np.testing.assert_allclose([got.probs[w] for w in LEVELS], hand.numpy(), atol=1e-5)
+    np.testing.assert_allclose([got.distribution[w] for w in LEVELS], hand.numpy(), atol=1e-5)
 
 
 def test_score_only_equals_teacher_forced_rating(backbones):
@@ -243,7 +243,7 @@ def test_score_only_equals_teacher_forced_rating(backbones):
     with torch.no_grad():
         out = model(model.collator([(rating_record("poor"), feats)]))
     assert torch.isfinite(out["loss"])
-    np.testing.assert_allclose(out["level_probs"][0].detach().numpy(), list(model.score(feats).probs.values()), atol=1e-5)
+    np.testing.assert_allclose(out["level_probs"][0].detach().numpy(), list(model.score(feats).distribution.values()), atol=1e-5)
     with torch.no_grad():
         none = model(model.collator([(rating_record() | {"conversations": rating_record()["conversations"][:1]
                                                          + [{"from": "gpt", "value": "a cat"}]}, feats)]))
@@ -384,7 +384,7 @@ def test_score_queries_shares_the_prefix_and_matches_score(backbones, kind):
     fast = model.score_queries(feats, queries, prompt="a cat runs", prompt_stats=stats)
     for (q, a), got in zip(queries, fast, strict=True):
         ref = model.score(feats, prompt="a cat runs", question=q, prompt_stats=stats, answer_prefix=a)
-        np.testing.assert_allclose(list(got.probs.values()), list(ref.probs.values()), atol=1e-5)
+        np.testing.assert_allclose(list(got.distribution.values()), list(ref.distribution.values()), atol=1e-5)
     assert len({round(r.score, 6) for r in fast}) > 1  # different questions, different answers
 
 
@@ -415,10 +415,10 @@ def test_save_load_round_trip(backbones, tmp_path, projector):
     for f in ("config.json", "projectors.safetensors", "adapter/adapter_model.safetensors", "adapter/adapter_config.json"):
         assert (tmp_path / "ckpt" / f).is_file(), f
     loaded = QualityLLM.from_pretrained(tmp_path / "ckpt")
-    assert loaded.score(feats).probs == pytest.approx(before.probs, abs=1e-6)
+    assert loaded.score(feats).distribution == pytest.approx(before.distribution, abs=1e-6)
     torch.testing.assert_close(loaded(loaded.collator([(rating_record(), feats)]))["loss"], loss)
     fresh = build(backbones["gemma"], projector, lora=True)  # different random projectors → different score
-    assert fresh.score(feats).probs != pytest.approx(before.probs, abs=1e-6)
+    assert fresh.score(feats).distribution != pytest.approx(before.distribution, abs=1e-6)
 
 
 def test_resampler_ignores_padding(backbones):
@@ -481,7 +481,7 @@ def test_real_gemma3_270m_scores_end_to_end(bikes_path):
     model = QualityLLM.build(ModelConfig(backbone="gemma3-270m", stream_dims=dims, max_new_tokens=8))
     assert model.placeholder_token == "<unused0>"  # a spare token: the 262k vocab is not resized
     s = model.score(feats, prompt=prompt, prompt_stats=prompt_stats)
-    assert sum(s.probs.values()) == pytest.approx(1.0, abs=1e-5) and 1.0 <= s.score <= 5.0
+    assert sum(s.distribution.values()) == pytest.approx(1.0, abs=1e-5) and 1.0 <= s.score <= 5.0
     text, s2 = model.explain(feats, prompt=prompt, prompt_stats=prompt_stats)
     assert text.endswith(f"{level_prefix('overall')} {s2.level}.")
 
@@ -515,8 +515,8 @@ def perturb(model: QualityLLM, seed: int) -> QualityLLM:
     return model
 
 
-def _probs(s: LevelScore) -> list[float]:
-    return list(s.probs.values())
+def _probs(s: LevelRating) -> list[float]:
+    return list(s.distribution.values())
 
 
 def test_a_scorer_reads_every_overall_level_and_the_main_model_the_rest(backbones, tmp_path):

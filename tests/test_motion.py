@@ -175,14 +175,14 @@ def test_missing_backbone_is_a_model_error(tmp_path):
 
 def _synth(source: str) -> np.ndarray:
     """A 16-frame, 128-px clip of a corpus source (a panned photo or a real video shot)."""
-    from llmvqa.sig import sources as S
+    from llmvqa.corpus import sources as S
 
     return S.render(S.SOURCE_BY_NAME[source], 128, 16, FPS, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("source", ["chelsea", "bikes_railing"])
 def test_morphing_raises_nonrigid_motion(encoder, source):
-    from llmvqa.sig import degradations as D
+    from llmvqa.corpus import degradations as D
 
     clean = _synth(source)
     _, base = encoder(clip_of(clean))
@@ -197,7 +197,7 @@ def test_rigid_pan_has_little_nonrigid_motion(encoder, scene):
 
 @pytest.mark.parametrize("source", ["chelsea", "bikes_cyclist"])
 def test_ghosting_raises_ghosting(encoder, source):
-    from llmvqa.sig import degradations as D
+    from llmvqa.corpus import degradations as D
 
     clean = _synth(source)
     _, base = encoder(clip_of(clean))

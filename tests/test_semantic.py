@@ -67,8 +67,8 @@ def test_mutation_is_a_sudden_change_not_gradual_drift():
 
 @pytest.mark.parametrize("source", ["chelsea", "bikes_cyclist"])
 def test_mutation_degradation_raises_semantic_mutation(lite0, source):
-    from llmvqa.sig import degradations as D
-    from llmvqa.sig import sources as S
+    from llmvqa.corpus import degradations as D
+    from llmvqa.corpus import sources as S
 
     def render(name: str, seed: int) -> np.ndarray:
         return S.render(S.SOURCE_BY_NAME[name], 128, 16, 8.0, np.random.default_rng(seed))

@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from test_assessor import expected_overall, make_assessor
 
-from llmvqa.serving.app import create_app, split_messages
+from llmvqa.serving.app import create_app
 from llmvqa.serving.config import ServerConfig
+from llmvqa.serving.requests import split_messages
 from llmvqa.serving.security import ApiError, check_public_host
 from llmvqa.video.config import VideoLimits
 from llmvqa.video.writer import write_video

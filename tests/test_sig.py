@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from llmvqa.corpus.datasets import VideoItem
 from llmvqa.errors import DataError
 from llmvqa.levels import LEVELS
 from llmvqa.prompts import load_yaml
 from llmvqa.sig.bench import load_bench, make_bench
 from llmvqa.sig.build import BuildConfig, DictStats, assign_levels, build, complete_scores, read_jsonl, write_jsonl
-from llmvqa.sig.datasets import VideoItem
 from llmvqa.sig.experts import CSVExpert, StatsExpert, calibrate_anchor, load_dimensions
 from llmvqa.sig.instructions import TASKS, InstructionConfig
 from llmvqa.sig.validate import check_record, check_text, stated_levels

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from llmvqa.corpus.datasets import hash_split, load_items
+from llmvqa.corpus.paths import relative_video, resolve_video
 from llmvqa.errors import DataError
 from llmvqa.sig.build import BuildConfig, DictStats, build
-from llmvqa.sig.datasets import hash_split, load_items
-from llmvqa.sig.paths import relative_video, resolve_video
 from llmvqa.statistics import STATISTICS
 
 

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from llmvqa.corpus import degradations as D
+from llmvqa.corpus import sources as S
+from llmvqa.corpus.synth import SynthConfig, assign_splits, plan_clips, render_clip, synthesize, usable_sources
 from llmvqa.errors import ConfigError
-from llmvqa.sig import degradations as D
-from llmvqa.sig import sources as S
-from llmvqa.sig.synth import SynthConfig, assign_splits, plan_clips, render_clip, synthesize, usable_sources
 
 TINY_SOURCES = ["carphone", "bikes_cyclist", "bikes_railing", "coffee", "astronaut", "chelsea", "rocket"]
 

@@ -182,14 +182,14 @@ def test_real_backbone_tokens_react_to_blur(clips):
 
 def _synth(source: str) -> np.ndarray:
     """A 16-frame, 128-px clip of a corpus source (a panned photo or a real video shot)."""
-    from llmvqa.sig import sources as S
+    from llmvqa.corpus import sources as S
 
     return S.render(S.SOURCE_BY_NAME[source], 128, 16, 8.0, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("source", ["chelsea", "bikes_cyclist"])
 def test_color_shift_raises_color_cast_and_desaturate_lowers_saturation(source):
-    from llmvqa.sig import degradations as D
+    from llmvqa.corpus import degradations as D
 
     clean = _synth(source)
     base = _stats(clean)

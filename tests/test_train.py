@@ -18,8 +18,9 @@ import torch
 from llmvqa.errors import ConfigError
 from llmvqa.features import VideoFeatures
 from llmvqa.train import smoke
+from llmvqa.train.checkpoints import STATE_FILE, latest_checkpoint
 from llmvqa.train.config import config_from_dict
-from llmvqa.train.trainer import STATE_FILE, Trainer, latest_checkpoint
+from llmvqa.train.trainer import Trainer
 
 DIMS = smoke.SMALL_DIMS
 NUM_VIDEOS = 12
@@ -209,7 +210,8 @@ def test_a_stage_builds_its_model_without_a_previous_zero3_registration(workspac
 
 def test_scorer_from_ships_stage_2_as_the_scorer_of_stage_3(workspace):
     """stage3.scorer_from=2: stage 3's final holds stage 2's checkpoint, which reads the overall level."""
-    from llmvqa.model.modeling import SCORER_DIR, QualityLLM
+    from llmvqa.model.checkpoint import SCORER_DIR
+    from llmvqa.model.modeling import QualityLLM
 
     root, backbone = workspace
     cfg = config_from_dict({**recipe(root, backbone, "run-scorer", max_steps=2, save_every=0),
@@ -224,6 +226,6 @@ def test_scorer_from_ships_stage_2_as_the_scorer_of_stage_3(workspace):
     feats = make_features(0)
     both, stage2 = QualityLLM.from_pretrained(final), QualityLLM.from_pretrained(root / "run-scorer" / "stage2" / "final")
     own = QualityLLM.from_pretrained(final, scorer=False)
-    assert both.has_scorer and list(both.score(feats).probs.values()) == pytest.approx(
-        list(stage2.score(feats).probs.values()), abs=1e-5)
-    assert list(own.score(feats).probs.values()) != pytest.approx(list(stage2.score(feats).probs.values()), abs=1e-4)
+    assert both.has_scorer and list(both.score(feats).distribution.values()) == pytest.approx(
+        list(stage2.score(feats).distribution.values()), abs=1e-5)
+    assert list(own.score(feats).distribution.values()) != pytest.approx(list(stage2.score(feats).distribution.values()), abs=1e-4)

@@ -12,8 +12,8 @@ import torch
 from llmvqa.errors import ConfigError, DataError
 from llmvqa.train.config import DataConfig, StageConfig, TrainConfig, field_docs, load_config
 from llmvqa.train.data import BatchPlan, epoch_batches, read_records, stage_records
+from llmvqa.train.deepspeed_setup import deepspeed_plugin, resolve_deepspeed_config
 from llmvqa.train.losses import expected_level_score, plcc_loss, rank_loss, score_loss, score_targets
-from llmvqa.train.trainer import deepspeed_plugin, resolve_deepspeed_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -96,7 +96,7 @@ def test_numbers_written_without_a_dot_are_numbers(tmp_path):
 
 def test_overrides_and_roundtrip(tmp_path):
     cfg = load_config(CONFIGS / "mini.yaml", ["stage1.max_steps=3", "model.lora_r=4", "seed=7"])
-    assert cfg.stage1.max_steps == 3 and cfg.model["lora_r"] == 4 and cfg.seed == 7
+    assert cfg.stage1.max_steps == 3 and cfg.model.lora_r == 4 and cfg.seed == 7
     cfg.save(tmp_path / "c.yaml")
     again = load_config(tmp_path / "c.yaml")
     assert again.to_dict() == cfg.to_dict()

@@ -100,7 +100,7 @@ def test_a_checkpoint_records_the_qwen_semantic_stream_and_loading_rebuilds_it(t
     from llmvqa.train.trainer import Trainer
 
     fake = types.SimpleNamespace(cfg=types.SimpleNamespace(data=types.SimpleNamespace(semantic_from_backbone=True),
-                                                           model={"backbone": "Qwen/Qwen2.5-VL-7B-Instruct"}),
+                                                           model=types.SimpleNamespace(backbone="Qwen/Qwen2.5-VL-7B-Instruct")),
                                  features=types.SimpleNamespace(encoder_config=EncoderConfig()))
     enc = Trainer.encoder_dict(fake)
     assert enc["semantic_tokens"] == "Qwen/Qwen2.5-VL-7B-Instruct"

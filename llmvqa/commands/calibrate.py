@@ -18,7 +18,7 @@ from pathlib import Path
 
 from llmvqa.errors import ModelError
 
-DEFAULT_CHAINS = 240  # = llmvqa.sig.chains.DEFAULT_CHAINS (not imported: `calibrate --help` stays light)
+DEFAULT_CHAINS = 240  # = llmvqa.corpus.chains.DEFAULT_CHAINS (not imported: `calibrate --help` stays light)
 
 
 def register(subparsers) -> None:
@@ -54,10 +54,10 @@ def run(args) -> int:
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     chains = None
     if args.synth:
+        from llmvqa.corpus.chains import build_chains
         from llmvqa.encoders.cache import FeatureCache
         from llmvqa.encoders.config import EncoderConfig
         from llmvqa.encoders.pipeline import FeatureExtractor
-        from llmvqa.sig.chains import build_chains
 
         extractor = FeatureExtractor(EncoderConfig.from_dict(encoder) if encoder else None)
         chains = build_chains(extractor, args.synth, "train", args.chains, args.seed, cache=FeatureCache(args.cache))

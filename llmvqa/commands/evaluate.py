@@ -69,7 +69,7 @@ def _cache_dir(arg: Path | None) -> Path | None:
 
 def bench_answer_fn(assessor, root: Path):
     """entry → (the model's answer to the entry's question, its overall score of the video)."""
-    from llmvqa.sig.paths import resolve_video
+    from llmvqa.corpus.paths import resolve_video
 
     def answer(entry: dict) -> tuple[str, float]:
         path = resolve_video(root, entry["video"])

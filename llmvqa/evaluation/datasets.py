@@ -3,7 +3,7 @@
 Kinds (``load_eval_items(path, kind="auto")``):
 
 - ``t2vqa`` / ``csv`` / ``jsonl`` / ``synth``: read by the SIG dataset adapters
-  (``llmvqa.sig.datasets.load_items``); the human target is the MOS, or for a synth manifest
+  (``llmvqa.corpus.datasets.load_items``); the human target is the MOS, or for a synth manifest
   the known overall target (0–1), with reference levels for every dimension, group and
   overall (five equal-width bins of [0, 1], as ``llmvqa sig build`` assigns them).
 - ``instruct``: SIG instruct records (``llmvqa sig build`` output); one item per distinct
@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmvqa.corpus.datasets import SPLITS, BadRow, load_items
+from llmvqa.corpus.paths import resolve_video
 from llmvqa.errors import DataError
 from llmvqa.levels import levels_from_values
-from llmvqa.sig.datasets import SPLITS, BadRow, load_items
-from llmvqa.sig.paths import resolve_video
 
 DIMENSION_MODES: tuple[str, ...] = ("auto", "on", "off")
 """`llmvqa evaluate --dimensions`: auto = score dimensions when the corpus has reference levels."""

@@ -2,6 +2,6 @@
 
 from llmvqa.model.config import ModelConfig
 from llmvqa.model.modeling import QualityLLM
-from llmvqa.model.scoring import LevelScore, level_probs, level_token_ids
+from llmvqa.model.scoring import level_probs, level_token_ids
 
-__all__ = ["ModelConfig", "QualityLLM", "LevelScore", "level_probs", "level_token_ids"]
+__all__ = ["ModelConfig", "QualityLLM", "level_probs", "level_token_ids"]

@@ -17,7 +17,11 @@ from torch import nn
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from llmvqa.cancel import Cancelled, current
+from llmvqa.features import VideoFeatures
 from llmvqa.justify import Plan
+from llmvqa.levels import LevelRating
+from llmvqa.model.collate import encode_conversation
+from llmvqa.prompts import VIDEO_TAG, video_turn
 
 
 class _Cancelled(StoppingCriteria):
@@ -271,3 +275,76 @@ def generate_planned(model, ex, plan: Plan, *, max_new_tokens: int = 256, temper
     done = {plan.slots[i].key for i in used}
     missing = [s.texts[0] for s in plan.slots if s.required and s.key not in done]
     return " ".join([text, *missing]).strip()  # the cap cut required sentences: they close the text as planned
+
+
+class ExplainChatMixin:
+    """Rate-and-explain and chat of the quality model (mixed into ``QualityLLM``): ``generate_planned`` under the
+    plans of ``llmvqa.justify``."""
+
+    def _evidence_turn(self, question: str | None, kind: str, prompt: str | None, evidence) -> list[dict]:
+        from llmvqa.evidence import evidence_text
+
+        text = evidence_text(evidence, self.cfg.prompt_version)
+        return [{"role": "user", "content": video_turn(text, question or self.template.question(kind, prompt))}]
+
+    @torch.no_grad()
+    def explain(self, features: VideoFeatures, prompt: str | None = None, *, prompt_stats: dict | None = None,
+                question: str | None = None, max_new_tokens: int | None = None, levels: dict | None = None,
+                evidence: list | None = None, score: LevelRating | None = None, temperature: float = 0.0,
+                streamer=None) -> tuple[str, LevelRating]:
+        """Rate-and-explain: the hierarchical chain of thought, written by ``generate`` under the plan of
+        the clip's true sentences (``llmvqa.justify``): its measured ``evidence`` (read by the
+        model as text in its prompt) and the reported ``levels`` (computed in score mode when not
+        given, with ``score`` the overall LevelRating they came with). Returns (text, overall score in
+        score mode: the number ``score()`` gives)."""
+        from llmvqa.evidence import find_evidence
+        from llmvqa.justify import justification_plan
+        from llmvqa.model.generation import generate_planned
+
+        if levels is None or score is None:
+            computed, score = self.reported_levels(features, prompt, prompt_stats)
+            levels = {**computed, **(levels or {})}
+        if evidence is None:
+            evidence = find_evidence(features, prompt, prompt_stats)
+        ex = encode_conversation(self._evidence_turn(question, "explain", prompt, evidence), features, self.template,
+                                 prompt=prompt, prompt_stats=self.input_stats(features, prompt_stats), open_answer="")
+        plan = justification_plan(levels, evidence, self.cfg.prompt_version)
+        text = generate_planned(self, ex, plan, max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
+                                temperature=temperature, streamer=streamer)
+        return text, score
+
+    @torch.no_grad()
+    def chat(self, features: VideoFeatures, messages: list[dict], prompt: str | None = None, *,
+             prompt_stats: dict | None = None, max_new_tokens: int | None = None, levels: dict | None = None,
+             evidence: list | None = None, justification: str | None = None, temperature: float = 0.0,
+             streamer=None) -> str:
+        """Answer the last user turn of ``messages`` [{"role": "user"|"assistant", "content"}...] about a clip.
+
+        The conversation starts from the rating: a first exchange (the evidence and the rate-and-explain
+        question; the justification) comes before ``messages``. The answer is written under the plan
+        of sentences that answer the question's intent (``justify.chat_plan``): time ranges for "which
+        part looks worst?", the evidence for "why is X …?", fixes for "how could it improve?"."""
+        from llmvqa.evidence import find_evidence, frame_times
+        from llmvqa.justify import chat_plan
+        from llmvqa.model.generation import generate_planned
+
+        if not messages or messages[-1].get("role", messages[-1].get("from")) not in ("user", "human"):
+            raise ValueError("chat messages must end with a user turn")
+        if evidence is None:
+            evidence = find_evidence(features, prompt, prompt_stats)
+        if levels is None:
+            levels = self.reported_levels(features, prompt, prompt_stats)[0]
+        if justification is None:
+            justification, _ = self.explain(features, prompt, prompt_stats=prompt_stats, levels=levels,
+                                            evidence=evidence)
+        tag = VIDEO_TAG
+        history = [{"role": m.get("role", m.get("from")), "content": str(m.get("content", m.get("value", ""))).replace(tag, "")}
+                   for m in messages]
+        conv = [*self._evidence_turn(None, "explain", prompt, evidence),
+                {"role": "assistant", "content": justification}, *history]
+        ex = encode_conversation(conv, features, self.template, prompt=prompt,
+                                 prompt_stats=self.input_stats(features, prompt_stats), open_answer="")
+        plan = chat_plan(history[-1]["content"], levels, evidence, float(frame_times(features)[-1]),
+                         self.cfg.prompt_version)
+        return generate_planned(self, ex, plan, max_new_tokens=max_new_tokens or 96, temperature=temperature,
+                                streamer=streamer)

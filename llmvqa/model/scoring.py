@@ -1,83 +1,13 @@
-"""The one level/score decoder: five level-word logits → distribution → 1–5 score (Q-Align)."""
+"""The one level/score decoder of the model: five level-word logits → distribution (``level_probs``) → 1–5 score
+(``expected_scores``, Q-Align); a reading becomes a ``llmvqa.levels.LevelRating``."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from llmvqa.errors import ModelError
-from llmvqa.levels import LEVELS, WEIGHTS, expected_score, level_of_score, level_spread, to_100
-from llmvqa.prompts import load_yaml
-
-
-@dataclass
-class LevelScore:
-    """A rating read from the level-word logits."""
-
-    probs: dict[str, float]
-    """Probability of each level word (softmax over the five level logits only), LEVELS order."""
-    score: float
-    """Expected value on 1–5 (weights 5..1)."""
-    score_100: float
-    """The same on 0–100."""
-    level: str
-    """The level of the score (``level_of_score``: equal-width intervals of 1–5); an explanation's
-    closing sentence states this level."""
-    spread: float
-    """Standard deviation of the level distribution on 1–5 (uncertainty)."""
-
-    @classmethod
-    def from_probs(cls, probs) -> LevelScore:
-        p = [float(x) for x in probs]
-        s = expected_score(p)
-        return cls(probs=dict(zip(LEVELS, p, strict=True)), score=s, score_100=to_100(s),
-                   level=level_of_score(s), spread=level_spread(p))
-
-
-def level_prefix(kind: str = "overall", version: str = "v1", **names: str) -> str:
-    """Text of an answers.yaml sentence up to (not including) " {level}", e.g. "… this video is"."""
-    sentence = load_yaml("answers", version)[kind].format(level="{level}", **names)
-    return sentence.split("{level}")[0].rstrip(" ")
-
-
-def aspect_prefix(aspect: str, version: str = "v1") -> str:
-    """Answer prefix of an aspect: "overall", "group:<group>" or "dimension:<dimension>"."""
-    kind, _, name = aspect.partition(":")
-    if kind == "overall" and not name:
-        return level_prefix("overall", version)
-    if kind in ("group", "dimension") and name:
-        return level_prefix(kind, version, **{kind: name})
-    raise ValueError(f"aspect {aspect!r}: use 'overall', 'group:<name>' or 'dimension:<name>'")
-
-
-def aspect_forms(aspect: str, version: str = "v1") -> tuple[str, ...]:
-    """Every way to name one aspect: a dimension by its key ("dimension:prompt_alignment") or by its name
-    ("dimension:prompt alignment"); groups and the overall aspect have one."""
-    from llmvqa.dimensions import load_dimensions
-
-    kind, _, subject = aspect.partition(":")
-    if kind != "dimension":
-        return (aspect,)
-    for key, d in load_dimensions(version).dimensions.items():
-        if subject in (key, d.name):
-            return tuple(dict.fromkeys((aspect, f"dimension:{key}", f"dimension:{d.name}")))
-    return (aspect,)
-
-
-def aspect_query(aspect: str, prompt: str | None, version: str = "v1") -> tuple[str | None, str]:
-    """(question, answer prefix) that ask for the level of an aspect ("overall", "group:<g>",
-    "dimension:<d>"): SIG's first single-dimension template (instructions.yaml, as in training), the
-    answer prefilled up to the level word. The overall question is None: the model's own rating
-    question (``PromptTemplate.question("rating")``)."""
-    prefix = aspect_prefix(aspect, version)
-    kind, _, subject = aspect.partition(":")
-    if kind == "overall":
-        return None, prefix
-    q = load_yaml("instructions", version)
-    clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
-    label = f"{subject} quality" if kind == "group" else subject
-    return q["dimension"][0].format(name=label, definition="", prompt_clause=clause), prefix
+from llmvqa.levels import LEVELS, WEIGHTS
+from llmvqa.prompts import level_prefix
 
 
 def level_token_ids(tokenizer, version: str = "v1") -> list[int]:

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 
 from llmvqa.errors import ConfigError, DataError
 from llmvqa.levels import LEVELS
-from llmvqa.prompts import load_text, load_yaml
+from llmvqa.prompts import VIDEO_TAG, load_text, load_yaml, question, video_turn
 from llmvqa.statistics import STREAMS
 
 QUESTION_TASK = {"rating": "rating", "explain": "rating_cot"}
 """Model question kind → the SIG task whose question templates (instructions.yaml) it uses."""
 
-VIDEO_TAG = "<video>"
 IGNORE = -100
 PLACEHOLDER_CANDIDATES = ("<|video_pad|>", "<unused0>", "<|reserved_special_token_0|>")
 """Existing rarely-used tokens tried before adding our own (avoids resizing a 262k vocab)."""
@@ -152,9 +151,7 @@ class PromptTemplate:
     def question(self, kind: str, prompt: str | None = None) -> str:
         """The "rating" or "explain" question exactly as SIG trains it: the first template of the
         instructions.yaml task (rating / rating_cot), with the text-prompt clause when a prompt is given."""
-        q = load_yaml("instructions", self.version)
-        clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
-        return q[QUESTION_TASK.get(kind, kind)][0].format(prompt_clause=clause)
+        return question(QUESTION_TASK.get(kind, kind), prompt, self.version)
 
     def _tok(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
@@ -207,7 +204,7 @@ class PromptTemplate:
         if tags > 1:
             raise DataError("conversation", f"has {tags} '<video>' tags", "put exactly one '<video>' in a user turn")
         if tags == 0:
-            msgs[users[0]] = {"role": "user", "content": VIDEO_TAG + "\n" + msgs[users[0]]["content"]}
+            msgs[users[0]] = {"role": "user", "content": video_turn(msgs[users[0]]["content"])}
         ids, labels = list(self._lead), [IGNORE] * len(self._lead)
         level_pos = -1
         own_system = "system_start" in self.fmt  # a chat template: the system prompt is a turn of its own

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from llmvqa.errors import DataError
-from llmvqa.sig.instructions import VIDEO_TOKEN
+from llmvqa.prompts import VIDEO_TAG
 from llmvqa.sig.validate import stated_levels
 
 BENCH_TASKS = ("rating_cot", "why", "improve", "worst_aspect", "dimension")
@@ -46,7 +46,7 @@ def make_bench(records: Iterable[Mapping], split: str = "test", tasks: tuple[str
         stated, _ = stated_levels(reference)
         asked = [k for k, _ in stated if k != "overall"]
         out.append({"id": r["id"], "video": r["video"], "prompt": r.get("prompt", ""),
-                    "question": human.removeprefix(VIDEO_TOKEN), "reference": reference,
+                    "question": human.removeprefix(VIDEO_TAG).removeprefix("\n"), "reference": reference,
                     "levels": dict(r["levels"]), "dimensions_asked": asked})
         if max_items is not None and len(out) >= max_items:
             break
@@ -69,7 +69,7 @@ def normalize_entry(entry: Mapping, index: int, source: str = "bench") -> dict:
     if missing:
         raise DataError(f"{source}[{index}]", f"entry has no {', '.join(missing)} (keys: {sorted(entry)})",
                         "see llmvqa/sig/bench.py for the accepted key names")
-    q = str(q).removeprefix(VIDEO_TOKEN).removeprefix("<video>")
+    q = str(q).removeprefix(VIDEO_TAG)
     return {"id": str(entry.get("id", entry.get("question_id", index))), "video": str(video),
             "prompt": str(_first(entry, _PROMPT_KEYS) or ""), "question": q.strip(), "reference": str(ref),
             "levels": dict(entry.get("levels") or {}), "dimensions_asked": list(entry.get("dimensions_asked") or [])}

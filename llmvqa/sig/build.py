@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from llmvqa.corpus.datasets import BadRow, VideoItem
+from llmvqa.corpus.paths import resolve_video
 from llmvqa.dimensions import load_dimensions
 from llmvqa.errors import ConfigError, DataError, LlmvqaError
 from llmvqa.levels import levels_from_values
-from llmvqa.sig.datasets import BadRow, VideoItem
 from llmvqa.sig.experts import combine, get_expert
 from llmvqa.sig.instructions import InstructionConfig, generate
-from llmvqa.sig.paths import resolve_video
 from llmvqa.sig.validate import check_record
 
 StatsSource = Callable[[Path, str], Mapping[str, float]]

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from llmvqa.dimensions import load_dimensions
 from llmvqa.errors import ConfigError
 from llmvqa.levels import LEVELS
-from llmvqa.prompts import load_yaml
+from llmvqa.prompts import defect_question, load_yaml, question, video_turn
 from llmvqa.sig.cot import build_cot, dimension_statement, level_sentence
 
 TASKS = ("rating", "rating_cot", "dimension", "dimension_rating", "defect_yesno", "worst_aspect", "why", "improve")
 OVERALL_TASKS = ("rating", "rating_cot", "dimension_rating", "why", "improve")
 """Tasks whose answer ends in the overall sentence (the trainer's score loss reads its level word)."""
-VIDEO_TOKEN = "<video>\n"
 
 
 @dataclass
@@ -61,9 +60,7 @@ class InstructionConfig:
 
 
 def _question(kind: str, rng: random.Random, prompt: str, version: str, **kw) -> str:
-    q = load_yaml("instructions", version)
-    clause = q["prompt_clause"].format(prompt=prompt) if prompt else ""
-    return VIDEO_TOKEN + rng.choice(q[kind]).format(prompt_clause=clause, **kw)
+    return video_turn(question(kind, prompt, version, pick=rng, **kw))
 
 
 def _pair(kind: str, question: str, answer: str) -> tuple[str, list[dict]]:
@@ -94,17 +91,16 @@ def generate(
         elif task == "rating_cot":
             from llmvqa.evidence import evidence_text
 
-            question = _question(task, rng, prompt, v)
-            question = VIDEO_TOKEN + evidence_text(evidence, v) + "\n" + question.removeprefix(VIDEO_TOKEN)
-            out.append(_pair(task, question, build_cot(levels, rng, v, evidence)))
+            asked = question(task, prompt, v, pick=rng)
+            out.append(_pair(task, video_turn(evidence_text(evidence, v), asked), build_cot(levels, rng, v, evidence)))
         elif task == "dimension":
             for d in rng.sample(dims, min(cfg.dimension_questions, len(dims))):
-                question = _question(task, rng, prompt, v, name=d.name, definition=d.definition)
-                out.append(_pair(task, question, level_sentence("dimension", levels[d.key], d.name, v)))
+                asked = _question(task, rng, prompt, v, name=d.name, definition=d.definition)
+                out.append(_pair(task, asked, level_sentence("dimension", levels[d.key], d.name, v)))
             groups = [g for g in spec.groups if g in levels]
             for g in rng.sample(groups, min(cfg.group_questions, len(groups))):
-                question = _question(task, rng, prompt, v, name=f"{g} quality", definition=spec.group_definitions[g])
-                out.append(_pair(task, question, level_sentence("group", levels[g], g, v)))
+                asked = _question(task, rng, prompt, v, name=f"{g} quality", definition=spec.group_definitions[g])
+                out.append(_pair(task, asked, level_sentence("group", levels[g], g, v)))
         elif task == "dimension_rating":
             sentences = [level_sentence("dimension", levels[d.key], d.name, v) for d in dims]
             sentences += [level_sentence("group", levels[g], g, v) for g in spec.groups if g in levels]
@@ -114,10 +110,8 @@ def generate(
             for d in rng.sample(eligible, min(cfg.defect_questions, len(eligible))):
                 yes = levels[d.key] in LEVELS[3:]
                 word = q["answers"]["answer_yes" if yes else "answer_no"]
-                question = VIDEO_TOKEN + rng.choice(q["defect"][d.key])
-                if prompt:
-                    question += q["prompt_clause"].format(prompt=prompt)
-                out.append(_pair(task, question, f"{word} {level_sentence('dimension', levels[d.key], d.name, v)}"))
+                asked = defect_question(d.key, prompt, v, pick=rng)
+                out.append(_pair(task, video_turn(asked), f"{word} {level_sentence('dimension', levels[d.key], d.name, v)}"))
         elif task == "worst_aspect" and dims:
             d = by_score[0]
             answer = q["answers"]["worst"].format(name=d.name, definition=d.definition)

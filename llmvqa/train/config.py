@@ -1,8 +1,9 @@
 """Training settings: typed dataclasses loaded from a YAML recipe in configs/.
 
-A recipe has the sections ``model`` (ModelConfig fields, checked by llmvqa.model),
-``data`` (DataConfig), ``stage1``/``stage2``/``stage3`` (StageConfig) and the run
-fields of TrainConfig. Unknown keys are an error that names the key and the file.
+A recipe has the sections ``model`` (``llmvqa.model.config.ModelConfig``), ``data`` (DataConfig, whose
+``encoder`` is an ``llmvqa.encoders.config.EncoderConfig``), ``stage1``/``stage2``/``stage3`` (StageConfig) and
+the run fields of TrainConfig: typed all the way down, every section checked when the recipe loads. Unknown
+keys are an error that names the key and the file.
 ``--override stage2.lr=1e-4`` edits a field by its dotted path before the checks run.
 """
 
@@ -12,13 +13,30 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from llmvqa.errors import ConfigError
 from llmvqa.settings import coerce_number
 from llmvqa.sig.instructions import OVERALL_TASKS, TASKS
+
+if TYPE_CHECKING:  # the sections' own packages load torch: imported when a recipe is built, not for `--help`
+    from llmvqa.encoders.config import EncoderConfig
+    from llmvqa.model.config import ModelConfig
+
+
+def _encoder_config(raw: Any = None) -> EncoderConfig:
+    from llmvqa.encoders.config import EncoderConfig
+
+    return raw if isinstance(raw, EncoderConfig) else EncoderConfig.from_dict(raw or {})
+
+
+def _model_config(raw: Any = None) -> ModelConfig:
+    from llmvqa.model.config import ModelConfig
+
+    return raw if isinstance(raw, ModelConfig) else ModelConfig.from_dict(raw or {})
+
 
 SCORE_TASKS = ("rating", "rating_cot", "dimension_rating", "improve")
 """Default stage.score_tasks: OVERALL_TASKS without "why", whose question states the overall level."""
@@ -80,7 +98,7 @@ class StageConfig:
     scorer_from: int = 0
     """0 = none; N = stage N's final checkpoint becomes this stage's *scorer* (copied into final/scorer/):
     it reads the overall level, this stage's model everything else. Lets a text stage keep the ranking
-    of a stage trained with the score losses (llmvqa.model.modeling, SCORER_DIR)."""
+    of a stage trained with the score losses (llmvqa.model.checkpoint, SCORER_DIR)."""
 
     max_samples: int = 0
     """Use at most this many records (0 = all); the subset is a function of the seed."""
@@ -144,8 +162,8 @@ class DataConfig:
     feature_cache: str = "cache/features"
     """FeatureCache directory (safetensors per video content hash + encoder config)."""
 
-    encoder: dict[str, Any] = field(default_factory=dict)
-    """EncoderConfig fields (llmvqa.encoders.config); {} = the offline defaults."""
+    encoder: EncoderConfig = field(default_factory=_encoder_config)
+    """The encoders (llmvqa.encoders.config.EncoderConfig; in a recipe its fields, {} = the offline defaults)."""
 
     compute_missing: bool = True
     """Extract and cache the features of videos missing from the cache (False: a missing video is an error)."""
@@ -158,8 +176,10 @@ class DataConfig:
             self.train_files = [self.train_files]
         if not self.train_files:
             raise ConfigError("data.train_files", "is empty", "list at least one instruct JSONL file")
-        if not isinstance(self.encoder, dict):
-            raise ConfigError("data.encoder", f"must be a mapping, got {type(self.encoder).__name__}", "use EncoderConfig field: value pairs")
+        if not isinstance(self.encoder, dict) and type(self.encoder).__name__ != "EncoderConfig":
+            raise ConfigError("data.encoder", f"must be a mapping, got {type(self.encoder).__name__}",
+                              "use EncoderConfig field: value pairs")
+        self.encoder = _encoder_config(self.encoder)
 
 
 def _default_stage1() -> StageConfig:
@@ -178,8 +198,9 @@ def _default_stage3() -> StageConfig:
 class TrainConfig:
     """A full progressive-training run (three stages, each from the previous stage's checkpoint)."""
 
-    model: dict[str, Any] = field(default_factory=dict)
-    """ModelConfig fields (llmvqa.model.config): backbone, projector, lora_r, load_in_4bit, dtype, ..."""
+    model: ModelConfig = field(default_factory=_model_config)
+    """The model (llmvqa.model.config.ModelConfig: backbone, projector, lora_r, load_in_4bit, dtype, ...; empty
+    stream_dims are taken from the features)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     """Instruct data and feature cache."""
@@ -218,8 +239,10 @@ class TrainConfig:
     """Log loss and learning rate every N optimizer steps."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, dict):
-            raise ConfigError("model", f"must be a mapping of ModelConfig fields, got {type(self.model).__name__}", "see configs/mini.yaml")
+        if not isinstance(self.model, dict) and type(self.model).__name__ != "ModelConfig":
+            raise ConfigError("model", f"must be a mapping of ModelConfig fields, got {type(self.model).__name__}",
+                              "see configs/mini.yaml")
+        self.model = _model_config(self.model)
         if self.precision not in PRECISIONS:
             raise ConfigError("precision", f"{self.precision!r} is not one of {list(PRECISIONS)}", "pick one of them")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -240,7 +263,8 @@ class TrainConfig:
         return getattr(self, f"stage{n}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data (YAML- and JSON-able), every section with all its fields."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
@@ -278,7 +302,11 @@ def _build(cls: type, raw: dict[str, Any], where: str, source: str) -> Any:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(source, f"unknown key {key!r}", f"valid keys{' in ' + where if where else ''}: {sorted(known)}")
     kwargs = {k: coerce_number(cls, k, v, f"{where}.{k}" if where else k, source) for k, v in raw.items()}
+    if cls is DataConfig and "encoder" in kwargs:
+        kwargs["encoder"] = _typed(_encoder_config, kwargs["encoder"] or {}, "data.encoder", source)
     if cls is TrainConfig:
+        if "model" in kwargs:
+            kwargs["model"] = _typed(_model_config, kwargs["model"] or {}, "model", source)
         for name, sub in _SECTIONS.items():
             if name in kwargs:
                 section = kwargs[name] or {}
@@ -292,6 +320,19 @@ def _build(cls: type, raw: dict[str, Any], where: str, source: str) -> Any:
         raise ConfigError(source, f"in {where}: {err}" if where else str(err), None) from None
     except TypeError as err:
         raise ConfigError(source, f"bad value in {where or 'top level'}: {err}", "check the types against the recipe docs") from None
+
+
+def _typed(build, raw: Any, where: str, source: str) -> Any:
+    """A section that is a settings class of its own package (ModelConfig, EncoderConfig), built by its
+    ``from_dict`` (``build``); its errors name the section and the recipe."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, f"section {where} must be a mapping, got {type(raw).__name__}", "fix the YAML")
+    try:
+        return build(raw)
+    except ConfigError as err:
+        raise ConfigError(source, f"in {where}: {err}", None) from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError(source, f"bad value in {where}: {err}", "check the types against the recipe docs") from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -93,10 +93,9 @@ class CachedFeatures:
 
     def __init__(self, cfg: DataConfig):
         from llmvqa.encoders.cache import FeatureCache
-        from llmvqa.encoders.config import EncoderConfig
 
         self.cfg = cfg
-        self.encoder_config = EncoderConfig.from_dict(cfg.encoder) if cfg.encoder else EncoderConfig()
+        self.encoder_config = cfg.encoder
         self.key = self.encoder_config.key()
         self.cache = FeatureCache(cfg.feature_cache)
         self._extractor = None
@@ -121,16 +120,10 @@ class CachedFeatures:
         path = self.video_path(record)
         feats = self._memo.get(str(path))
         if feats is None:
-            from llmvqa.encoders.cache import content_hash
+            from llmvqa.encoders.cache import get_or_extract
 
-            digest = content_hash(path)
-            feats = self.cache.get(path, self.key, content_hash_=digest)
-            if feats is None:
-                if not self.cfg.compute_missing:
-                    raise DataError(str(path), "features not in the cache",
-                                    "run `llmvqa train --fill-cache` first or set data.compute_missing: true")
-                feats = self.extractor.extract(path, content_hash_=digest)
-                self.cache.put(feats)
+            feats, _ = get_or_extract(lambda: self.extractor, path, self.cache, key=self.key,
+                                      compute_missing=self.cfg.compute_missing)
             self._memo[str(path)] = feats
         return feats
 

@@ -152,7 +152,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
               chains: Sequence | None = None) -> Path:
     """Fit the prior on ``clips``, train the scorer from ``base_dir`` and write the model to ``out_dir``.
 
-    chains: degradation chains (``llmvqa.sig.chains.Chain``) whose clean clip's quality is unknown:
+    chains: degradation chains (``llmvqa.corpus.chains.Chain``) whose clean clip's quality is unknown:
     they teach relative ranks only (a stronger degradation scores lower, on the overall score and
     on the group it hurts)."""
     import torch
@@ -276,7 +276,7 @@ def _step_kinds(cfg: CalibrationConfig, with_chains: bool) -> list[str]:
 
 def _example(model, aspect: str, features, stats: dict, prompt: str | None, version: str):
     from llmvqa.model.collate import encode_conversation
-    from llmvqa.model.scoring import aspect_query
+    from llmvqa.prompts import aspect_query
 
     question, prefix = aspect_query(aspect, prompt, version)
     return encode_conversation(model._user_turn(question, "rating", prompt), features, model.template, prompt=prompt,

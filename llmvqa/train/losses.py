@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from llmvqa.levels import WEIGHTS
+from llmvqa.model.scoring import expected_scores, level_probs
 
 
 def expected_level_score(level_logits: torch.Tensor) -> torch.Tensor:
     """(B, 5) level-word logits in LEVELS order → (B,) expected score on 1–5."""
-    probs = torch.softmax(level_logits.float(), dim=-1)  # (B, 5)
-    return probs @ torch.tensor(WEIGHTS, dtype=probs.dtype, device=probs.device)
+    return expected_scores(level_probs(level_logits))
 
 
 def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -60,25 +60,32 @@ def sample_indices(
 
 
 def load_clip(
-    path: str | Path, *, nframes: int | None = None, fps: float | None = None, limits: VideoLimits | None = None
+    path: str | Path, *, nframes: int | None = None, fps: float | None = None, limits: VideoLimits | None = None,
+    first_frames: int | None = None,
 ) -> Clip:
     """Probe ``path`` and decode evenly sampled frames: Clip with uint8 (T, H, W, 3) RGB, rotation applied.
 
-    Exactly one of ``nframes`` / ``fps`` (default ``nframes=16``). Raises VideoError for
+    Exactly one of ``nframes`` / ``fps`` (default ``nframes=16``). ``first_frames``: sample among the first
+    that many frames only (``nframes=first_frames=N``: the first N frames, every one). Raises VideoError for
     anything wrong with the video, ConfigError for bad arguments.
     """
+    if first_frames is not None and first_frames < 1:
+        raise ConfigError("load_clip", f"first_frames must be ≥ 1, got {first_frames}", "pass a frame count")
     limits = limits or VideoLimits()
     if nframes is not None and fps is not None:
         sample_indices(2, 1.0, nframes=nframes, fps=fps)  # raises the ConfigError
     return run_with_timeout(
-        lambda cancel: _load(Path(path), nframes, fps, limits, cancel), limits, str(path), "probing and decoding"
+        lambda cancel: _load(Path(path), nframes, fps, limits, cancel, first_frames), limits, str(path),
+        "probing and decoding"
     )
 
 
-def _load(path: Path, nframes: int | None, fps: float | None, limits: VideoLimits, cancel: threading.Event) -> Clip:
+def _load(path: Path, nframes: int | None, fps: float | None, limits: VideoLimits, cancel: threading.Event,
+          first_frames: int | None = None) -> Clip:
     info = probe_now(path, limits)
 
     def sample(num_frames: int) -> np.ndarray:
+        num_frames = min(num_frames, first_frames) if first_frames else num_frames
         indices = sample_indices(num_frames, info.fps, nframes=nframes, fps=fps)
         if len(indices) > limits.max_sampled_frames:
             raise VideoError(

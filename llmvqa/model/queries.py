@@ -1,0 +1,218 @@
+"""Score mode of the quality model (mixed into ``QualityLLM``): which reader answers a question and with which
+statistics, and the level probabilities of one or many questions about a clip (prefilled up to the level word,
+no generation).
+
+Routing: an aspect the scorer reads (overall, groups, prompt alignment: ``scorer_reads`` of its config) runs on
+the scorer's adapter and projectors, asked in the wording it was trained on; a dimension the dimension probe
+estimates runs on the main adapter with the probe's estimate in the prior slot of its stream; the rest run on
+the main adapter with the human prior's statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+
+from llmvqa.features import VideoFeatures
+from llmvqa.levels import LevelRating
+from llmvqa.model.collate import encode_conversation
+from llmvqa.model.prior import PRIOR_OF_STREAM
+from llmvqa.model.scoring import level_probs
+from llmvqa.prompts import aspect_forms, aspect_prefix, aspect_query, level_prefix, video_turn
+
+
+class QueryMixin:
+    """Which reader answers a question, and score mode."""
+
+    def reads_by_scorer(self, answer_prefix: str | None) -> bool:
+        """Whether the scorer reads the level after ``answer_prefix`` (None = the overall sentence)."""
+        return self.scorer_aspect(answer_prefix) is not None
+
+    def scorer_aspect(self, answer_prefix: str | None) -> str | None:
+        """The scorer's own name of the aspect ``answer_prefix`` asks (None: the scorer does not read it)."""
+        if self._scorer is None:
+            return None
+        return self._scorer["aspects"].get(answer_prefix or level_prefix("overall", self.cfg.prompt_version))
+
+    def scorer_query(self, question: str | None, answer_prefix: str | None,
+                     prompt: str | None) -> tuple[str | None, str | None]:
+        """(question, answer prefix) as the model's reader of that aspect was trained on it: the scorer's own wording
+        for an aspect it reads (e.g. a dimension it was calibrated on by key), else as given."""
+        aspect = self.scorer_aspect(answer_prefix)
+        if aspect is None or aspect == "overall":
+            return question, answer_prefix
+        return aspect_query(aspect, prompt, self.cfg.prompt_version)
+
+    def input_stats(self, features: VideoFeatures, prompt_stats: dict | None) -> dict:
+        """The prompt-time statistics the stats tokens read: prompt_stats plus the human prior's estimates."""
+        stats = dict(prompt_stats or {})
+        if self.prior is not None:
+            stats.update(self.prior.stats(features, stats))
+        return stats
+
+    def probe_slot(self, answer_prefix: str | None) -> tuple[str, str] | None:
+        """(dimension key, prior-slot name) when ``answer_prefix`` asks a dimension the probe estimates."""
+        if self.dimension_probe is None or not answer_prefix:
+            return None
+        if self._probe_slots is None:
+            from llmvqa.dimensions import load_dimensions
+
+            version = self.cfg.prompt_version
+            self._probe_slots = {aspect_prefix(form, version): (d.key, PRIOR_OF_STREAM[d.group])
+                                 for d in load_dimensions(version).dimensions.values()
+                                 if d.key in self.dimension_probe.dimensions and d.group in PRIOR_OF_STREAM
+                                 for form in aspect_forms(f"dimension:{d.key}", version)}  # by key or by name
+        return self._probe_slots.get(answer_prefix)
+
+    def query_stats(self, features: VideoFeatures, prompt_stats: dict | None, answer_prefix: str | None,
+                    stats: dict | None = None, estimates: dict | None = None) -> dict:
+        """The prompt-time statistics of one question: ``input_stats``, and for a dimension the probe estimates
+        (not read by the scorer) that estimate in the prior slot of its stream. ``stats`` / ``estimates``: the
+        clip's ``input_stats`` and probe estimates when already computed."""
+        stats = dict(stats if stats is not None else self.input_stats(features, prompt_stats))
+        slot = None if self.reads_by_scorer(answer_prefix) else self.probe_slot(answer_prefix)
+        if slot is not None:
+            estimates = estimates if estimates is not None else self.dimension_probe.estimates(features, prompt_stats)
+            stats[slot[1]] = estimates[slot[0]]
+        return stats
+
+    @property
+    def has_scorer(self) -> bool:
+        return self._scorer is not None
+
+    @contextlib.contextmanager
+    def scoring(self):
+        """Within this block the scorer's adapter and projectors run (no-op for a model without a scorer)."""
+        if self._scorer is None or self._scorer["active"]:
+            yield
+            return
+        self._set_adapter("scorer")
+        self._scorer["active"] = True
+        try:
+            yield
+        finally:
+            self._scorer["active"] = False
+            self._set_adapter("default")
+
+    def _set_adapter(self, name: str, flags: list | None = None) -> None:
+        """Switch the active PEFT adapter without the side effect of PEFT's set_adapter, which gives the
+        active adapter gradients: every parameter keeps its requires_grad (or gets the one in flags)."""
+        flags = flags if flags is not None else [(p, p.requires_grad) for p in self.lm.parameters()]
+        self.lm.set_adapter(name)
+        known = {id(p): on for p, on in flags}
+        for p in self.lm.parameters():  # parameters new since flags were taken (a just-loaded adapter): off
+            p.requires_grad_(known.get(id(p), False))
+
+    def _user_turn(self, question: str | None, kind: str, prompt: str | None = None) -> list[dict]:
+        return [{"role": "user", "content": video_turn(question or self.template.question(kind, prompt))}]
+
+    @torch.no_grad()
+    def score_batch(self, features: list[VideoFeatures], prompts: list[str | None] | None = None,
+                    prompt_stats: list[dict | None] | None = None, question: str | None = None,
+                    answer_prefix: str | None = None) -> list[LevelRating]:
+        """Score-only mode: the answer is prefilled up to the level word; no generation."""
+        prefix = answer_prefix or level_prefix("overall", self.cfg.prompt_version)
+        n = len(features)
+        prompts = prompts or [None] * n
+        prompt_stats = prompt_stats or [None] * n
+        asked = [self.scorer_query(question, prefix, p) for p in prompts]  # the scorer's own wording of its aspects
+        exs = [encode_conversation(self._user_turn(q, "rating", p), f, self.template, prompt=p,
+                                   prompt_stats=self.query_stats(f, ps, prefix), open_answer=a or prefix)
+               for f, p, ps, (q, a) in zip(features, prompts, prompt_stats, asked, strict=True)]
+        if any(e.level_pos < 0 for e in exs):
+            raise ValueError(f"answer_prefix {prefix!r} does not end where a level word follows (answers.yaml)")
+        with self.scoring() if self.reads_by_scorer(prefix) else contextlib.nullcontext():
+            out = self.forward(self.collator(exs))
+        return [LevelRating.from_probs("", p.tolist()) for p in out["level_probs"].cpu()]
+
+    def score(self, features: VideoFeatures, prompt: str | None = None, question: str | None = None, *,
+              prompt_stats: dict | None = None, answer_prefix: str | None = None) -> LevelRating:
+        """Overall score (or, with a dimension question and answer_prefix, a per-dimension score)."""
+        return self.score_batch([features], [prompt], [prompt_stats], question, answer_prefix)[0]
+
+    @torch.no_grad()
+    def score_queries(self, features: VideoFeatures, queries: list[tuple[str | None, str | None]],
+                      prompt: str | None = None, prompt_stats: dict | None = None) -> list[LevelRating]:
+        """Several score-only questions about one video, e.g. every dimension: [(question, answer_prefix)].
+
+        The conversations share their start (system text, feature tokens, ...): it runs once with a KV
+        cache, then each question's own tokens run on a copy of that cache. Same numbers as score()
+        per query, at a fraction of the cost.
+        """
+        if not queries:
+            return []
+        out: list[LevelRating | None] = [None] * len(queries)
+        # the scorer's aspects from the scorer; dimensions with a probe estimate in one batch (each its own stats
+        # token); the rest on one shared start
+        probed = [i for i, (_, a) in enumerate(queries) if not self.reads_by_scorer(a) and self.probe_slot(a)]
+        if probed:
+            stats = self.input_stats(features, prompt_stats)
+            estimates = self.dimension_probe.estimates(features, prompt_stats)  # once per clip
+            exs = [encode_conversation(self._user_turn(queries[i][0], "rating", prompt), features, self.template,
+                                       prompt=prompt, prompt_stats=self.query_stats(features, prompt_stats,
+                                                                                    queries[i][1], stats, estimates),
+                                       open_answer=queries[i][1]) for i in probed]
+            for i, p in zip(probed, self.forward(self.collator(exs))["level_probs"].cpu(), strict=True):
+                out[i] = LevelRating.from_probs("", p.tolist())
+        for by_scorer in (False, True):
+            idx = [i for i, (_, a) in enumerate(queries) if self.reads_by_scorer(a) == by_scorer and out[i] is None]
+            if idx:
+                asked = [self.scorer_query(*queries[i], prompt) if by_scorer else queries[i] for i in idx]
+                with self.scoring() if by_scorer else contextlib.nullcontext():
+                    scores = self._score_shared(features, asked, prompt, prompt_stats)
+                for i, sc in zip(idx, scores, strict=True):
+                    out[i] = sc
+        return out  # type: ignore[return-value]
+
+    def _score_shared(self, features: VideoFeatures, queries: list[tuple[str | None, str | None]],
+                      prompt: str | None, prompt_stats: dict | None) -> list[LevelRating]:
+        overall = level_prefix("overall", self.cfg.prompt_version)
+        stats = self.input_stats(features, prompt_stats)
+        exs = [encode_conversation(self._user_turn(q, "rating", prompt), features, self.template, prompt=prompt,
+                                   prompt_stats=stats, open_answer=a or overall) for q, a in queries]
+        if any(e.level_pos < 0 for e in exs):
+            raise ValueError("an answer prefix does not end where a level word follows (answers.yaml)")
+        ids = [e.input_ids for e in exs]
+        k, limit = 0, min(len(i) for i in ids) - 1  # every query keeps ≥ 1 token of its own
+        while k < limit and all(i[k] == ids[0][k] for i in ids):
+            k += 1
+        batch = self.collator([exs[0]])
+        dev = self.device
+        emb = self.embed_inputs(batch["input_ids"].to(dev), batch)[:, :k]  # (1, k, H) features spliced in
+        past = self.decoder(inputs_embeds=emb, attention_mask=torch.ones(1, k, dtype=torch.long, device=dev),
+                            use_cache=True).past_key_values
+        rests = [e.input_ids[k:] for e in exs]
+        if any(self.placeholder_id in r for r in rests):
+            raise ValueError("feature placeholders must lie in the shared start of the queries")
+        # every query's own tokens in one batch on copies of the shared cache, right-padded: causal
+        # attention keeps a query's real tokens blind to its padding
+        q, r = len(rests), max(len(x) for x in rests)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([x + [pad] * (r - len(x)) for x in rests], device=dev)  # (Q, r)
+        mask = torch.zeros(q, k + r, dtype=torch.long, device=dev)  # (Q, k + r)
+        mask[:, :k] = 1
+        for i, x in enumerate(rests):
+            mask[i, k:k + len(x)] = 1
+        past = copy.deepcopy(past)
+        past.batch_repeat_interleave(q)
+        out = self.decoder(inputs_embeds=self.embed(ids), attention_mask=mask, past_key_values=past, use_cache=True)
+        at = torch.tensor([e.level_pos - k for e in exs], device=dev)
+        h = out.last_hidden_state[torch.arange(q, device=dev), at]  # (Q, H)
+        probs = level_probs(self._level_logits(h))  # (Q, 5)
+        return [LevelRating.from_probs("", p.tolist()) for p in probs]
+
+    def reported_levels(self, features: VideoFeatures, prompt: str | None = None,
+                        prompt_stats: dict | None = None) -> tuple[dict[str, str], LevelRating]:
+        """The level of every aspect (overall, groups, dimensions) in score mode, and the overall score."""
+        from llmvqa.dimensions import load_dimensions
+
+        spec = load_dimensions(self.cfg.prompt_version)
+        keys = ["overall", *spec.groups, *(k for k, d in spec.dimensions.items() if prompt or not d.needs_prompt)]
+        aspects = ["overall", *(f"group:{g}" for g in spec.groups),
+                   *(f"dimension:{d.name}" for d in spec.dimensions.values() if prompt or not d.needs_prompt)]
+        queries = [aspect_query(a, prompt, self.cfg.prompt_version) for a in aspects]
+        scores = self.score_queries(features, queries, prompt=prompt, prompt_stats=prompt_stats)
+        levels = {k: sc.level for k, sc in zip(keys, scores, strict=True)}
+        return levels, scores[0]
