@@ -18,8 +18,10 @@ from llmvqa.statistics import STATISTICS
 from llmvqa.train.dimension_stage import (
     DimensionItem,
     DimensionStageConfig,
+    answer_margins,
     balanced_draws,
     load_synth_items,
+    select_dimensions,
     tune_dimensions,
 )
 
@@ -69,6 +71,7 @@ def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path
     before = QualityLLM.from_pretrained(tmp_path / "base")
     out = tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
                           DimensionStageConfig(steps=60, batch_size=8, lr=3e-2, prior_lr=3e-2, lora_lr=1e-2, folds=4, probe_balance=1.0,
+                                               read_steps=2, data_steps=1, read_estimates=0.0,
                                                dimensions=("sharpness",)))
     after = QualityLLM.from_pretrained(out)
     scores = {name: {t: [clarity(m, it) for it in items if it.targets["sharpness"] == t] for t in (2.0, 5.0)}
@@ -85,6 +88,18 @@ def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path
     assert json.loads((out / "interval.json").read_text())["half_width"] == 0.7  # the model's own files, as they were
     assert (out / "config.json").read_text() == (tmp_path / "base" / "config.json").read_text()
     assert json.loads((out / "dimension_stage.json").read_text())["dimensions"] == ["sharpness"]
+
+    # selection on held-out clips: a dimension is kept when its answers beat the majority level by the margin
+    margin = answer_margins(after, items, lambda it: feats[it.path], ["sharpness"])["sharpness"]["margin"]
+    assert select_dimensions(out, items, lambda it: feats[it.path], min_margin=margin - 0.01) == ["sharpness"]
+    kept = QualityLLM.from_pretrained(out).dimension_probe
+    assert [kept.estimates(*feats[it.path])["sharpness"] for it in items] == pytest.approx(est)  # kept as it was
+    assert select_dimensions(out, items, lambda it: feats[it.path], min_margin=margin + 0.01) == []
+    dropped = QualityLLM.from_pretrained(out).dimension_probe
+    base = {dropped.estimates(*feats[it.path])["sharpness"] for it in items}
+    assert len(base) == 1 and base.pop() >= 4.2  # the base rate: 3 in 4 clips are sharp, so every clip reads excellent
+    state = json.loads((out / "dimension_stage.json").read_text())["selection"]
+    assert state["kept"] == [] and state["margins"]["sharpness"] == pytest.approx(margin, abs=1e-4)
 
 
 def test_dimensions_the_scorer_reads_are_not_trained(tmp_path):

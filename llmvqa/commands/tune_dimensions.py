@@ -33,6 +33,12 @@ def register(subparsers) -> None:
     p.add_argument("--cache", default="cache/features", help="feature cache folder")
     p.add_argument("--probe-balance", type=float, default=None,
                    help="class weights of the probe ∝ (1 / level share)^this (default 0.25; 1 = balanced)")
+    p.add_argument("--select-split", default="val",
+                   help="after training, keep in the probe the dimensions whose answers beat the majority level by "
+                        "--min-margin balanced accuracy on this manifest split (default val; '' keeps every one)")
+    p.add_argument("--min-margin", type=float, default=0.10, help="see --select-split (default 0.10)")
+    p.add_argument("--select-only", action="store_true",
+                   help="only select the dimensions (into --model; --out must be the same folder)")
     p.add_argument("--probe-only", action="store_true",
                    help="only fit the probe again (into --model; --out must be the same folder): the model already reads it")
     p.add_argument("--seed", type=int, default=0)
@@ -44,7 +50,13 @@ def run(args) -> int:
     from llmvqa.encoders.cache import FeatureCache, get_or_extract
     from llmvqa.encoders.config import EncoderConfig
     from llmvqa.encoders.pipeline import FeatureExtractor
-    from llmvqa.train.dimension_stage import DimensionStageConfig, load_synth_items, refit_probe, tune_dimensions
+    from llmvqa.train.dimension_stage import (
+        DimensionStageConfig,
+        load_synth_items,
+        refit_probe,
+        select_dimensions,
+        tune_dimensions,
+    )
 
     model = Path(args.model)
     if not (model / "config.json").is_file():
@@ -63,12 +75,15 @@ def run(args) -> int:
              "data_steps": args.data_steps, "read_estimates": args.read_estimates}
     settings = {"seed": args.seed, **{k: v for k, v in given.items() if v is not None}}
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
+    if (args.probe_only or args.select_only) and Path(args.out).resolve() != model.resolve():
+        raise ModelError(args.out, "--probe-only / --select-only write into --model", "pass the same folder as --out")
     if args.probe_only:
-        if Path(args.out).resolve() != model.resolve():
-            raise ModelError(args.out, "--probe-only writes the probe into --model", "pass the same folder as --out")
         out = refit_probe(model, items, features_of, DimensionStageConfig(**settings))
-        print(f"model: {out}")
-        return 0
-    out = tune_dimensions(model, items, features_of, args.out, DimensionStageConfig(**settings), log=log)
+    elif args.select_only:
+        out = model
+    else:
+        out = tune_dimensions(model, items, features_of, args.out, DimensionStageConfig(**settings), log=log)
+    if args.select_split and not args.probe_only:
+        select_dimensions(out, load_synth_items(args.synth, args.select_split), features_of, args.min_margin, log=log)
     print(f"model: {out}")
     return 0

@@ -102,6 +102,23 @@ class DimensionProbe:
         meta = {"c": c, "balance": balance, "n": int(len(x)), "levels": counts, **(info or {})}
         return cls(mean, scale, np.stack(weights), np.stack(biases), tuple(dims), meta)
 
+    def base_rates(self, keys: Sequence[str]) -> DimensionProbe:
+        """This probe with ``keys`` reduced to their base rates: no weight on the statistics, the level shares of
+        the fitting data as the probabilities (``info["levels"]``), so their estimate is the same for every clip
+        (the common level). For a dimension whose statistics do not tell its levels apart on held-out clips."""
+        weights, bias = self.weights.copy(), self.bias.copy()
+        for k, key in enumerate(self.dimensions):
+            if key not in set(keys):
+                continue
+            counts = self.info.get("levels", {}).get(key)
+            if not counts:
+                raise ModelError("dimension probe", f"has no level counts for {key!r}", "fit the probe again")
+            total = sum(counts.values())
+            weights[k] = 0.0
+            bias[k] = [np.log(counts[lv] / total) if counts.get(lv) else -1e4 for lv in LEVELS]
+        info = {**self.info, "base_rate_only": sorted(set(keys) & set(self.dimensions))}
+        return DimensionProbe(self.mean, self.scale, weights, bias, self.dimensions, info)
+
     def probs_inputs(self, x: np.ndarray) -> np.ndarray:
         """(N, S) → (N, K, 5) level probabilities per dimension."""
         z = (np.asarray(x, np.float64) - self.mean) / self.scale

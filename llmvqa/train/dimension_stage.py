@@ -6,15 +6,20 @@ Stages 2–3 train the dimension questions on the synth corpus as it comes: for 
 of its clips are "excellent" (no degradation of that kind), so the answers learned to say
 "excellent" almost always (balanced accuracy at chance). This stage
 
-1. fits the dimension probe (``llmvqa.model.dimension_probe``): per dimension a class-balanced logistic
-   regression over the measured statistics of the corpus' train split, whose estimate (1–5) the model
+1. fits the dimension probe (``llmvqa.model.dimension_probe``): per dimension a logistic
+   regression (class-weighted) over the measured statistics of the corpus' train split, whose estimate (1–5) the model
    reads in the prior slot of the dimension's stream when it is asked about that dimension;
 2. trains the main model to read it: the stats-token MLPs and prior directions of the main projectors
-   (and, with ``lora_lr`` > 0, the main LoRA adapter), in cycles of reading steps (random estimates in
-   the slot, the estimate as target: the only way to the target is the slot) and data steps
-   (class-balanced draws — a dimension, then one of its levels, then a clip of that level — with the
-   probe's cross-fitted estimate in the slot and the corpus' target); loss: soft level cross-entropy
-   plus the squared error of the expected score.
+   (and, with ``lora_lr`` > 0, the main LoRA adapter) in reading steps — estimates in the slot, half uniform
+   on 1–5 and half drawn from the probe's cross-fitted estimates (the values the slot holds at rating time,
+   most near the top of the scale), the estimate as the target: the only way to it is the slot. Optional
+   data steps (``data_steps`` > 0: class-balanced draws — a dimension, then one of its levels, then a clip of
+   that level — with the cross-fitted estimate in the slot and the corpus' target) taught the answer to doubt
+   the estimate and pulled clean clips to "good"; they are off by default. Loss: soft level cross-entropy plus
+   the squared error of the expected score.
+
+3. keeps the probe's statistics only for the dimensions whose answers beat always-the-majority-level by ≥ 0.10
+   balanced accuracy on the val split (``select_dimensions``); the others get their base rate (the common level).
 
 The scorer (overall score, groups, prompt alignment: ``llmvqa.train.human``), the human prior and the
 interval are copied as they are, so the human-agreement numbers of the model do not change.
@@ -73,7 +78,7 @@ def load_synth_items(manifest: str | Path, split: str = "train") -> list[Dimensi
 
 @dataclass
 class DimensionStageConfig:
-    steps: int = 180
+    steps: int = 300
     """Optimizer steps (one batch each)."""
     batch_size: int = 8
     lr: float = 1e-3
@@ -82,12 +87,14 @@ class DimensionStageConfig:
     """Learning rate of the main projectors' prior directions (the slot the estimate moves)."""
     lora_lr: float = 0.0
     """Learning rate of the main LoRA adapter (0: frozen; the justification and chat adapter stays as it was)."""
-    read_steps: int = 2
+    read_steps: int = 1
     """Reading steps per cycle (random estimates in the slot, the estimate as target)."""
-    data_steps: int = 1
-    """Data steps per cycle (class-balanced clips, the probe's cross-fitted estimate, the corpus' target)."""
+    data_steps: int = 0
+    """Data steps per cycle (class-balanced clips, the probe's cross-fitted estimate, the corpus' target). Off by
+    default: with balanced draws the answer learns to doubt the estimate and shrinks it toward the middle of the
+    scale (clean clips read "good"); the probe already is the best estimate, so the model learns to read it."""
     read_range: tuple[float, float] = (1.0, 5.0)
-    read_estimates: float = 0.0
+    read_estimates: float = 0.5
     """Share of the reading steps' estimates drawn from the cross-fitted probe estimates of the drawn dimension
     (the values the slot holds at rating time, most of them near the top of the scale); the rest are uniform in
     ``read_range``."""
@@ -263,6 +270,61 @@ def refit_probe(model_dir: str | Path, items: Sequence[DimensionItem], features_
     return model_dir
 
 
+def answer_margins(model, items: Sequence[DimensionItem], features_of: Callable,
+                   dims: Sequence[str]) -> dict[str, dict]:
+    """Per dimension of ``dims``: the model's answers (asked by name, as ``llmvqa rate`` asks) against the items'
+    target levels — ``dimension_accuracy``'s numbers plus ``margin`` (balanced accuracy over always-the-majority-
+    level's)."""
+    from llmvqa.dimensions import load_dimensions
+    from llmvqa.evaluation.suite import dimension_accuracy
+    from llmvqa.prompts import aspect_query
+
+    version = model.cfg.prompt_version
+    names = {k: d.name for k, d in load_dimensions(version).dimensions.items()}
+    predicted, reference = [], []
+    for it in items:
+        f, ps = features_of(it)
+        asked = [d for d in dims if d in it.targets]
+        scores = model.score_queries(f, [aspect_query(f"dimension:{names[d]}", it.prompt, version) for d in asked],
+                                     prompt=it.prompt, prompt_stats=ps)
+        predicted.append({d: level_of_score(sc.score) for d, sc in zip(asked, scores, strict=True)})
+        reference.append({d: level_of_score(it.targets[d]) for d in asked})
+    acc = dimension_accuracy(predicted, reference)
+    return {d: {**a, "margin": a["balanced_accuracy"] - a["majority_balanced"]} for d, a in acc.items()}
+
+
+def select_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], features_of: Callable,
+                      min_margin: float = 0.10, log: Callable[[str], None] | None = None) -> list[str]:
+    """Keep the probe's statistics only for the dimensions whose answers beat always-the-majority-level by
+    ``min_margin`` in balanced accuracy on ``items`` (a split the stage did not train on: val). The others get
+    their base rate (``DimensionProbe.base_rates``: the same estimate, the common level, for every clip): a probe
+    that does not tell a dimension's levels apart on held-out clips only adds false alarms on other footage. Writes
+    the probe and the selection (``dimension_stage.json``: ``selection``) into ``model_dir``; returns the kept
+    dimensions."""
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.model.modeling import QualityLLM
+
+    log = log or (lambda _m: None)
+    model_dir = Path(model_dir)
+    probe = DimensionProbe.load(model_dir)
+    if probe is None:
+        raise DataError(str(model_dir), "has no dimension probe to select from", "run llmvqa tune-dimensions first")
+    model = QualityLLM.from_pretrained(model_dir)
+    margins = answer_margins(model, items, features_of, probe.dimensions)
+    keep = [d for d in probe.dimensions if margins.get(d, {}).get("margin", -1.0) >= min_margin]
+    for d in probe.dimensions:
+        m = margins.get(d, {}).get("margin")
+        log(f"dimension {d}: answer margin {'n/a' if m is None else f'{m:+.3f}'} → "
+            f"{'kept' if d in keep else 'base rate'}")
+    probe.base_rates([d for d in probe.dimensions if d not in keep]).save(model_dir)
+    state = read_json(model_dir / "dimension_stage.json")
+    state["selection"] = {"clips": len(items), "min_margin": min_margin, "kept": keep,
+                          "margins": {d: round(m["margin"], 4) for d, m in margins.items()},
+                          "accuracy": {d: round(m["accuracy"], 4) for d, m in margins.items()}}
+    (model_dir / "dimension_stage.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
+    return keep
+
+
 def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
                   dims: Sequence[str]) -> np.ndarray:
     """(N, K) probe estimates of each clip from a probe fitted without its source's fold (K = ``dims``)."""
@@ -302,4 +364,5 @@ def _warm_start(model, dims, spec, example, items, cfg: DimensionStageConfig, rn
         model.zero_grad(set_to_none=True)
 
 
-__all__ = ["DimensionItem", "DimensionStageConfig", "balanced_draws", "load_synth_items", "refit_probe", "tune_dimensions"]
+__all__ = ["DimensionItem", "DimensionStageConfig", "answer_margins", "balanced_draws", "load_synth_items", "refit_probe",
+           "select_dimensions", "tune_dimensions"]
