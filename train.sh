@@ -96,9 +96,10 @@ else
   echo "note: $HUMAN_RATINGS/labels.csv not found; no human stage (the model is stage 3's)"
 fi
 
-# ---- 6. dimension stage (opt-in: DIMENSION_STAGE=1): a class-weighted probe per dimension, read by the main model
-#         (llmvqa tune-dimensions; the scorer, prior and interval stay as they are). Not in the shipped model yet:
-#         its reading of the probe stops short of "excellent", so clean clips lose their level (model card).
+# ---- 6. dimension stage (opt-in: DIMENSION_STAGE=1): a class-weighted probe per dimension, read by the main model,
+#         kept for the dimensions where it beats the majority level on the val split (llmvqa tune-dimensions; the
+#         scorer, prior and interval stay as they are). Not in the shipped model yet (model card: its last candidate
+#         was trained on prompted clips only and answered badly without a prompt).
 if [ "${DIMENSION_STAGE:-0}" = 1 ] && [ -f data/synth/manifest.jsonl ]; then
   [ -f "$OUT/dimensions/dimension_stage.json" ] || python -m llmvqa.cli tune-dimensions --model "$FINAL" \
       --synth data/synth/manifest.jsonl --out "$OUT/dimensions" --verbose

@@ -71,7 +71,7 @@ def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path
     before = QualityLLM.from_pretrained(tmp_path / "base")
     out = tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
                           DimensionStageConfig(steps=60, batch_size=8, lr=3e-2, prior_lr=3e-2, lora_lr=1e-2, folds=4, probe_balance=1.0,
-                                               read_steps=2, data_steps=1, read_estimates=0.0,
+                                               read_steps=2, data_steps=1, read_estimates=0.0, no_prompt_share=0.0,
                                                dimensions=("sharpness",)))
     after = QualityLLM.from_pretrained(out)
     scores = {name: {t: [clarity(m, it) for it in items if it.targets["sharpness"] == t] for t in (2.0, 5.0)}
@@ -114,3 +114,24 @@ def test_dimensions_the_scorer_reads_are_not_trained(tmp_path):
     with pytest.raises(Exception, match="no dimension"):
         tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
                         DimensionStageConfig(steps=1, dimensions=("sharpness",)))
+
+
+def test_reading_steps_also_ask_without_the_prompt(tmp_path, monkeypatch):
+    """no_prompt_share: some reading steps drop the clip's text prompt (question clause and prompt statistics),
+    as `rate` asks when given none."""
+    import llmvqa.train.human as human
+
+    gemma = _save_backbone(tmp_path / "gemma", "gemma")
+    build(gemma, lora=True).save_pretrained(tmp_path / "base")
+    items, feats = _sharpness_items(16)
+    items = [dataclasses.replace(it, prompt="a sharp photo of a street") for it in items]
+    asked, original = [], human._example
+
+    def spy(model, aspect, features, stats, prompt, version):
+        asked.append(prompt)
+        return original(model, aspect, features, stats, prompt, version)
+
+    monkeypatch.setattr(human, "_example", spy)
+    tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
+                    DimensionStageConfig(steps=4, batch_size=8, folds=4, no_prompt_share=0.5, dimensions=("sharpness",)))
+    assert None in asked and "a sharp photo of a street" in asked

@@ -98,6 +98,10 @@ class DimensionStageConfig:
     """Share of the reading steps' estimates drawn from the cross-fitted probe estimates of the drawn dimension
     (the values the slot holds at rating time, most of them near the top of the scale); the rest are uniform in
     ``read_range``."""
+    no_prompt_share: float = 0.3
+    """Share of the reading steps asked without the clip's text prompt (no prompt clause, no prompt statistics), as
+    ``llmvqa rate`` asks when it is given none: a reading trained on prompted clips alone reads nothing right without
+    one (release-4 candidate: clean 4 s clips answered fair to bad in every dimension)."""
     probe_c: float = 1.0
     """Inverse L2 strength of the probe's logistic regressions."""
     probe_balance: float = 0.25
@@ -117,8 +121,8 @@ class DimensionStageConfig:
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or min(self.lr, self.prior_lr, self.lora_lr) < 0:
             raise ValueError("the dimension stage needs steps ≥ 0, batch_size ≥ 1 and learning rates ≥ 0")
-        if not 0.0 <= self.read_estimates <= 1.0:
-            raise ValueError("read_estimates is a share: 0–1")
+        if not (0.0 <= self.read_estimates <= 1.0 and 0.0 <= self.no_prompt_share <= 1.0):
+            raise ValueError("read_estimates and no_prompt_share are shares: 0–1")
         if self.read_steps + self.data_steps < 1 or self.folds < 2:
             raise ValueError("a dimension-stage cycle needs a reading or data step, and at least 2 folds")
 
@@ -182,12 +186,13 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     dims = [d for d in dims if d in probe.dimensions]
     oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions)  # (N, K)
     base_stats = [model.input_stats(f, ps) for f, ps in feats]  # the human prior's slots, as at rating time
+    base_none = [model.input_stats(f, None) for f, _ in feats] if cfg.no_prompt_share > 0 else base_stats
     slot_of = {d: PRIOR_OF_STREAM[spec[d].group] for d in dims}
 
-    def example(i: int, d: str, estimate: float):
+    def example(i: int, d: str, estimate: float, with_prompt: bool = True):
         f, _ = feats[i]
-        stats = {**base_stats[i], slot_of[d]: float(estimate)}
-        return _example(model, f"dimension:{spec[d].name}", f, stats, items[i].prompt, version)
+        stats = {**(base_stats[i] if with_prompt else base_none[i]), slot_of[d]: float(estimate)}
+        return _example(model, f"dimension:{spec[d].name}", f, stats, items[i].prompt if with_prompt else None, version)
 
     model.train()
     stats_params = [p for n, p in model.projectors.named_parameters() if ".stats." in n]
@@ -213,7 +218,8 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
             for j, (_, d) in enumerate(draws if cfg.read_estimates > 0 else ()):
                 if rng.random() < cfg.read_estimates:  # a value the slot holds at rating time
                     est[j] = oof[int(rng.integers(len(oof))), probe.dimensions.index(d)]
-            exs = [example(i, d, e) for (i, d), e in zip(draws, est, strict=True)]
+            bare = rng.random(len(draws)) < cfg.no_prompt_share if cfg.no_prompt_share > 0 else np.zeros(len(draws), bool)
+            exs = [example(i, d, e, not b) for (i, d), e, b in zip(draws, est, bare, strict=True)]
             tgt = est.tolist()
         else:
             exs = [example(i, d, oof[i, probe.dimensions.index(d)]) for i, d in draws]
