@@ -82,6 +82,20 @@ def _save_backbone(path, kind: str) -> str:
                                sliding_window=16, layer_types=["sliding_attention", "full_attention"],
                                max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3)
         model = Gemma3ForCausalLM(cfg)
+    elif kind == "qwen-vl":  # Qwen2.5-VL-like: a vision tower beside the language model
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        tok = tiny_bpe_tokenizer()
+        cfg = Qwen2_5_VLConfig(
+            vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32,
+                               patch_size=14, temporal_patch_size=2, spatial_merge_size=2, window_size=112,
+                               fullatt_block_indexes=[1], in_channels=3),
+            text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                             num_key_value_heads=1, vocab_size=len(tok), max_position_embeddings=512,
+                             tie_word_embeddings=False, pad_token_id=0, eos_token_id=3,
+                             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 2, 4]}),
+        )
+        model = Qwen2_5_VLForConditionalGeneration(cfg)
     else:
         from transformers import Qwen2Config, Qwen2ForCausalLM
 

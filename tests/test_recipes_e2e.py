@@ -3,9 +3,8 @@
 The recipe is loaded as shipped (configs/*.yaml) with only the size, the machine and the data overridden:
 its three stages train on real clips through the real encoders (features extracted into the recipe's cache),
 stage 3's model is saved, ``Assessor.from_pretrained`` loads it and rates a clip, and the scores equal the
-in-process model's on the same features — what was trained is what loads. (qwen2.5-vl-7b's semantic stream
-goes through Qwen2.5-VL's video processor, which needs torchvision: its pieces are tested in
-test_train_qwen_vl.py.)
+in-process model's on the same features — what was trained is what loads. For qwen2.5-vl-7b the semantic
+stream is the tiny backbone's own vision tower, both in training and when the saved model rates.
 """
 
 from __future__ import annotations
@@ -85,8 +84,12 @@ def _check(trainer, model, assessor, data: Path) -> None:
     assert scores[0] != pytest.approx(scores[1], abs=1e-6)  # the clips' features reach the score
 
 
-@pytest.mark.parametrize("recipe,kind", [("mini", "gemma"), ("qwen2.5-1.5b", "qwen")])
+@pytest.mark.parametrize("recipe,kind", [("mini", "gemma"), ("qwen2.5-1.5b", "qwen"), ("qwen2.5-vl-7b", "qwen-vl")])
 def test_recipe_trains_saves_loads_and_rates(recipe, kind, data, tmp_path, monkeypatch):
     monkeypatch.chdir(CONFIGS.parent)
     trainer, model, assessor = _train_and_load(recipe, _tiny(kind, tmp_path / kind), data, tmp_path)
     _check(trainer, model, assessor, data)
+    if kind == "qwen-vl":  # trained and rated on the VL tower's semantic tokens (width 32), not EfficientNet's
+        feats = trainer.feature_source()(trainer.records()[0])
+        assert feats.tokens["semantic"].shape[-1] == 32 and feats.meta["semantic_source"] == "qwen-vl-vision-tower"
+        assert type(assessor.extractor).__name__ == "QwenSemanticExtractor"

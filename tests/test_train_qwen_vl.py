@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 from llmvqa.errors import ModelError
 from llmvqa.features import VideoFeatures
-from llmvqa.model.qwen_vl import QwenVisionSemantic, require_qwen_vl_utils, vision_tower, with_semantic_tokens
+from llmvqa.model.qwen_vl import QwenVisionSemantic, vision_tower, with_semantic_tokens
 
 PATCH, TPATCH, MERGE = 14, 2, 2
 
@@ -60,10 +58,46 @@ def test_semantic_stream_replacement_keeps_the_rest():
     assert g.stats == f.stats and f.tokens["semantic"].shape == (4, 8)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
-def test_missing_torchvision_is_a_clear_error():
-    with pytest.raises(ModelError, match=r"llmvqa\[qwen-vl\]"):
-        require_qwen_vl_utils()
+def test_video_patches_follow_qwen_patch_order():
+    """Our torch patchify against transformers' own numpy image processor (an independent implementation):
+    a video whose frames come in identical pairs is, patch for patch, the images processed one by one (the
+    image path repeats each frame over the temporal patch)."""
+    import numpy as np
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from llmvqa.model.qwen_vl import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, video_patches
+
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.integers(0, 255, (56, 84, 3), dtype=np.uint8) for _ in range(3))
+    pixels, grid = video_patches(np.stack([a, a, b, b, c]), PATCH, TPATCH, MERGE)  # 5 frames: c is repeated
+    assert grid.tolist() == [[3, 4, 6]] and pixels.shape == (3 * 4 * 6, 3 * TPATCH * PATCH * PATCH)
+    proc = Qwen2VLImageProcessorPil(patch_size=PATCH, temporal_patch_size=TPATCH, merge_size=MERGE, do_resize=False,
+                                    image_mean=list(OPENAI_CLIP_MEAN), image_std=list(OPENAI_CLIP_STD))
+    want = proc(images=[a, b, c], return_tensors="np")
+    assert want["image_grid_thw"].tolist() == [[1, 4, 6]] * 3
+    np.testing.assert_allclose(pixels.numpy(), want["pixel_values"], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="multiples of 28"):
+        video_patches(np.zeros((2, 50, 84, 3), np.uint8))
+
+
+def test_the_vision_stream_turns_a_video_file_into_tokens(tiny_qwen_vl, tmp_path):
+    """File → loader → patches → tower, with the checkpoint's own normalization, no torchvision."""
+    import numpy as np
+
+    from llmvqa.model.qwen_vl import QwenVisionStream
+    from llmvqa.video.writer import write_video
+
+    tiny_qwen_vl.save_pretrained(tmp_path / "vl")
+    (tmp_path / "vl" / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}')
+    stream = QwenVisionStream(str(tmp_path / "vl"), nframes=6, max_pixels=56 * 84)
+    assert stream.mean == [0.5, 0.5, 0.5]
+    rng = np.random.default_rng(0)
+    tokens = [stream.tokens(write_video(tmp_path / f"{i}.mp4", rng.integers(0, 255, (9, 60, 90, 3), dtype=np.uint8),
+                                        fps=8)) for i in range(2)]
+    assert [tuple(t.shape) for t in tokens] == [(3, 48), (3, 48)]  # 6 frames → 3 temporal patches
+    assert not torch.allclose(tokens[0], tokens[1])
+    with pytest.raises(ModelError, match="cannot load the Qwen-VL checkpoint"):
+        QwenVisionStream(str(tmp_path / "missing"))
 
 
 def test_qwen_frames_come_through_the_loader_with_its_caps(tmp_path):

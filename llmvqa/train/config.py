@@ -169,7 +169,7 @@ class DataConfig:
     """Extract and cache the features of videos missing from the cache (False: a missing video is an error)."""
 
     semantic_from_backbone: bool = False
-    """Qwen2.5-VL backbones: the semantic stream is the VL model's own vision tower (videos through qwen-vl-utils)."""
+    """Qwen2.5-VL backbones: the semantic stream is the VL model's own vision tower (frames through the loader, patches cut by llmvqa.model.qwen_vl)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.train_files, str):
