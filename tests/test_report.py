@@ -98,3 +98,19 @@ def test_the_page_renders_in_headless_chromium(tmp_path):
 
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.std() > 10  # not a blank page: the table and the plots are drawn
+
+
+def test_save_report_writes_json_markdown_and_rows_to_a_folder_or_beside_a_file(tmp_path):
+    import json
+
+    from llmvqa.evaluation.report import save_report
+
+    paths = save_report(tmp_path / "out", {"srcc": 0.5, "n": 3}, markdown="| a |\n", rows=[{"v": 1}, {"v": 2}],
+                        name="report_x", rows_name="clips_x")
+    assert json.loads((tmp_path / "out" / "report_x.json").read_text()) == {"srcc": 0.5, "n": 3}
+    assert (tmp_path / "out" / "report_x.md").read_text() == "| a |\n"
+    assert [json.loads(line) for line in (tmp_path / "out" / "clips_x.jsonl").read_text().splitlines()] == [{"v": 1}, {"v": 2}]
+    assert set(paths) == {"json", "markdown", "rows"}
+    only = save_report(tmp_path / "bench.json", [1, 2], markdown="x")
+    assert json.loads((tmp_path / "bench.json").read_text()) == [1, 2]
+    assert (tmp_path / "bench.md").read_text() == "x\n" and set(only) == {"json", "markdown"}

@@ -12,7 +12,7 @@ _WHERE = {
     "run_baselines": "baselines", "EvalItem": "datasets", "load_eval_items": "datasets", "coverage": "justification",
     "evaluate_bench": "justification", "level_agreement": "justification", "self_consistent": "justification",
     "violations": "justification", "correlation_report": "metrics", "krcc": "metrics", "plcc": "metrics",
-    "rmse": "metrics", "srcc": "metrics", "write_report": "report", "EvalConfig": "suite",
+    "rmse": "metrics", "srcc": "metrics", "save_report": "report", "write_report": "report", "EvalConfig": "suite",
     "dimension_accuracy": "suite", "evaluate_dataset": "suite", "wrong_prompt_check": "suite",
 }  # fmt: skip
 __all__ = sorted(_WHERE)

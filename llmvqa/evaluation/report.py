@@ -1,4 +1,5 @@
-"""Write an evaluation report: ``report.json``, ``report.md`` (Markdown tables), ``scatter.png``.
+"""Reports: ``save_report`` (the one writer of every evaluation and benchmark: JSON, Markdown, per-clip JSON
+lines) and ``write_report`` (an ``llmvqa evaluate`` report: ``report.json``, ``report.md``, ``scatter.png``).
 
 The PNG plots predicted score against the human score, one panel per method (model and
 baselines), with the SRCC/PLCC in each title. matplotlib runs on the Agg backend (no display).
@@ -7,7 +8,7 @@ baselines), with the SRCC/PLCC in each title. matplotlib runs on the Agg backend
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 METHOD_LABELS = {"model": "llmvqa model", "ridge": "ridge on statistics", "best_stat": "best single statistic"}
@@ -114,17 +115,39 @@ def scatter_plot(report: Mapping, path: str | Path) -> Path | None:
     return path
 
 
+def save_report(out: str | Path, report: Mapping | list, *, markdown: str | None = None,
+                rows: Iterable[Mapping] | None = None, name: str = "report", rows_name: str = "clips") -> dict[str, Path]:
+    """The one report writer of llmvqa's evaluations and benchmarks: ``report`` as indented JSON, the Markdown
+    beside it when given, and per-clip ``rows`` as JSON lines when given. ``out`` is a folder (``{name}.json``,
+    ``{name}.md``, ``{rows_name}.jsonl`` in it, created as needed) or a ``.json`` file (the Markdown and rows
+    beside it, named after it). Returns the paths written."""
+    out = Path(out)
+    if out.suffix == ".json":
+        folder, json_path = out.parent, out
+        md_path, rows_path = out.with_suffix(".md"), out.with_name(out.stem + "_" + rows_name + ".jsonl")
+    else:
+        folder, json_path = out, out / f"{name}.json"
+        md_path, rows_path = out / f"{name}.md", out / f"{rows_name}.jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    paths = {"json": json_path}
+    if markdown is not None:
+        md_path.write_text(markdown.rstrip("\n") + "\n", encoding="utf-8")
+        paths["markdown"] = md_path
+    if rows is not None:
+        with rows_path.open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+        paths["rows"] = rows_path
+    return paths
+
+
 def write_report(report: Mapping, out_dir: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md and (when something is labelled) scatter.png; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md"}
-    paths["json"].write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(markdown(report) + "\n", encoding="utf-8")
-    png = scatter_plot(report, out / "scatter.png")
+    """An ``llmvqa evaluate`` report: report.json, report.md and (when something is labelled) scatter.png."""
+    paths = save_report(out_dir, report, markdown=markdown(report))
+    png = scatter_plot(report, Path(out_dir) / "scatter.png")
     if png is not None:
         paths["png"] = png
     return paths
 
 
-__all__ = ["correlation_table", "markdown", "scatter_plot", "write_report"]
+__all__ = ["correlation_table", "markdown", "save_report", "scatter_plot", "write_report"]
