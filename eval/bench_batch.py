@@ -17,74 +17,24 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
-def write_clips(folder: Path, n: int) -> None:
-    """``n`` 4 s 512² clips cut from the bundled bikes footage (different windows)."""
-    import numpy as np
-
-    from llmvqa.assessor import resolve_video
-    from llmvqa.video.loader import load_clip
-    from llmvqa.video.writer import write_video
-
-    src = load_clip(resolve_video("example:bikes"), nframes=64)
-    frames = src.frames  # (64, H, W, 3)
-    h, w = frames.shape[1:3]
-    side = min(h, w)
-    import cv2
-
-    for i in range(n):
-        start = (i * 7) % max(1, len(frames) - 32)
-        window = frames[start:start + 32, :side, (i * 37) % max(1, w - side + 1):][:, :, :side]
-        clip = np.stack([cv2.resize(f, (512, 512), interpolation=cv2.INTER_AREA) for f in window])
-        write_video(folder / f"clip_{i:03d}.mp4", clip, fps=8.0)
-
-
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` and every descendant, MiB (a snapshot)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, float] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(d.name))
-            rss[int(d.name)] = int(fields[21]) * 4096 / 2**20  # resident pages
-        except (OSError, IndexError, ValueError):
-            continue
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        total += rss.get(p, 0.0)
-        todo += children.get(p, [])
-    return total
-
-
 def run_batch(folder: Path, out: Path, extra: list[str]) -> dict:
+    """``llmvqa batch FOLDER --out OUT EXTRA...`` as a subprocess, timed (``benchkit.time_process``)."""
+    from llmvqa.evaluation.benchkit import time_process
+
     cmd = [sys.executable, "-m", "llmvqa.cli", "batch", str(folder), "--out", str(out), "--no-progress", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = None
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, tree_rss_mib(proc.pid) if proc.poll() is None else 0.0)
-        if first is None and out.is_file() and sum(1 for _ in out.open()) >= 2:
-            first = time.perf_counter() - t0
-        time.sleep(0.1)
-    wall = time.perf_counter() - t0
-    rows = list(csv.DictReader(out.open()))
+    t = time_process(cmd, out)
+    rows = list(csv.DictReader(out.open())) if out.is_file() else []
     ok = sum(r["status"] == "ok" for r in rows)
-    after_first = wall - (first or wall)
-    return {"command": " ".join(["llmvqa", *cmd[3:]]), "returncode": proc.returncode, "clips": len(rows), "ok": ok,
-            "wall_s": wall, "first_result_s": first, "clips_per_s_after_first": (ok - 1) / after_first if after_first > 0 else None,
-            "peak_rss_mib": peak, "stderr_tail": proc.stderr.read().decode()[-300:]}
+    after_first = t["wall_s"] - (t["first_row_s"] or t["wall_s"])
+    return {"command": " ".join(["llmvqa", *cmd[3:]]), "returncode": t["returncode"], "clips": len(rows), "ok": ok,
+            "wall_s": t["wall_s"], "first_result_s": t["first_row_s"],
+            "clips_per_s_after_first": (ok - 1) / after_first if after_first > 0 else None,
+            "peak_rss_mib": t["peak_rss_mib"], "stderr_tail": t["stderr_tail"]}
 
 
 def main(argv=None) -> int:
@@ -94,10 +44,14 @@ def main(argv=None) -> int:
     ap.add_argument("--ray", action="store_true", help="also time --engine ray (score only)")
     ap.add_argument("--replicas", type=int, default=2, help="model replicas of the Ray run (one CPU each)")
     args = ap.parse_args(argv)
+
+    from llmvqa.evaluation.benchkit import footage_clips, write_clips
+    from llmvqa.evaluation.report import save_report
+
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         folder = Path(tmp) / "clips"
         folder.mkdir()
-        write_clips(folder, args.clips)
+        write_clips(folder, footage_clips(args.clips, size=512, length=32), 8.0, name="clip_{i:03d}")
         variants = [("score only, --no-dimensions", ["--no-dimensions"]), ("score + dimensions (default)", [])]
         if args.ray:
             variants.append((f"score only, --engine ray, {args.replicas} replicas × 1 CPU",
@@ -111,9 +65,7 @@ def main(argv=None) -> int:
                      f"{rate:.2f} | {r['peak_rss_mib']:.0f} |" if rate is not None else f"| {name} | {r['ok']} | {r['wall_s']:.1f} | — | — | — |")
     print("\n".join(lines))
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "report.json").write_text(json.dumps(runs, indent=2), encoding="utf-8")
-        (Path(args.out) / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        save_report(args.out, runs, markdown="\n".join(lines))
     return 0
 
 

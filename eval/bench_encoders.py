@@ -15,20 +15,16 @@ Targets: the three encoders together <= 1.0 s on the 512x512 clip (warm), peak R
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+from llmvqa.evaluation.benchkit import ENCODERS, peak_rss_mib, time_stages, write_photo_clip
 
 STAGES = ("probe", "decode", "technical", "motion", "semantic")
-ENCODERS = ("technical", "motion", "semantic")
 CLIPS = {
     # name: (width, height, seconds, fps)
     "t2vqa_512x512_4s_8fps": (512, 512, 4.0, 8.0),
@@ -36,46 +32,6 @@ CLIPS = {
 }
 TARGET_ENCODERS_S = 1.0
 TARGET_RSS_GIB = 2.0
-
-
-def panned_photo(width: int, height: int, num_frames: int) -> np.ndarray:
-    """uint8 (T, height, width, 3): a real photo, upscaled, panned diagonally by a quarter of the frame."""
-    import cv2
-    from skimage import data
-
-    photo = data.astronaut()  # (512, 512, 3) RGB
-    side = int(1.3 * max(width, height))
-    photo = cv2.resize(photo, (side, side), interpolation=cv2.INTER_CUBIC)
-    xs = np.linspace(0, side - width, num_frames).round().astype(int)
-    ys = np.linspace(0, (side - height) // 2, num_frames).round().astype(int)
-    return np.stack([photo[y : y + height, x : x + width] for x, y in zip(xs, ys, strict=True)])
-
-
-def make_clip(path: str, width: int, height: int, seconds: float, fps: float) -> None:
-    from llmvqa.video.writer import write_video
-
-    write_video(path, panned_photo(width, height, int(round(seconds * fps))), fps=fps, crf=23)
-
-
-def peak_rss_gib() -> float:
-    """Peak resident memory of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def time_once(extractor, path: Path) -> dict[str, float]:
-    from llmvqa.video.probe import probe
-
-    t = time.perf_counter()
-    probe(path, extractor.config.limits)
-    probe_s = time.perf_counter() - t
-    extractor.extract(path)
-    timings, cpu = dict(extractor.timings), dict(extractor.cpu_timings)
-    return {
-        "probe": probe_s,
-        "decode": max(0.0, timings["load"] - probe_s),  # load_clip probes again, then decodes
-        **{k: timings[k] for k in ENCODERS},
-        **{f"{k}_cpu": cpu[k] for k in ENCODERS},
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.clips:
             w, h, secs, fps = CLIPS[name]
             paths[name] = Path(tmp) / f"{name}.mp4"
-            proc = ctx.Process(target=make_clip, args=(str(paths[name]), w, h, secs, fps))
+            proc = ctx.Process(target=write_photo_clip, args=(str(paths[name]), w, h, secs, fps))
             proc.start()
             proc.join()
             if proc.exitcode != 0:
@@ -108,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         from llmvqa.encoders.config import EncoderConfig
         from llmvqa.encoders.pipeline import FeatureExtractor
 
-        rss_before = peak_rss_gib()
+        rss_before = peak_rss_mib() / 1024
         extractor = FeatureExtractor(EncoderConfig(nframes=args.nframes), device=args.device)
         results: dict = {
             "torch_threads": torch.get_num_threads(),
@@ -119,21 +75,22 @@ def main(argv: list[str] | None = None) -> int:
             "clips": {},
         }
         for name, path in paths.items():
-            runs = [time_once(extractor, path) for _ in range(max(1, args.repeats))]
+            runs = [time_stages(extractor, path) for _ in range(max(1, args.repeats))]
             warm = runs[1:] or runs
             results["clips"][name] = {
                 "file_mb": path.stat().st_size / 1e6,
                 "cold": runs[0],
                 "warm_median": {k: statistics.median(r[k] for r in warm) for k in runs[0]},
             }
-        results["peak_rss_gib"] = peak_rss_gib()
+        results["peak_rss_gib"] = peak_rss_mib() / 1024
         results["load_average_1min"] = os.getloadavg()[0]
         results["cpu_count"] = os.cpu_count()
 
     print(report(results))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        from llmvqa.evaluation.report import save_report
+
+        save_report(args.json, results)
     return 0
 
 

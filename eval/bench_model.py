@@ -23,16 +23,6 @@ STREAM_DIMS = {"technical": 1280, "motion": 256, "semantic": 384}
 """Synthetic feature widths (the real encoders' widths may differ; the LLM cost does not depend on them)."""
 
 
-def synthetic_features(lengths=(16, 15, 16)):
-    from llmvqa.features import VideoFeatures
-    from llmvqa.statistics import PROMPT_STATS, STATISTICS, STREAMS
-
-    g = torch.Generator().manual_seed(0)
-    tokens = {s: torch.randn(t, STREAM_DIMS[s], generator=g) for s, t in zip(STREAMS, lengths, strict=True)}
-    stats = {s.name: sum(s.typical) / 2 for s in STATISTICS if s.name not in PROMPT_STATS}
-    return VideoFeatures(tokens=tokens, stats=stats)
-
-
 def timed(fn, repeat: int = 1):
     times, out = [], None
     for _ in range(repeat):
@@ -52,8 +42,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from llmvqa.evaluation.benchkit import synthetic_features
     from llmvqa.model import ModelConfig, QualityLLM
     from llmvqa.model.backbone import gemma_offline_dir, load_backbone
+    from llmvqa.prompts import level_prefix, video_turn
 
     print(f"torch threads: {torch.get_num_threads()}")
     if not args.skip_first_load:
@@ -76,7 +68,7 @@ def main() -> None:
 
         gguf = pkg.assemble()
         ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
-        ids = tok("The overall quality of this video is", return_tensors="pt")["input_ids"]
+        ids = tok(level_prefix("overall"), return_tensors="pt")["input_ids"]
         with torch.no_grad():
             diff = (ref(ids).logits - lm(ids).logits).abs().max().item()
         print(f"max |logit difference| GGUF vs cached: {diff:.3g}")
@@ -87,14 +79,14 @@ def main() -> None:
     model, (t_build,) = timed(lambda: QualityLLM.build(cfg))
     model.eval()
     print(f"QualityLLM.build (cached backbone + LoRA + projectors): {t_build:.1f} s  [untrained adapters/projectors]")
-    feats = synthetic_features()
-    n_prompt = len(model.template.encode([{"role": "user", "content": "<video>\n" + model.template.question("rating")}],
-                                         open_answer="The overall quality of this video is").input_ids)
+    feats = synthetic_features(STREAM_DIMS)
+    n_prompt = len(model.template.encode([{"role": "user", "content": video_turn(model.template.question("rating"))}],
+                                         open_answer=level_prefix("overall")).input_ids)
     model.score(feats)  # warm-up
     _, ts = timed(lambda: model.score(feats), args.repeat)
     print(f"score-only: median {statistics.median(ts) * 1000:.0f} ms over {args.repeat} runs "
           f"({n_prompt} prompt tokens incl. {model.template.tokens_per_video} feature tokens)")
-    feats_b = [synthetic_features() for _ in range(8)]
+    feats_b = [synthetic_features(STREAM_DIMS) for _ in range(8)]
     _, (tb,) = timed(lambda: model.score_batch(feats_b))
     print(f"score-only batch of 8: {tb * 1000:.0f} ms ({tb / 8 * 1000:.0f} ms/video)")
 

@@ -13,76 +13,14 @@ Writes eval/reports/bench_rate.json and bench_rate.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
-
-
-def make_clips(folder: Path, n: int, seconds: float, size: int, fps: float) -> list[Path]:
-    """n real-photo clips (skimage images) panned and zoomed: uint8 frames written as H.264 mp4."""
-    from skimage import data
-    from skimage.transform import resize
-
-    from llmvqa.video.writer import write_video
-
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    paths = []
-    frames_n = int(round(seconds * fps))
-    for i in range(n):
-        img = resize(photos[i % len(photos)], (size * 2, size * 2), anti_aliasing=True)
-        img = (img * 255).astype(np.uint8)
-        frames = []
-        for t in range(frames_n):
-            x, y = (3 + i) * t % size, (2 * t) % size
-            frames.append(img[y : y + size, x : x + size])
-        paths.append(write_video(folder / f"clip{i}.mp4", np.stack(frames), fps=fps))
-    return paths
-
-
-def load_assessor(model: str | None, untrained: bool, probe_clip: Path):
-    from llmvqa.assessor import DEFAULT_MODEL_DIR, Assessor
-
-    if not untrained and (model or (DEFAULT_MODEL_DIR / "config.json").is_file()):
-        return Assessor.from_pretrained(model), str(model or DEFAULT_MODEL_DIR)
-    from llmvqa.encoders.config import EncoderConfig
-    from llmvqa.encoders.pipeline import FeatureExtractor
-    from llmvqa.model.config import ModelConfig
-    from llmvqa.model.modeling import QualityLLM
-
-    enc = EncoderConfig()
-    extractor = FeatureExtractor(enc)
-    feats = extractor.extract(probe_clip)
-    dims = {s: int(t.shape[1]) for s, t in feats.tokens.items()}  # projector input widths
-    qmodel = QualityLLM.build(ModelConfig(stream_dims=dims), enc.to_dict())
-    qmodel.eval()
-    return Assessor(qmodel, extractor, name="untrained"), "untrained (default ModelConfig, fresh projectors/LoRA)"
-
-
-def time_rate(assessor, clips: list[Path], **kwargs) -> dict:
-    """Wall and process-CPU seconds per clip of a cold rate() (features re-extracted each time).
-
-    CPU seconds / threads is what the wall time would be on otherwise idle cores; the wall time
-    is inflated when other processes share the cores.
-    """
-    wall, cpu, stages = [], [], []
-    for clip in clips:
-        assessor.clear_features()
-        t, c = time.perf_counter(), time.process_time()
-        result = assessor.rate(clip, **kwargs)
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-        stages.append(result.timings)
-    return {"mean_s": statistics.fmean(wall), "max_s": max(wall), "mean_cpu_s": statistics.fmean(cpu),
-            "per_clip_s": wall, "stages": stages}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from llmvqa.commands.batch import Job, run_batch
+    from llmvqa.evaluation.benchkit import load_assessor, photo_clips, time_rate, write_clips
+    from llmvqa.evaluation.report import save_report
 
     tmpdir = tempfile.TemporaryDirectory()
-    clips = make_clips(Path(tmpdir.name), args.clips, args.seconds, args.size, args.fps)
+    clips = write_clips(tmpdir.name, photo_clips(args.clips, seconds=args.seconds, size=args.size, fps=args.fps), args.fps)
     t = time.perf_counter()
     assessor, model_desc = load_assessor(args.model, args.untrained, clips[0])
     load_s = time.perf_counter() - t
@@ -141,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         "batch_ge_1_per_s": report["batch_score_only"]["videos_per_s"] >= 1.0,
         "explain_le_10s": report["with_explanation"]["mean_s"] <= 10.0,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
     b = report["batch_score_only"]
     md = ["| measure | wall | CPU s / threads | target | met (wall) |", "|---|---|---|---|---|",
           *(f"| rate, {label} | {report[k]['mean_s']:.2f} s/clip | {report[k]['mean_cpu_s'] / args.threads:.2f} s/clip "
@@ -156,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"Model: {model_desc}; {args.clips} clips of {report['clip']}; {args.threads} CPU threads; "
               f"model load {load_s:.1f} s; load average {report['load_average_start']:.1f} → "
               f"{report['load_average_end']:.1f} (wall times are inflated when it exceeds the thread count).\n\n")
-    args.out.with_suffix(".md").write_text(header + "\n".join(md) + "\n", encoding="utf-8")
+    save_report(args.out, report, markdown=header + "\n".join(md))
     print(header + "\n".join(md))
     return 0
 

@@ -16,25 +16,12 @@ import argparse
 import glob
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def synthetic_features(i: int, dims: dict[str, int], frames: int = 16):
-    import torch
-
-    from llmvqa.features import VideoFeatures
-    from llmvqa.statistics import STATISTICS
-
-    g = torch.Generator().manual_seed(i)
-    tokens = {s: torch.randn(frames - (s == "motion"), d, generator=g) for s, d in dims.items()}
-    stats = {st.name: (st.typical[0] + st.typical[1]) / 2 for st in STATISTICS if st.name != "prompt_alignment"}
-    return VideoFeatures(tokens=tokens, stats=stats, meta={"content_hash": f"bench{i}"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from llmvqa.evaluation.benchkit import peak_rss_mib, synthetic_features
+    from llmvqa.evaluation.report import save_report
     from llmvqa.train.config import load_config
     from llmvqa.train.trainer import Trainer
 
@@ -69,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def features(record):
         if record["video"] not in cache:
-            cache[record["video"]] = synthetic_features(len(cache), dims)
+            cache[record["video"]] = synthetic_features(dims, seed=len(cache))
         return cache[record["video"]]
 
     trainer = Trainer(cfg, features=features, progress=False)
@@ -93,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_seconds_per_sample": round(cpu / samples, 3),
             "stage_wall_seconds_incl_load_and_save": round(wall, 1),
         }
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB → MiB (Linux)
-    results["peak_rss_mib"] = round(peak_rss, 1)
+    results["peak_rss_mib"] = round(peak_rss_mib(), 1)
     if torch.cuda.is_available():
         results["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(json.dumps(results, indent=1))
@@ -104,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['seconds_per_step']} | {r['cpu_seconds_per_sample']} |")
     print(f"\npeak RSS: {results['peak_rss_mib']} MiB")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        save_report(args.json, results)
     return 0
 
 

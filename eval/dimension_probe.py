@@ -28,14 +28,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
-    from llmvqa.encoders.cache import FeatureCache, get_or_extract
+    from llmvqa.encoders.cache import FeatureCache
     from llmvqa.encoders.config import EncoderConfig
     from llmvqa.encoders.pipeline import FeatureExtractor
-    from llmvqa.evaluation.datasets import reference_levels
-    from llmvqa.evaluation.suite import dimension_accuracy
-    from llmvqa.levels import level_of_score
+    from llmvqa.evaluation.items import synth_rows
+    from llmvqa.evaluation.probe import probe_levels, probe_markdown, probe_results
+    from llmvqa.evaluation.report import save_report
     from llmvqa.model.dimension_probe import DimensionProbe
-    from llmvqa.prompts import aspect_query
 
     probe = DimensionProbe.load(args.model)
     if probe is None:
@@ -43,49 +42,18 @@ def main(argv=None) -> int:
         return 2
     encoder = json.loads((Path(args.model) / "config.json").read_text(encoding="utf-8")).get("encoder")
     extractor = FeatureExtractor(EncoderConfig.from_dict(encoder) if encoder else None)
-    cache = FeatureCache(args.cache)
     model = None
     if args.model_answers:
         from llmvqa.model.modeling import QualityLLM
 
         model = QualityLLM.from_pretrained(args.model)
-    from llmvqa.dimensions import load_dimensions
-
-    names = {k: d.name for k, d in load_dimensions().dimensions.items()}  # asked by name, as `rate` asks
-    manifest = Path(args.synth)
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("split") == args.split]
-    ref, by_probe, by_model = [], [], []
-    for r in rows:
-        f, _ = get_or_extract(extractor, manifest.parent / r["video"], cache)
-        prompt = r.get("prompt") or None
-        ps = {k: float(v) for k, v in extractor.prompt_stats(f, prompt).items()} if prompt else {}
-        ref.append(reference_levels(r["scores"]))
-        est = probe.estimates(f, ps)
-        by_probe.append({k: level_of_score(v) for k, v in est.items()})
-        if model is not None:
-            queries = [aspect_query(f"dimension:{names[k]}", prompt, model.cfg.prompt_version) for k in probe.dimensions]
-            scores = model.score_queries(f, queries, prompt=prompt, prompt_stats=ps)
-            by_model.append({k: level_of_score(s.score) for k, s in zip(probe.dimensions, scores, strict=True)})
-    results = {"probe": dimension_accuracy(by_probe, ref)}
-    if by_model:
-        results["model"] = dimension_accuracy(by_model, ref)
-    lines = [f"Dimension levels on the synth {args.split} split ({len(rows)} clips): balanced accuracy "
-             "(margin over always-the-majority-level)", "",
-             "| dimension | probe alone | " + ("model's answer |" if by_model else ""),
-             "|---|---|" + ("---|" if by_model else "")]
-    for k in probe.dimensions:
-        cells = []
-        for who in results:
-            a = results[who][k]
-            cells.append(f"{a['balanced_accuracy']:.3f} ({a['balanced_accuracy'] - a['majority_balanced']:+.3f})")
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+    rows = synth_rows(args.synth, args.split)
+    levels = probe_levels(probe, extractor, rows, Path(args.synth).parent, FeatureCache(args.cache), model)
+    results = probe_results(*levels)
+    text = probe_markdown(results, probe.dimensions, args.split, len(rows))
+    print(text)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-        (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        save_report(args.out, results, markdown=text)
     return 0
 
 

@@ -16,57 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-QUESTIONS = ("which part looks worst?", "why is the motion poor?", "is there any flicker in the first second?",
-             "how could the generator improve this video?")
-
-
-def fetv_items(folder: Path) -> list[tuple[str, str | None]]:
-    from llmvqa.train.human import load_rated
-
-    return [(str(c.path), c.prompt or None) for c in load_rated(folder)]
-
-
-def synth_items(manifest: Path, split: str) -> list[tuple[str, str | None]]:
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    return [(str(manifest.parent / r["video"]), r.get("prompt") or None) for r in rows if r.get("split") == split]
-
-
-def bench_clip(tmp: Path) -> tuple[str, None]:
-    """4 s of example:bikes resized to 512² (the clip issue 18's speed target is stated for)."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from defect_localization import load_segment
-
-    from llmvqa.video.writer import write_video
-
-    frames, fps = load_segment("bikes", 3.0)
-    return str(write_video(tmp / "bikes_4s_512.mp4", frames, fps=fps)), None
-
-
-def reference_seconds(assessor) -> float:
-    """Seconds for a fixed job on this machine: 64 greedy tokens of the LM's plain ``generate`` (full
-    vocabulary, no plan) after example:bikes' explain prompt. Machines and their load differ; the rate and
-    chat timings can be read against it."""
-    import torch
-
-    from llmvqa.model.collate import encode_conversation
-
-    m = assessor.model
-    f = assessor.features("example:bikes")
-    ex = encode_conversation(m._user_turn(None, "explain", None), f, m.template, prompt_stats=m.input_stats(f, None),
-                             open_answer="")
-    batch = m.collator([ex])
-    with torch.no_grad():
-        emb = m.embed_inputs(batch["input_ids"], batch)
-        t = time.perf_counter()
-        m.lm.generate(inputs_embeds=emb, attention_mask=batch["attention_mask"], max_new_tokens=64,
-                      min_new_tokens=64, do_sample=False)
-    return time.perf_counter() - t
 
 
 def main(argv=None) -> int:
@@ -80,81 +32,47 @@ def main(argv=None) -> int:
     ap.add_argument("--chat", action="store_true", help="also ask the four chat questions per clip")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if not (args.bench_clip or args.videos or args.synth):
+        ap.error("give --videos, --synth or --bench-clip")
 
     from llmvqa.assessor import Assessor
-    from llmvqa.evaluation.justification import violations
-    from llmvqa.justify import question_window
+    from llmvqa.evaluation.benchkit import bench_clip, reference_seconds
+    from llmvqa.evaluation.items import fetv_items, synth_items
+    from llmvqa.evaluation.justification import check_clip, check_summary
+    from llmvqa.evaluation.report import save_report
 
     assessor = Assessor.from_pretrained(args.model)
-    tmp = Path(tempfile.mkdtemp())
     if args.bench_clip:
-        items = [bench_clip(tmp)] * 5
+        items = [(str(bench_clip(tempfile.mkdtemp())), None)] * 5
     elif args.videos:
-        items = fetv_items(Path(args.videos))
-    elif args.synth:
-        items = synth_items(Path(args.synth), args.split)
+        items = fetv_items(args.videos)
     else:
-        ap.error("give --videos, --synth or --bench-clip")
+        items = synth_items(args.synth, args.split)
     if args.limit and args.synth:  # a spread sample of the split, not its first sources
         import random
 
         random.Random(0).shuffle(items)
     items = items[: args.limit]
     rate_s, chat_s, rows = [], [], []
-    n_viol = n_chat_viol = 0
     for i, (video, prompt) in enumerate(items):
-        if args.bench_clip:
-            assessor.clear_features()
-        t0 = time.perf_counter()
-        try:
-            r = assessor.rate(video, prompt=prompt, explain=True)
-        except Exception as err:  # recorded, the run goes on
-            rows.append({"video": video, "error": f"{type(err).__name__}: {err}"})
-            continue
-        rate_s.append(time.perf_counter() - t0)
-        levels = {"overall": r.level, **{k: v.level for k, v in r.groups.items()},
-                  **{k: v.level for k, v in r.dimensions.items()}}
-        cites = [e["text"] for e in r.evidence]
-        v = violations(r.justification or "", levels, cites)
-        n_viol += len(v)
-        row = {"video": video, "score": round(r.score, 3), "justification": r.justification, "violations": v,
-               "seconds": round(rate_s[-1], 2), "evidence": cites}
-        if args.chat and (not args.bench_clip or i == 0):
-            history, answers = [], []
-            for q in QUESTIONS:
-                history.append({"role": "user", "content": q})
-                t = time.perf_counter()
-                a = assessor.chat(video, list(history), prompt=prompt)
-                chat_s.append(time.perf_counter() - t)
-                history.append({"role": "assistant", "content": a})
-                window = question_window(q, float(r.meta.get("duration") or 0) or 1e9)
-                cv = violations(a, levels, cites, closes_with_overall=False, allowed_times=window[:2] if window else ())
-                n_chat_viol += len(cv)
-                answers.append({"question": q, "answer": a, "violations": cv, "seconds": round(chat_s[-1], 2)})
-            row["chat"] = answers
+        row, seconds, answers = check_clip(assessor, video, prompt, chat=args.chat and (not args.bench_clip or i == 0),
+                                           cold=args.bench_clip)
         rows.append(row)
-        print(f"[{i + 1}/{len(items)}] {Path(video).name} {r.score:.2f} {rate_s[-1]:.1f}s violations={len(v)}",
-              file=sys.stderr)
+        if seconds is None:
+            continue
+        rate_s.append(seconds)
+        chat_s += answers
+        print(f"[{i + 1}/{len(items)}] {Path(video).name} {row['score']:.2f} {seconds:.1f}s "
+              f"violations={len(row['violations'])}", file=sys.stderr)
     report = {
         "model": args.model,
         "reference_generate_64_s": round(reference_seconds(assessor), 2) if args.bench_clip else None,
-        "clips": len(rate_s),
-        "failed": sum("error" in r for r in rows),
-        "justification_violations": n_viol,
-        "clips_with_violations": sum(bool(r.get("violations")) for r in rows),
-        "chat_answers": len(chat_s),
-        "chat_violations": n_chat_viol,
-        "rate_explain_s": {"median": round(statistics.median(rate_s), 2), "max": round(max(rate_s), 2)} if rate_s else None,
-        "chat_answer_s": {"median": round(statistics.median(chat_s), 2), "max": round(max(chat_s), 2)} if chat_s else None,
+        **check_summary(rows, rate_s, chat_s),
     }
     print(json.dumps(report, indent=2))
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         name = "bench" if args.bench_clip else ("fetv" if args.videos else f"synth_{args.split}")
-        (out / f"report_{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-        with (out / f"clips_{name}.jsonl").open("w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        save_report(args.out, report, rows=rows, name=f"report_{name}", rows_name=f"clips_{name}")
     return 0
 
 

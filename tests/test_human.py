@@ -254,11 +254,7 @@ def test_calibrate_with_chains_fits_a_ranked_prior_and_trains_chain_steps(gemma,
 
 # ---------------------------------------------------------------------------- rating protection at inference
 def test_statistic_directions_flag_a_statistic_people_contradict():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "eval"))
-    from statistic_directions import directions
+    from llmvqa.evaluation.human import directions
 
     ratings = [{"static": s, "temporal": 3.0 + 0.1 * i, "alignment": 3.0} for i, s in enumerate([1, 2, 3, 4, 5, 4.5])]
     noise = [1.0, 2.0, 3.0, 4.0, 5.0, 4.4]  # rises with the static rating: "lower is better" is contradicted

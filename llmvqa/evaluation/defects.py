@@ -1,13 +1,16 @@
 """Controlled defects: real footage with one defect inserted at a known time.
 
 ``insert_defect`` changes uint8 (T, H, W, 3) frames in one time range; ``located`` checks
-whether a justification names the defect's dimension and a time near its start. The
-controlled-defect benchmark (``eval/defect_localization.py``) and the evidence tests use them.
+whether a justification names the defect's dimension and a time near its start, ``evidence_located``
+whether the measured evidence does. The controlled-defect benchmark (``eval/defect_localization.py``:
+the footage of ``load_segment``, the clips of ``cases``, the rates of ``tally``) and the evidence tests
+use them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -106,3 +109,65 @@ def located(text: str, defect: Defect, dimension_name: str, tolerance: float = 0
                 timed = timed or names.get(stated[0], stated[0]) == dimension_name
                 break
     return named, timed
+
+
+
+SEGMENTS: tuple[tuple[str, float], ...] = (
+    ("bikes", 0.0), ("bikes", 3.0), ("bikes", 6.0), ("bigbuckbunny", 0.0), ("bigbuckbunny", 1.2),
+    ("carphone_pristine", 0.0))  # fmt: skip
+"""(example clip, start second) of the controlled clips' footage."""
+SECONDS, SIDE = 4.0, 512
+"""Length (s) and side (px) of a controlled clip."""
+TIMING: dict[str, tuple[tuple[float, float], ...]] = {
+    "freeze": ((1.0, 1.7), (2.5, 3.2)), "flicker": ((0.5, 1.5), (2.3, 3.3)), "noise": ((0.8, 1.8), (2.6, 3.6)),
+    "shake": ((0.6, 1.6), (2.2, 3.2)), "blur": ((0.0, 2.0), (2.0, 4.0)), "content_swap": ((1.5, 4.0), (2.7, 4.0)),
+}  # fmt: skip
+"""Each defect kind's two (start, end) times in a controlled clip."""
+
+
+def load_segment(name: str, start: float, seconds: float = SECONDS, side: int = SIDE) -> tuple[np.ndarray, float]:
+    """uint8 (round(seconds × fps), side, side, 3) frames of ``seconds`` of example:NAME from ``start``
+    (every frame, resized), and the clip's fps."""
+    from llmvqa.assessor import resolve_video
+    from llmvqa.video.loader import load_clip
+    from llmvqa.video.probe import probe
+
+    path = resolve_video(f"example:{name}")
+    info = probe(path)
+    clip = load_clip(path, nframes=info.num_frames)
+    keep = (clip.timestamps >= start - 1e-6) & (clip.timestamps < start + seconds - 1e-6)
+    keep[np.flatnonzero(keep)[int(seconds * info.fps):]] = False  # exactly `seconds`
+    frames = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in clip.frames[keep]])
+    return frames, float(info.fps)
+
+
+def cases(n_segments: int = len(SEGMENTS)) -> list[tuple[int, Defect, int]]:
+    """(segment index, defect, index of the segment a content swap brings in) of every controlled clip: each
+    segment with each kind at its two ``TIMING`` times (the other segment: 2 + j segments further on)."""
+    return [(s, Defect(kind, a, b), (s + 2 + j) % n_segments)
+            for s in range(n_segments) for kind, times in TIMING.items() for j, (a, b) in enumerate(times)]
+
+
+def evidence_located(evidence: Sequence, defect: Defect, tolerance: float = 0.5) -> tuple[str, bool, bool]:
+    """(the evidence as text, a finding of the defect's dimension, one starting within ``tolerance`` s of the
+    defect's start) for the measured ``evidence`` (``llmvqa.evidence.find_evidence``) of a controlled clip."""
+    want = DIMENSION_OF[defect.kind]
+    text = " ".join(f"{e.dimension}: {e.sentence}" for e in evidence)
+    named = any(e.dimension == want for e in evidence)
+    timed = any(e.dimension == want and abs(e.start - defect.start) <= tolerance for e in evidence)
+    return text, named, timed
+
+
+def tally(rows: Iterable[Mapping]) -> dict:
+    """Rates over controlled clips ({"kind", "named", "timed"} each; located = named and timed): "clips",
+    "located_rate", and "per_kind" {kind: {"located", "named", "clips", "rate"}}."""
+    per_kind: dict[str, list[int]] = {}
+    for r in rows:
+        k = per_kind.setdefault(r["kind"], [0, 0, 0])
+        k[0] += int(bool(r["named"] and r["timed"]))
+        k[1] += int(bool(r["named"]))
+        k[2] += 1
+    located, clips = sum(v[0] for v in per_kind.values()), sum(v[2] for v in per_kind.values())
+    return {"clips": clips, "located_rate": round(located / max(1, clips), 3),
+            "per_kind": {k: {"located": v[0], "named": v[1], "clips": v[2], "rate": round(v[0] / v[2], 3)}
+                         for k, v in sorted(per_kind.items())}}

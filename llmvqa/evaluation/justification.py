@@ -12,13 +12,17 @@ Per answer:
 - optional LLM-judge scores (``llmvqa.evaluation.judge``).
 
 ``evaluate_bench`` runs an answering function over bench entries (``llmvqa.sig.bench``) and
-averages; per-entry failures are recorded and skipped.
+averages; per-entry failures are recorded and skipped. ``check_clip`` rates one clip with explanation
+(and asks it the ``CHAT_QUESTIONS``) and runs ``violations`` over the texts, timing each;
+``check_summary`` counts a run of them (``eval/justification_check.py``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -175,5 +179,73 @@ def evaluate_bench(entries: Sequence[Mapping], answer_fn: AnswerFn, judge: Calla
     return {"summary": summarize(scored), "items": items, "failures": failures}
 
 
-__all__ = ["AnswerFn", "AnswerScores", "coverage", "evaluate_bench", "level_agreement", "score_answer",
-           "self_consistent", "summarize"]
+CHAT_QUESTIONS: tuple[str, ...] = (
+    "which part looks worst?", "why is the motion poor?", "is there any flicker in the first second?",
+    "how could the generator improve this video?")
+"""The four chat questions of issue 18 a justification check asks every clip, in one conversation."""
+
+
+def rated_levels(result) -> dict[str, str]:
+    """The levels a RatingResult reports: overall, each group and each dimension."""
+    return {"overall": result.level, **{k: v.level for k, v in result.groups.items()},
+            **{k: v.level for k, v in result.dimensions.items()}}
+
+
+def check_clip(assessor, video: str, prompt: str | None = None, *, chat: bool = False, cold: bool = False,
+               questions: Sequence[str] = CHAT_QUESTIONS) -> tuple[dict, float | None, list[float]]:
+    """Rate ``video`` with explanation (``cold``: features extracted again, inside the timing) and check the
+    justification against the reported levels and the measured evidence; with ``chat`` also ask ``questions``
+    in one conversation and check each answer (times may also be a question's own window). Returns (row,
+    seconds of the rating, seconds of each answer); a rating that fails gives ({"video", "error"}, None, [])."""
+    from llmvqa.justify import question_window
+
+    if cold:
+        assessor.clear_features()
+    t0 = time.perf_counter()
+    try:
+        r = assessor.rate(video, prompt=prompt, explain=True)
+    except Exception as err:  # noqa: BLE001 — recorded, the run goes on
+        return {"video": video, "error": f"{type(err).__name__}: {err}"}, None, []
+    rate_s = time.perf_counter() - t0
+    levels = rated_levels(r)
+    cites = [e["text"] for e in r.evidence]
+    row = {"video": video, "score": round(r.score, 3), "justification": r.justification,
+           "violations": violations(r.justification or "", levels, cites), "seconds": round(rate_s, 2),
+           "evidence": cites}
+    chat_s: list[float] = []
+    if chat:
+        history, answers = [], []
+        for q in questions:
+            history.append({"role": "user", "content": q})
+            t = time.perf_counter()
+            a = assessor.chat(video, list(history), prompt=prompt)
+            chat_s.append(time.perf_counter() - t)
+            history.append({"role": "assistant", "content": a})
+            window = question_window(q, float(r.meta.get("duration") or 0) or 1e9)
+            cv = violations(a, levels, cites, closes_with_overall=False, allowed_times=window[:2] if window else ())
+            answers.append({"question": q, "answer": a, "violations": cv, "seconds": round(chat_s[-1], 2)})
+        row["chat"] = answers
+    return row, rate_s, chat_s
+
+
+def _spread(seconds: Sequence[float]) -> dict | None:
+    return {"median": round(statistics.median(seconds), 2), "max": round(max(seconds), 2)} if seconds else None
+
+
+def check_summary(rows: Sequence[Mapping], rate_s: Sequence[float], chat_s: Sequence[float]) -> dict:
+    """Counts of a justification check: clips rated, failed, violations (justifications, chat answers) and the
+    median / max seconds per rating with explanation and per chat answer."""
+    return {
+        "clips": len(rate_s),
+        "failed": sum("error" in r for r in rows),
+        "justification_violations": sum(len(r.get("violations") or ()) for r in rows),
+        "clips_with_violations": sum(bool(r.get("violations")) for r in rows),
+        "chat_answers": len(chat_s),
+        "chat_violations": sum(len(a["violations"]) for r in rows for a in r.get("chat") or ()),
+        "rate_explain_s": _spread(rate_s),
+        "chat_answer_s": _spread(chat_s),
+    }
+
+
+__all__ = ["CHAT_QUESTIONS", "AnswerFn", "AnswerScores", "check_clip", "check_summary", "coverage", "evaluate_bench",
+           "level_agreement", "rated_levels", "score_answer", "self_consistent", "summarize"]

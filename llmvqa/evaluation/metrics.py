@@ -1,4 +1,5 @@
-"""MOS-correlation metrics as plain functions of two arrays (pyiqa conventions).
+"""MOS-correlation metrics as plain functions of two arrays (pyiqa conventions), and the accuracies of
+predicted labels (level words) against reference labels.
 
 PLCC and RMSE are computed after the standard 4-parameter logistic fit of the
 predictions to the human scores (VQEG): f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -57,6 +60,13 @@ def srcc(pred, mos) -> float:
     return float(stats.spearmanr(p, m).statistic)
 
 
+def srcc_or_none(pred, target) -> float | None:
+    """SRCC of two arrays, None where it is undefined: fewer than 3 pairs, or either side constant."""
+    if len(pred) < 3 or np.ptp(np.asarray(pred, float)) == 0 or np.ptp(np.asarray(target, float)) == 0:
+        return None
+    return srcc(pred, target)
+
+
 def krcc(pred, mos) -> float:
     """Kendall rank-order correlation (tau-b)."""
     p, m = _pair(pred, mos)
@@ -93,3 +103,21 @@ def best_cut(values, objective) -> float:
         raise ValueError("no values to place a cut between")
     candidates = [points[0] - 1.0, *((a + b) / 2 for a, b in itertools.pairwise(points)), points[-1] + 1.0]
     return max(candidates, key=objective)
+
+
+def accuracy(pred: Sequence[str], ref: Sequence[str]) -> float:
+    """The share of predicted labels equal to their reference label."""
+    if len(pred) != len(ref) or not ref:
+        raise ValueError(f"need as many predicted as reference labels, at least one; got {len(pred)} and {len(ref)}")
+    return sum(p == r for p, r in zip(pred, ref, strict=True)) / len(ref)
+
+
+def balanced_accuracy(pred: Sequence[str], ref: Sequence[str]) -> float:
+    """The mean over the reference labels present of the share of their items predicted right (mean recall):
+    always answering one label scores 1 / the number of labels present."""
+    if len(pred) != len(ref) or not ref:
+        raise ValueError(f"need as many predicted as reference labels, at least one; got {len(pred)} and {len(ref)}")
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for p, r in zip(pred, ref, strict=True):
+        hits[r].append(p == r)
+    return float(np.mean([np.mean(hits[r]) for r in sorted(hits)]))

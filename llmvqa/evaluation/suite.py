@@ -23,7 +23,7 @@ from llmvqa.errors import ConfigError
 from llmvqa.evaluation.baselines import run_baselines
 from llmvqa.evaluation.datasets import DIMENSION_MODES, EvalItem, twin_pairs
 from llmvqa.evaluation.justification import self_consistent
-from llmvqa.evaluation.metrics import correlation_report
+from llmvqa.evaluation.metrics import accuracy, balanced_accuracy, correlation_report
 from llmvqa.levels import LEVELS
 
 PROMPT_ALIGNMENT = "prompt_alignment"
@@ -95,19 +95,18 @@ def dimension_accuracy(predicted: Sequence[Mapping[str, str]], reference: Sequen
 
     Only keys present in both the prediction and the reference of a video count.
     """
-    hits: dict[str, list[tuple[bool, bool, str]]] = {}
+    hits: dict[str, list[tuple[str, str]]] = {}
     for pred, ref in zip(predicted, reference, strict=True):
         for key, lv in pred.items():
             if key in ref and lv in LEVELS and ref[key] in LEVELS:
-                gap = abs(LEVELS.index(lv) - LEVELS.index(ref[key]))
-                hits.setdefault(key, []).append((gap == 0, gap <= 1, ref[key]))
+                hits.setdefault(key, []).append((lv, ref[key]))
     out = {}
     for k, v in sorted(hits.items()):
-        refs = [h[2] for h in v]
-        recall = [float(np.mean([h[0] for h in v if h[2] == lv])) for lv in sorted(set(refs))]
-        out[k] = {"accuracy": float(np.mean([h[0] for h in v])), "within_one": float(np.mean([h[1] for h in v])),
+        preds, refs = [h[0] for h in v], [h[1] for h in v]
+        within = [abs(LEVELS.index(p) - LEVELS.index(r)) <= 1 for p, r in v]
+        out[k] = {"accuracy": accuracy(preds, refs), "within_one": float(np.mean(within)),
                   "n": len(v), "majority": max(refs.count(lv) for lv in set(refs)) / len(refs),
-                  "balanced_accuracy": float(np.mean(recall)), "majority_balanced": 1.0 / len(recall)}
+                  "balanced_accuracy": balanced_accuracy(preds, refs), "majority_balanced": 1.0 / len(set(refs))}
     return out
 
 

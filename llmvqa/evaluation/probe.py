@@ -1,0 +1,71 @@
+"""How well the dimension probe alone tells the levels apart, and how much of it the model's answers keep
+(``eval/dimension_probe.py``).
+
+Per clip of a synth split: the reference level of each dimension (the corpus' 0–1 score in five equal bins,
+``datasets.reference_levels``), the level of the probe's estimate (``DimensionProbe.estimates``), and with a
+model the level it answers when asked the dimension by name (score mode, the estimate in the prior slot).
+``probe_results`` scores both with ``suite.dimension_accuracy``; ``probe_markdown`` tabulates the balanced
+accuracy and its margin over always-the-majority-level (issue 17 asks ≥ +0.15).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+Levels = dict[str, str]
+
+
+def probe_levels(probe, extractor, rows: Sequence[Mapping], root: str | Path, cache=None,
+                 model=None) -> tuple[list[Levels], list[Levels], list[Levels]]:
+    """(reference, probe, model) levels per record of a synth split (``rows``: "video" relative to ``root``,
+    "scores", "prompt"); features from ``cache`` (extracted when missing); model levels empty without ``model``."""
+    from llmvqa.dimensions import load_dimensions
+    from llmvqa.encoders.cache import get_or_extract
+    from llmvqa.evaluation.datasets import reference_levels
+    from llmvqa.levels import level_of_score
+    from llmvqa.prompts import aspect_query
+
+    names = {k: d.name for k, d in load_dimensions().dimensions.items()}  # asked by name, as `rate` asks
+    ref, by_probe, by_model = [], [], []
+    for r in rows:
+        f, _ = get_or_extract(extractor, Path(root) / r["video"], cache)
+        prompt = r.get("prompt") or None
+        ps = {k: float(v) for k, v in extractor.prompt_stats(f, prompt).items()} if prompt else {}
+        ref.append(reference_levels(r["scores"]))
+        by_probe.append({k: level_of_score(v) for k, v in probe.estimates(f, ps).items()})
+        if model is not None:
+            queries = [aspect_query(f"dimension:{names[k]}", prompt, model.cfg.prompt_version) for k in probe.dimensions]
+            scores = model.score_queries(f, queries, prompt=prompt, prompt_stats=ps)
+            by_model.append({k: level_of_score(s.score) for k, s in zip(probe.dimensions, scores, strict=True)})
+    return ref, by_probe, by_model
+
+
+def probe_results(reference: Sequence[Levels], by_probe: Sequence[Levels], by_model: Sequence[Levels] = ()) -> dict:
+    """{"probe": dimension_accuracy of the probe's levels, "model": the model's (when there are any)}."""
+    from llmvqa.evaluation.suite import dimension_accuracy
+
+    results = {"probe": dimension_accuracy(by_probe, reference)}
+    if by_model:
+        results["model"] = dimension_accuracy(by_model, reference)
+    return results
+
+
+def probe_markdown(results: Mapping[str, Mapping], dimensions: Sequence[str], split: str, clips: int) -> str:
+    """A line and a table: per dimension, "balanced accuracy (margin over the majority level)" of each scorer."""
+    labels = {"probe": "probe alone", "model": "model's answer"}
+    lines = [f"Dimension levels on the synth {split} split ({clips} clips): balanced accuracy "
+             "(margin over always-the-majority-level)", "",
+             "| dimension | " + " | ".join(labels.get(w, w) for w in results) + " |",
+             "|---|" + "---|" * len(results)]
+    for k in dimensions:
+        cells = []
+        for who in results:
+            a = results[who].get(k)
+            cells.append("–" if a is None else
+                         f"{a['balanced_accuracy']:.3f} ({a['balanced_accuracy'] - a['majority_balanced']:+.3f})")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["probe_levels", "probe_markdown", "probe_results"]
