@@ -70,7 +70,7 @@ def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path
 
     before = QualityLLM.from_pretrained(tmp_path / "base")
     out = tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
-                          DimensionStageConfig(steps=60, batch_size=8, lr=3e-2, prior_lr=3e-2, lora_lr=1e-2, folds=4, probe_balance=1.0,
+                          DimensionStageConfig(steps=60, batch_size=8, lr=3e-2, prior_lr=3e-2, lora_lr=1e-2, folds=4, probe_balance=1.0, probe_kind="linear",
                                                read_steps=2, data_steps=1, read_estimates=0.0, no_prompt_share=0.0,
                                                dimensions=("sharpness",)))
     after = QualityLLM.from_pretrained(out)
@@ -135,3 +135,15 @@ def test_reading_steps_also_ask_without_the_prompt(tmp_path, monkeypatch):
     tune_dimensions(tmp_path / "base", items, lambda it: feats[it.path], tmp_path / "out",
                     DimensionStageConfig(steps=4, batch_size=8, folds=4, no_prompt_share=0.5, dimensions=("sharpness",)))
     assert None in asked and "a sharp photo of a street" in asked
+
+
+def test_the_default_probe_is_trees_over_statistics_and_a_token_summary():
+    from llmvqa.train.dimension_stage import _fit_probe
+
+    items, feats = _sharpness_items(16)
+    levels = {"sharpness": [level_of_score(it.targets["sharpness"]) for it in items]}
+    probe, x = _fit_probe([feats[it.path] for it in items], levels, DimensionStageConfig(), len(items))
+    assert probe.info["kind"] == "trees" and probe.basis is not None
+    assert x.shape[1] == probe.mean.shape[0] and probe.basis.components.shape[0] == min(16, DimensionStageConfig().probe_tokens)
+    est = [probe.estimates(*feats[it.path])["sharpness"] for it in items]
+    assert all((e < 2.6) == (it.targets["sharpness"] == 2.0) for e, it in zip(est, items, strict=True))

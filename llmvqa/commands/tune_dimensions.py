@@ -31,8 +31,10 @@ def register(subparsers) -> None:
     p.add_argument("--read-estimates", type=float, default=None,
                    help="share of reading estimates drawn from the probe's cross-fitted estimates (0–1)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder")
+    p.add_argument("--probe-kind", choices=("trees", "linear"), default=None,
+                   help="the probe: boosted trees over statistics + token summary (default) or a logistic regression")
     p.add_argument("--probe-balance", type=float, default=None,
-                   help="class weights of the probe ∝ (1 / level share)^this (default 0.25; 1 = balanced)")
+                   help="class weights of the probe ∝ (1 / level share)^this (default 0.5 trees, 0.25 linear; 1 = balanced)")
     p.add_argument("--select-split", default="val",
                    help="after training, keep in the probe the dimensions whose answers beat the majority level by "
                         "--min-margin balanced accuracy on this manifest split (default val; '' keeps every one)")
@@ -71,7 +73,8 @@ def run(args) -> int:
         f, _ = get_or_extract(extractor, item.path, cache)
         return f, {k: float(v) for k, v in extractor.prompt_stats(f, item.prompt).items()} if item.prompt else {}
 
-    given = {"steps": args.steps, "probe_balance": args.probe_balance, "read_steps": args.read_steps,
+    given = {"steps": args.steps, "probe_balance": args.probe_balance, "probe_kind": args.probe_kind,
+             "read_steps": args.read_steps,
              "data_steps": args.data_steps, "read_estimates": args.read_estimates}
     settings = {"seed": args.seed, **{k: v for k, v in given.items() if v is not None}}
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None

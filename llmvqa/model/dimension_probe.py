@@ -9,6 +9,10 @@ the probe's decision and the ranking inside a level is kept). The model reads th
 dimension it is asked about in the prior slot of that dimension's stream (``QualityLLM.score_queries``),
 so the answer is still the LLM's level-word softmax.
 
+Two kinds (``fit(kind=...)``): "linear" (one logistic regression per dimension over the statistics) and "trees"
+(gradient-boosted trees over the statistics and a token summary, ``llmvqa.model.probe_trees``): on the synth test
+split the trees tell the levels apart in more dimensions (model card).
+
 Stored in a checkpoint as ``dimension_probe.safetensors``. Fitting uses scikit-learn; predicting is numpy.
 """
 
@@ -25,6 +29,7 @@ from llmvqa.errors import ModelError
 from llmvqa.features import VideoFeatures
 from llmvqa.levels import LEVELS, WEIGHTS
 from llmvqa.model.prior import stat_inputs
+from llmvqa.model.probe_trees import ABSENT, TokenBasis, TreeEnsemble, fit_trees, token_summary
 
 PROBE_FILE = "dimension_probe.safetensors"
 SPREAD = 0.35
@@ -35,6 +40,11 @@ clean clips then get a lower level: plain accuracy −0.10 to −0.47 under alwa
 val split), 0 is the plain fit (accuracy at the majority's, fewer rare levels found); 0.25 found most of what 1
 found (balanced accuracy +0.02 to +0.42 over the majority's) for at most −0.06 of plain accuracy."""
 DEFAULT_C = 1.0
+KINDS = ("linear", "trees")
+TREE_BALANCE = 0.5
+"""Class weights of the trees' fit ∝ (1 / share)^this (the trees overfit the rare levels less than a linear fit)."""
+TOKEN_COMPONENTS = 32
+"""Principal directions of the token summary the trees read beside the statistics."""
 """Inverse L2 strength of each logistic regression (train → test split of the synth corpus: flat from 1 to 10)."""
 
 
@@ -48,7 +58,8 @@ def estimate_of(probs: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DimensionProbe:
-    """Standardize → per dimension a 5-way linear map (LEVELS order; a level absent in fitting never wins)."""
+    """Standardize → per dimension a 5-way linear map (LEVELS order; a level absent in fitting never wins), or with
+    ``trees`` boosted trees over the standardized statistics and the token summary's coordinates (``basis``)."""
 
     mean: np.ndarray
     """(S,) input means of the fitting data."""
@@ -61,20 +72,39 @@ class DimensionProbe:
     dimensions: tuple[str, ...]
     """Dimension keys, in ``weights`` order."""
     info: dict = field(default_factory=dict)
+    basis: TokenBasis | None = None
+    """Token-summary directions whose coordinates follow the statistics in the input (trees only)."""
+    trees: TreeEnsemble | None = None
+    """Boosted trees (kind "trees"); None: the linear map."""
+
+    @staticmethod
+    def input_matrix(feats: Sequence[tuple[VideoFeatures, Mapping[str, float] | None]],
+                     basis: TokenBasis | None = None) -> np.ndarray:
+        """(N, S[+P]) probe inputs of (features, prompt statistics) pairs: ``stat_inputs``, then with ``basis`` the
+        token summary's coordinates."""
+        x = np.stack([stat_inputs(f, ps) for f, ps in feats])
+        if basis is None:
+            return x
+        return np.concatenate([x, basis.project(np.stack([token_summary(f) for f, _ in feats]))], axis=1)
 
     @classmethod
     def fit(cls, x: np.ndarray, levels: Mapping[str, Sequence[str]], c: float = DEFAULT_C,
-            info: dict | None = None, balance: float = DEFAULT_BALANCE) -> DimensionProbe:
-        """x: (N, S) ``stat_inputs``; levels: {dimension key: N reference level words}; balance: class weights
-        ∝ (1 / share)^balance (``DEFAULT_BALANCE``). Dimensions with a single level present are left out."""
+            info: dict | None = None, balance: float | None = None, kind: str = "linear",
+            basis: TokenBasis | None = None, seed: int = 0) -> DimensionProbe:
+        """x: (N, S[+P]) ``input_matrix`` (with ``basis`` when the inputs carry its coordinates); levels: {dimension
+        key: N reference level words}; balance: class weights ∝ (1 / share)^balance (default ``DEFAULT_BALANCE``
+        linear, ``TREE_BALANCE`` trees). Dimensions with a single level present are left out."""
         from sklearn.linear_model import LogisticRegression
 
+        if kind not in KINDS:
+            raise ValueError(f"unknown probe kind {kind!r}; one of {KINDS}")
+        balance = (DEFAULT_BALANCE if kind == "linear" else TREE_BALANCE) if balance is None else balance
         x = np.asarray(x, np.float64)
         mean = x.mean(0)
         scale = x.std(0)
         scale = np.where(scale > 1e-8, scale, 1.0)
         z = (x - mean) / scale
-        dims, weights, biases, counts = [], [], [], {}
+        dims, weights, biases, counts, tree_levels, tree_weights = [], [], [], {}, [], []
         for key, words in levels.items():
             y = np.asarray(words)
             if len(y) != len(x):
@@ -84,45 +114,57 @@ class DimensionProbe:
                 continue
             share = {lv: float((y == lv).mean()) for lv in present}
             weight = np.array([(1.0 / (len(present) * share[v])) ** balance for v in y])
+            counts[key] = {lv: int((y == lv).sum()) for lv in present}
+            dims.append(key)
+            if kind == "trees":
+                tree_levels.append(y)
+                tree_weights.append(weight)
+                continue
             clf = LogisticRegression(C=c, max_iter=5000).fit(z, y, sample_weight=weight)
             w = np.zeros((len(LEVELS), x.shape[1]))
-            b = np.full(len(LEVELS), -1e4)
+            b = np.full(len(LEVELS), ABSENT)
             coef, intercept = clf.coef_, clf.intercept_
             if len(clf.classes_) == 2:  # binary: one row for the second class
                 coef, intercept = np.stack([-coef[0] / 2, coef[0] / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
             for row, cls_name in enumerate(clf.classes_):
                 w[LEVELS.index(cls_name)] = coef[row]
                 b[LEVELS.index(cls_name)] = intercept[row]
-            dims.append(key)
             weights.append(w)
             biases.append(b)
-            counts[key] = {lv: int((y == lv).sum()) for lv in present}
         if not dims:
             raise ValueError("no dimension has two or more levels to tell apart")
-        meta = {"c": c, "balance": balance, "n": int(len(x)), "levels": counts, **(info or {})}
-        return cls(mean, scale, np.stack(weights), np.stack(biases), tuple(dims), meta)
+        meta = {"kind": kind, "c": c, "balance": balance, "n": int(len(x)), "levels": counts, **(info or {})}
+        if kind == "trees":
+            trees = fit_trees(z, tree_levels, tree_weights, seed=seed)
+            empty = np.zeros((len(dims), len(LEVELS), x.shape[1]))
+            return cls(mean, scale, empty, trees.baseline.copy(), tuple(dims), meta, basis, trees)
+        return cls(mean, scale, np.stack(weights), np.stack(biases), tuple(dims), meta, basis)
 
     def base_rates(self, keys: Sequence[str]) -> DimensionProbe:
         """This probe with ``keys`` reduced to their base rates: no weight on the statistics, the level shares of
         the fitting data as the probabilities (``info["levels"]``), so their estimate is the same for every clip
         (the common level). For a dimension whose statistics do not tell its levels apart on held-out clips."""
         weights, bias = self.weights.copy(), self.bias.copy()
-        for k, key in enumerate(self.dimensions):
-            if key not in set(keys):
-                continue
+        reduced = [k for k, key in enumerate(self.dimensions) if key in set(keys)]
+        for k in reduced:
+            key = self.dimensions[k]
             counts = self.info.get("levels", {}).get(key)
             if not counts:
                 raise ModelError("dimension probe", f"has no level counts for {key!r}", "fit the probe again")
             total = sum(counts.values())
             weights[k] = 0.0
-            bias[k] = [np.log(counts[lv] / total) if counts.get(lv) else -1e4 for lv in LEVELS]
+            bias[k] = [np.log(counts[lv] / total) if counts.get(lv) else ABSENT for lv in LEVELS]
         info = {**self.info, "base_rate_only": sorted(set(keys) & set(self.dimensions))}
-        return DimensionProbe(self.mean, self.scale, weights, bias, self.dimensions, info)
+        trees = None if self.trees is None else self.trees.without(reduced, bias[reduced])
+        return DimensionProbe(self.mean, self.scale, weights, bias, self.dimensions, info, self.basis, trees)
 
     def probs_inputs(self, x: np.ndarray) -> np.ndarray:
         """(N, S) → (N, K, 5) level probabilities per dimension."""
         z = (np.asarray(x, np.float64) - self.mean) / self.scale
-        logits = np.einsum("ns,kls->nkl", z, self.weights) + self.bias[None]
+        if self.trees is not None:
+            logits = self.trees.logits(z)
+        else:
+            logits = np.einsum("ns,kls->nkl", z, self.weights) + self.bias[None]
         logits -= logits.max(-1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(-1, keepdims=True)
@@ -134,7 +176,7 @@ class DimensionProbe:
 
     def estimates(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
         """{dimension key: 1–5 estimate} of one video."""
-        x = stat_inputs(features, prompt_stats)
+        x = self.input_matrix([(features, prompt_stats)], self.basis)[0]
         if x.shape != self.mean.shape:
             raise ModelError("dimension probe", f"expects {self.mean.shape[0]} statistics, the features give {x.shape[0]}",
                              "use the encoders the probe was fitted with (the checkpoint's config.json)")
@@ -144,6 +186,10 @@ class DimensionProbe:
         from safetensors.numpy import save_file
 
         tensors = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
+        if self.basis is not None:
+            tensors.update(basis_mean=self.basis.mean, basis_components=self.basis.components)
+        if self.trees is not None:
+            tensors.update(self.trees.arrays())
         save_file({k: np.ascontiguousarray(v, np.float64) for k, v in tensors.items()}, str(Path(directory) / PROBE_FILE),
                   metadata={"dimensions": json.dumps(list(self.dimensions)), "info": json.dumps(self.info)})
 
@@ -157,9 +203,12 @@ class DimensionProbe:
 
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            t = {k: f.get_tensor(k) for k in ("mean", "scale", "weights", "bias")}
+            t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+        basis = TokenBasis(t["basis_mean"], t["basis_components"]) if "basis_mean" in t else None
+        trees = TreeEnsemble.from_arrays(t) if "trees_roots" in t else None
         return cls(t["mean"], t["scale"], t["weights"], t["bias"], tuple(json.loads(meta.get("dimensions", "[]"))),
-                   json.loads(meta.get("info", "{}")))
+                   json.loads(meta.get("info", "{}")), basis, trees)
 
 
-__all__ = ["PROBE_FILE", "SPREAD", "DimensionProbe", "estimate_of", "stat_inputs"]
+__all__ = ["KINDS", "PROBE_FILE", "SPREAD", "TOKEN_COMPONENTS", "DimensionProbe", "TokenBasis", "estimate_of",
+           "stat_inputs", "token_summary"]

@@ -102,10 +102,16 @@ class DimensionStageConfig:
     """Share of the reading steps asked without the clip's text prompt (no prompt clause, no prompt statistics), as
     ``llmvqa rate`` asks when it is given none: a reading trained on prompted clips alone reads nothing right without
     one (release-4 candidate: clean 4 s clips answered fair to bad in every dimension)."""
+    probe_kind: str = "trees"
+    """"trees" (boosted trees over the statistics and a token summary) or "linear" (a logistic regression over the
+    statistics): ``DimensionProbe.fit``."""
+    probe_tokens: int = 32
+    """Token-summary directions the trees read (0: statistics only)."""
     probe_c: float = 1.0
-    """Inverse L2 strength of the probe's logistic regressions."""
-    probe_balance: float = 0.25
-    """Class weights of the probe ∝ (1 / level share)^probe_balance (``dimension_probe.DEFAULT_BALANCE``)."""
+    """Inverse L2 strength of the probe's logistic regressions (linear)."""
+    probe_balance: float | None = None
+    """Class weights of the probe ∝ (1 / level share)^probe_balance (None: ``dimension_probe.DEFAULT_BALANCE``
+    linear, ``TREE_BALANCE`` trees)."""
     folds: int = 5
     """Source-grouped folds of the cross-fitted estimates the data steps use."""
     mse_weight: float = 1.0
@@ -123,6 +129,8 @@ class DimensionStageConfig:
             raise ValueError("the dimension stage needs steps ≥ 0, batch_size ≥ 1 and learning rates ≥ 0")
         if not (0.0 <= self.read_estimates <= 1.0 and 0.0 <= self.no_prompt_share <= 1.0):
             raise ValueError("read_estimates and no_prompt_share are shares: 0–1")
+        if self.probe_kind not in ("linear", "trees") or self.probe_tokens < 0:
+            raise ValueError("probe_kind is 'linear' or 'trees', probe_tokens ≥ 0")
         if self.read_steps + self.data_steps < 1 or self.folds < 2:
             raise ValueError("a dimension-stage cycle needs a reading or data step, and at least 2 folds")
 
@@ -156,9 +164,8 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     import torch
 
     from llmvqa.dimensions import load_dimensions
-    from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.model.modeling import QualityLLM
-    from llmvqa.model.prior import PRIOR_OF_STREAM, stat_inputs
+    from llmvqa.model.prior import PRIOR_OF_STREAM
     from llmvqa.prompts import aspect_forms, aspect_prefix
     from llmvqa.train.human import _example
 
@@ -180,11 +187,10 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
         raise DataError("dimension stage", "no dimension has clips of two or more levels", "use a graded synth corpus")
     log(f"dimension stage: {len(items)} clips, dimensions {dims}")
     feats = [features_of(it) for it in items]
-    x = np.stack([stat_inputs(f, ps) for f, ps in feats])
     levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in dims}
-    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": len(items)}, balance=cfg.probe_balance)
+    probe, x = _fit_probe(feats, levels, cfg, len(items))
     dims = [d for d in dims if d in probe.dimensions]
-    oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions)  # (N, K)
+    oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions, probe.basis)  # (N, K)
     base_stats = [model.input_stats(f, ps) for f, ps in feats]  # the human prior's slots, as at rating time
     base_none = [model.input_stats(f, None) for f, _ in feats] if cfg.no_prompt_share > 0 else base_stats
     slot_of = {d: PRIOR_OF_STREAM[spec[d].group] for d in dims}
@@ -259,19 +265,18 @@ def refit_probe(model_dir: str | Path, items: Sequence[DimensionItem], features_
     """Fit the dimension probe of a model already trained to read it (``tune_dimensions``) again on ``items`` with
     ``cfg``'s probe settings, and write it into ``model_dir``: the reading does not depend on the probe's fit."""
     from llmvqa.model.dimension_probe import DimensionProbe
-    from llmvqa.model.prior import stat_inputs
 
     cfg = cfg or DimensionStageConfig()
     model_dir = Path(model_dir)
     old = DimensionProbe.load(model_dir)
     if old is None:
         raise DataError(str(model_dir), "has no dimension probe to fit again", "run llmvqa tune-dimensions first")
-    x = np.stack([stat_inputs(*features_of(it)) for it in items])
     levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in old.dimensions}
-    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": len(items)}, balance=cfg.probe_balance)
+    probe, _ = _fit_probe([features_of(it) for it in items], levels, cfg, len(items))
     probe.save(model_dir)
     state = read_json(model_dir / "dimension_stage.json")
-    state["probe_refit"] = {"c": cfg.probe_c, "balance": cfg.probe_balance, "clips": len(items)}
+    state["probe_refit"] = {"kind": cfg.probe_kind, "tokens": cfg.probe_tokens, "c": cfg.probe_c,
+                            "balance": probe.info.get("balance"), "clips": len(items)}
     (model_dir / "dimension_stage.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
     return model_dir
 
@@ -331,8 +336,21 @@ def select_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], fea
     return keep
 
 
+def _fit_probe(feats, levels: dict[str, list[str]], cfg: DimensionStageConfig, n_clips: int):
+    """(the probe of ``cfg``'s kind fitted on ``feats`` — (features, prompt statistics) pairs —, its input matrix)."""
+    from llmvqa.model.dimension_probe import DimensionProbe, TokenBasis, token_summary
+
+    basis = None
+    if cfg.probe_kind == "trees" and cfg.probe_tokens > 0:
+        basis = TokenBasis.fit(np.stack([token_summary(f) for f, _ in feats]), cfg.probe_tokens)
+    x = DimensionProbe.input_matrix(feats, basis)
+    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": n_clips}, balance=cfg.probe_balance,
+                               kind=cfg.probe_kind, basis=basis, seed=cfg.seed)
+    return probe, x
+
+
 def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
-                  dims: Sequence[str]) -> np.ndarray:
+                  dims: Sequence[str], basis=None) -> np.ndarray:
     """(N, K) probe estimates of each clip from a probe fitted without its source's fold (K = ``dims``)."""
     from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.train.human_data import prompt_folds
@@ -343,7 +361,8 @@ def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence
     for f in np.unique(folds):
         test = folds == f
         fitted = DimensionProbe.fit(x[~test], {d: [lv for lv, t in zip(levels[d], test, strict=True) if not t]
-                                               for d in dims}, cfg.probe_c, balance=cfg.probe_balance)
+                                               for d in dims}, cfg.probe_c, balance=cfg.probe_balance,
+                                kind=cfg.probe_kind, basis=basis, seed=cfg.seed)
         est = fitted.estimates_inputs(x[test])
         for k, d in enumerate(dims):
             if d in fitted.dimensions:
