@@ -93,3 +93,14 @@ def test_token_basis_and_the_probe_inputs_of_a_clip():
     assert probe.estimates(*feats[3]).keys() == {"d"}  # a clip's estimate goes through the same inputs
     with pytest.raises(ValueError, match="unknown probe kind"):
         DimensionProbe.fit(x, levels, kind="forest")
+
+
+def test_dropping_a_dimensions_trees_removes_their_nodes_and_keeps_the_rest_exact():
+    x, levels = _data()
+    probe = DimensionProbe.fit(x, levels, kind="trees")
+    band = probe.dimensions.index("band")
+    reduced = probe.base_rates(["ring"])
+    assert len(reduced.trees.value) < len(probe.trees.value)  # ring's nodes are gone
+    assert set(reduced.trees.root_dim.tolist()) == {band}
+    np.testing.assert_array_equal(reduced.probs_inputs(x)[:, band], probe.probs_inputs(x)[:, band])
+    assert reduced.trees.arrays()["trees_feature"].dtype == np.int32

@@ -188,9 +188,10 @@ class DimensionProbe:
         tensors = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
         if self.basis is not None:
             tensors.update(basis_mean=self.basis.mean, basis_components=self.basis.components)
+        tensors = {k: np.ascontiguousarray(v, np.float64) for k, v in tensors.items()}
         if self.trees is not None:
-            tensors.update(self.trees.arrays())
-        save_file({k: np.ascontiguousarray(v, np.float64) for k, v in tensors.items()}, str(Path(directory) / PROBE_FILE),
+            tensors.update(self.trees.arrays())  # node indices and flags in small integer types
+        save_file(tensors, str(Path(directory) / PROBE_FILE),
                   metadata={"dimensions": json.dumps(list(self.dimensions)), "info": json.dumps(self.info)})
 
     @classmethod

@@ -93,17 +93,30 @@ class TreeEnsemble:
         return out
 
     def without(self, dims: Sequence[int], baselines: np.ndarray) -> TreeEnsemble:
-        """The same trees with dimensions ``dims`` reduced to constant logits ``baselines`` (len(dims), 5)."""
+        """The trees of every dimension but ``dims``, which get constant logits ``baselines`` (len(dims), 5); the
+        dropped trees' nodes are removed (each tree is a contiguous block of nodes from its root on)."""
         keep = ~np.isin(self.root_dim, np.asarray(dims, int))
         base = self.baseline.copy()
         for d, b in zip(dims, baselines, strict=True):
             base[d] = b
-        return TreeEnsemble(self.feature, self.threshold, self.left, self.right, self.leaf, self.missing_left,
-                            self.value, self.roots[keep], self.root_dim[keep], self.root_level[keep],
-                            self.root_sign[keep], base)
+        starts = np.unique(self.roots)
+        bounds = dict(zip(starts.tolist(), np.append(starts[1:], len(self.value)).tolist(), strict=True))
+        kept_nodes = np.zeros(len(self.value), bool)
+        for r in np.unique(self.roots[keep]).tolist():
+            kept_nodes[r:bounds[r]] = True
+        new_index = np.cumsum(kept_nodes) - 1  # old node → new node (for kept nodes)
+        remap = lambda a: new_index[a[kept_nodes]]  # noqa: E731
+        return TreeEnsemble(self.feature[kept_nodes], self.threshold[kept_nodes], remap(self.left),
+                            remap(self.right), self.leaf[kept_nodes], self.missing_left[kept_nodes],
+                            self.value[kept_nodes], new_index[self.roots[keep]], self.root_dim[keep],
+                            self.root_level[keep], self.root_sign[keep], base)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f"trees_{k}": np.ascontiguousarray(getattr(self, k)) for k in self.__dataclass_fields__}
+        """Flat arrays to store: node indices as int32, flags as uint8, values and thresholds as float64."""
+        small = {"feature": np.int32, "left": np.int32, "right": np.int32, "roots": np.int32, "root_dim": np.int32,
+                 "root_level": np.int32, "leaf": np.uint8, "missing_left": np.uint8}
+        return {f"trees_{k}": np.ascontiguousarray(getattr(self, k), dtype=small.get(k, np.float64))
+                for k in self.__dataclass_fields__}
 
     @classmethod
     def from_arrays(cls, t: dict[str, np.ndarray]) -> TreeEnsemble:
