@@ -5,8 +5,9 @@ gets one defect inserted at a known time (freeze, flicker burst, blur over one h
 content swap, shake; ``llmvqa.evaluation.defects``). A clip counts as located when its
 justification names the affected dimension and states a time within ±0.5 s of the defect's
 start *for that dimension* (the time is cited right before the dimension's level sentence,
-``evaluation.defects.located``). Prints the rate per defect kind; ``--evidence-only`` checks the measured evidence alone
-(no model: which dimension and when ``llmvqa.evidence.find_evidence`` reports).
+``evaluation.defects.located``). Prints the rate per defect kind, and how often each dimension is rated fair or worse
+(``dimension_levels``: the defect's own dimension, and every dimension over all clips); ``--evidence-only`` checks the
+measured evidence alone (no model: which dimension and when ``llmvqa.evidence.find_evidence`` reports).
 
     python eval/defect_localization.py --model models/llmvqa-mini --out eval/reports/defects
     python eval/defect_localization.py --evidence-only
@@ -65,17 +66,21 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             if assessor is None:  # the evidence alone: a defect of the right dimension, starting near the right time
                 text, named, timed = defects.evidence_located(find_evidence(extractor.extract(path)), defect)
+                levels = {}
             else:
-                text = assessor.rate(path, explain=True).justification or ""
+                res = assessor.rate(path, explain=True)
+                text, levels = res.justification or "", {d: r.level for d, r in res.dimensions.items()}
                 named, timed = defects.located(text, defect, names[defects.DIMENSION_OF[defect.kind]])
             rows.append({"segment": "{}@{:g}".format(*defects.SEGMENTS[s]), "kind": defect.kind, "start": defect.start,
                          "end": defect.end, "named": named, "timed": timed, "text": text,
-                         "seconds": round(time.perf_counter() - t0, 2)})
+                         "levels": levels, "seconds": round(time.perf_counter() - t0, 2)})
             print(f"{rows[-1]['segment']:24s} {defect.kind:13s} {defect.start:.1f}-{defect.end:.1f}  "
                   f"{'located' if named and timed else ('named' if named else 'MISSED'):8s} {text[:150]}",
                   file=sys.stderr)
     mode = "evidence" if args.evidence_only else "justification"
     report = {"mode": mode, "model": None if args.evidence_only else args.model, **defects.tally(rows)}
+    if not args.evidence_only:  # the dimension levels of clips with one known defect each
+        report["dimension_levels"] = defects.level_tally(rows, names)
     print(json.dumps(report, indent=2))
     if args.out:
         save_report(args.out, report, rows=rows, name=f"report_{mode}", rows_name=f"clips_{mode}")

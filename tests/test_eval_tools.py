@@ -336,3 +336,16 @@ def test_bench_scripts_answer_help():
             _load_script(name).main(["--help"])
         assert exit_.value.code == 0
     assert time.perf_counter() - started < 10
+
+
+def test_level_tally_counts_flagged_dimensions():
+    from llmvqa.evaluation.defects import level_tally
+
+    names = {"noise": "noise", "sharpness": "clarity", "smoothness": "smoothness"}
+    rows = [{"kind": "noise", "levels": {"noise": "poor", "clarity": "good"}},
+            {"kind": "blur", "levels": {"noise": "fair", "clarity": "excellent"}},
+            {"kind": "freeze", "levels": {"noise": "good", "clarity": "bad"}},
+            {"kind": "noise", "levels": {}}]  # no levels (evidence only): not counted
+    assert level_tally(rows, names) == {"clips": 3, "affected_flagged": 0.333,
+                                        "flagged": {"clarity": 0.333, "noise": 0.667}}
+    assert level_tally([{"kind": "noise", "levels": {}}], names) == {}
