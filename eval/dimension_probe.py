@@ -3,8 +3,8 @@
 For every clip of a synth split (features from the cache, extracted when missing): the reference level of each
 dimension (the corpus' 0–1 score in five equal bins), the level of the checkpoint's dimension probe estimate
 (``dimension_probe.safetensors``), and with ``--model-answers`` the level the model answers (score mode, the
-probe estimate read in the prior slot). Prints balanced accuracy and its margin over always-the-majority-level
-per dimension (issue 17 asks ≥ +0.15).
+probe estimate read in the prior slot); ``--no-prompt`` asks without the clips' text prompts. Prints balanced
+accuracy and its margin over always-the-majority-level per dimension (issue 17 asks ≥ +0.15).
 
     python eval/dimension_probe.py --model models/llmvqa-mini --synth data/synth/manifest.jsonl --split test \\
         --model-answers --out eval/reports/dimension_probe
@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--cache", default="cache/features")
     ap.add_argument("--model-answers", action="store_true", help="also score the model's dimension answers")
+    ap.add_argument("--no-prompt", action="store_true",
+                    help="ask without the clips' text prompts, as `llmvqa rate clip.mp4` asks when given none")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -48,9 +50,12 @@ def main(argv=None) -> int:
 
         model = QualityLLM.from_pretrained(args.model)
     rows = synth_rows(args.synth, args.split)
+    if args.no_prompt:
+        rows = [{**r, "prompt": None} for r in rows]
     levels = probe_levels(probe, extractor, rows, Path(args.synth).parent, FeatureCache(args.cache), model)
     results = probe_results(*levels)
-    text = probe_markdown(results, probe.dimensions, args.split, len(rows))
+    split = f"{args.split} (asked without prompts)" if args.no_prompt else args.split
+    text = probe_markdown(results, probe.dimensions, split, len(rows))
     print(text)
     if args.out:
         save_report(args.out, results, markdown=text)
