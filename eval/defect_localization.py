@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     mode = "evidence" if args.evidence_only else "justification"
     report = {"mode": mode, "model": None if args.evidence_only else args.model, **defects.tally(rows)}
     if not args.evidence_only:  # the dimension levels of clips with one known defect each
-        report["dimension_levels"] = defects.level_tally(rows, names)
+        report["dimension_levels"] = defects.level_tally(rows)
     print(json.dumps(report, indent=2))
     if args.out:
         save_report(args.out, report, rows=rows, name=f"report_{mode}", rows_name=f"clips_{mode}")
@@ -88,9 +88,10 @@ def main(argv=None) -> int:
 
 
 def rescore(clips: Path, out: str | None) -> int:
-    """The located count of stored justifications, with the current ``located`` rule."""
+    """The located count of stored justifications, with the current ``located`` rule (and their dimension levels,
+    where the run recorded them)."""
     from llmvqa.dimensions import load_dimensions
-    from llmvqa.evaluation.defects import DIMENSION_OF, Defect, located, tally
+    from llmvqa.evaluation.defects import DIMENSION_OF, Defect, level_tally, located, tally
     from llmvqa.evaluation.report import save_report
 
     names = {k: d.name for k, d in load_dimensions().dimensions.items()}
@@ -98,8 +99,10 @@ def rescore(clips: Path, out: str | None) -> int:
     for line in clips.read_text().splitlines():
         r = json.loads(line)
         named, timed = located(r["text"], Defect(r["kind"], r["start"], r["end"]), names[DIMENSION_OF[r["kind"]]])
-        rows.append({"kind": r["kind"], "named": named, "timed": timed})
+        rows.append({"kind": r["kind"], "named": named, "timed": timed, "levels": r.get("levels")})
     report = {"mode": "justification", "rescored_from": str(clips), **tally(rows)}
+    if any(r["levels"] for r in rows):
+        report["dimension_levels"] = level_tally(rows)
     print(json.dumps(report, indent=2))
     if out:
         save_report(out, report, name="report_justification")

@@ -26,7 +26,7 @@ class RatingResult:
     groups: dict[str, LevelRating] = field(default_factory=dict)
     """technical / motion / semantic -> rating (empty with dimensions off)."""
     dimensions: dict[str, LevelRating] = field(default_factory=dict)
-    """Dimension name -> rating (empty with dimensions off)."""
+    """Dimension key (dimensions.yaml, e.g. "sharpness") -> rating (empty with dimensions off)."""
     statistics: dict[str, float] = field(default_factory=dict)
     """Raw encoder statistics (llmvqa.statistics names) plus prompt_alignment when a prompt is given."""
     justification: str | None = None

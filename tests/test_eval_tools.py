@@ -341,11 +341,10 @@ def test_bench_scripts_answer_help():
 def test_level_tally_counts_flagged_dimensions():
     from llmvqa.evaluation.defects import level_tally
 
-    names = {"noise": "noise", "sharpness": "clarity", "smoothness": "smoothness"}
-    rows = [{"kind": "noise", "levels": {"noise": "poor", "clarity": "good"}},
-            {"kind": "blur", "levels": {"noise": "fair", "clarity": "excellent"}},
-            {"kind": "freeze", "levels": {"noise": "good", "clarity": "bad"}},
+    rows = [{"kind": "noise", "levels": {"noise": "poor", "sharpness": "good"}},
+            {"kind": "blur", "levels": {"noise": "fair", "sharpness": "excellent"}},
+            {"kind": "freeze", "levels": {"noise": "good", "sharpness": "bad", "smoothness": "fair"}},
             {"kind": "noise", "levels": {}}]  # no levels (evidence only): not counted
-    assert level_tally(rows, names) == {"clips": 3, "affected_flagged": 0.333,
-                                        "flagged": {"clarity": 0.333, "noise": 0.667}}
-    assert level_tally([{"kind": "noise", "levels": {}}], names) == {}
+    assert level_tally(rows) == {"clips": 3, "affected_flagged": 0.667,
+                                 "flagged": {"noise": 0.667, "sharpness": 0.333, "smoothness": 0.333}}
+    assert level_tally([{"kind": "noise", "levels": {}}]) == {}

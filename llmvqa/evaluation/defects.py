@@ -177,15 +177,15 @@ FLAGGED = ("fair", "poor", "bad")
 """Levels that call a dimension flawed."""
 
 
-def level_tally(rows: Iterable[Mapping], names: Mapping[str, str]) -> dict:
-    """What the dimension levels say of controlled clips ({"kind", "levels": {dimension name: level}} each;
-    ``names``: dimension key → name): "affected_flagged", the share of clips whose defect's own dimension is rated
-    fair or worse, and "flagged" {dimension name: share of clips rated fair or worse} over every clip (each clip
-    has one defect, so a dimension flagged on most clips flags footage or defects it does not measure)."""
+def level_tally(rows: Iterable[Mapping]) -> dict:
+    """What the dimension levels say of controlled clips ({"kind", "levels": {dimension key: level}} each, as
+    ``RatingResult.dimensions`` keys them): "affected_flagged", the share of clips whose defect's own dimension is
+    rated fair or worse, and "flagged" {dimension: share of clips rated fair or worse} over every clip (each clip has
+    one defect, so a dimension flagged on most clips flags footage or defects it does not measure)."""
     rows = [r for r in rows if r.get("levels")]
     if not rows:
         return {}
-    own = [r["levels"].get(names[DIMENSION_OF[r["kind"]]]) in FLAGGED for r in rows]
+    own = [r["levels"].get(DIMENSION_OF[r["kind"]]) in FLAGGED for r in rows]
     dims = sorted({d for r in rows for d in r["levels"]})
     flagged = {d: round(sum(r["levels"].get(d) in FLAGGED for r in rows) / len(rows), 3) for d in dims}
     return {"clips": len(rows), "affected_flagged": round(sum(own) / len(rows), 3), "flagged": flagged}
