@@ -147,3 +147,27 @@ def test_the_default_probe_is_trees_over_statistics_and_a_token_summary():
     assert x.shape[1] == probe.mean.shape[0] and probe.basis.components.shape[0] == min(16, DimensionStageConfig().probe_tokens)
     est = [probe.estimates(*feats[it.path])["sharpness"] for it in items]
     assert all((e < 2.6) == (it.targets["sharpness"] == 2.0) for e, it in zip(est, items, strict=True))
+
+
+def test_probed_dimension_questions_share_the_start_and_match_one_forward_each(tmp_path):
+    """score_queries runs the dimension questions with probe estimates on one cached start (up to the first
+    statistics token that differs): the same numbers as asking each question alone."""
+    from llmvqa.model.dimension_probe import DimensionProbe
+
+    model = build(_save_backbone(tmp_path / "gemma", "gemma"), lora=True)
+    perturb_lora(model)
+    items, feats = _sharpness_items(24)
+    rng = np.random.default_rng(0)
+    pairs = [feats[it.path] for it in items]
+    levels = {"sharpness": ["poor" if it.targets["sharpness"] == 2.0 else "excellent" for it in items],
+              "flicker": [("excellent", "fair", "bad")[int(rng.integers(3))] for _ in items]}
+    model.dimension_probe = DimensionProbe.fit(DimensionProbe.input_matrix(pairs), levels, kind="linear")
+    model._probe_slots = None
+    f = pairs[0][0]
+    queries = [aspect_query(a, "a cat", "v1") for a in ("dimension:clarity", "dimension:flicker", "overall",
+                                                         "dimension:noise")]
+    fast = model.score_queries(f, queries, prompt="a cat", prompt_stats={"prompt_alignment": 0.3})
+    for (q, a), got in zip(queries, fast, strict=True):
+        ref = model.score(f, prompt="a cat", question=q, prompt_stats={"prompt_alignment": 0.3}, answer_prefix=a)
+        np.testing.assert_allclose(list(got.distribution.values()), list(ref.distribution.values()), atol=1e-5)
+    assert model.probe_slot(queries[0][1]) and model.probe_slot(queries[1][1]) and not model.probe_slot(queries[3][1])

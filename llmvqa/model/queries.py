@@ -154,8 +154,8 @@ class QueryMixin:
                                        prompt=prompt, prompt_stats=self.query_stats(features, prompt_stats,
                                                                                     queries[i][1], stats, estimates),
                                        open_answer=queries[i][1]) for i in probed]
-            for i, p in zip(probed, self.forward(self.collator(exs))["level_probs"].cpu(), strict=True):
-                out[i] = LevelRating.from_probs("", p.tolist())
+            for i, sc in zip(probed, self._score_examples(exs), strict=True):  # shared up to the first stats token
+                out[i] = sc
         for by_scorer in (False, True):
             idx = [i for i, (_, a) in enumerate(queries) if self.reads_by_scorer(a) == by_scorer and out[i] is None]
             if idx:
@@ -170,35 +170,38 @@ class QueryMixin:
                       prompt: str | None, prompt_stats: dict | None) -> list[LevelRating]:
         overall = level_prefix("overall", self.cfg.prompt_version)
         stats = self.input_stats(features, prompt_stats)
-        exs = [encode_conversation(self._user_turn(q, "rating", prompt), features, self.template, prompt=prompt,
-                                   prompt_stats=stats, open_answer=a or overall) for q, a in queries]
+        return self._score_examples([encode_conversation(self._user_turn(q, "rating", prompt), features, self.template,
+                                                         prompt=prompt, prompt_stats=stats, open_answer=a or overall)
+                                     for q, a in queries])
+
+    def _score_examples(self, exs: list) -> list[LevelRating]:
+        """Score-mode answers of conversations about one video. Their common start — the same tokens with the same
+        embeddings, feature and statistics tokens included — runs once with a KV cache, then every conversation's
+        own rest runs in one batch on copies of that cache: the numbers of one forward per conversation, at a
+        fraction of the cost (a dimension's own statistics token ends the common start there)."""
         if any(e.level_pos < 0 for e in exs):
             raise ValueError("an answer prefix does not end where a level word follows (answers.yaml)")
-        ids = [e.input_ids for e in exs]
-        k, limit = 0, min(len(i) for i in ids) - 1  # every query keeps ≥ 1 token of its own
-        while k < limit and all(i[k] == ids[0][k] for i in ids):
-            k += 1
-        batch = self.collator([exs[0]])
+        batch = self.collator(exs)
         dev = self.device
-        emb = self.embed_inputs(batch["input_ids"].to(dev), batch)[:, :k]  # (1, k, H) features spliced in
-        past = self.decoder(inputs_embeds=emb, attention_mask=torch.ones(1, k, dtype=torch.long, device=dev),
+        ids = batch["input_ids"].to(dev)  # (Q, L), right-padded
+        emb = self.embed_inputs(ids, batch)  # (Q, L, H) features spliced in
+        q = len(exs)
+        limit = min(len(e.input_ids) for e in exs) - 1  # every conversation keeps ≥ 1 token of its own
+        same = (ids[:, :limit] == ids[:1, :limit]).all(0)
+        same &= torch.isclose(emb[:, :limit], emb[:1, :limit], rtol=1e-5, atol=1e-6).all(-1).all(0)
+        differ = (~same).nonzero()
+        k = int(differ[0]) if len(differ) else limit
+        if k < 1:
+            out = self.forward(batch)["level_probs"].cpu()
+            return [LevelRating.from_probs("", p.tolist()) for p in out]
+        past = self.decoder(inputs_embeds=emb[:1, :k], attention_mask=torch.ones(1, k, dtype=torch.long, device=dev),
                             use_cache=True).past_key_values
-        rests = [e.input_ids[k:] for e in exs]
-        if any(self.placeholder_id in r for r in rests):
-            raise ValueError("feature placeholders must lie in the shared start of the queries")
-        # every query's own tokens in one batch on copies of the shared cache, right-padded: causal
-        # attention keeps a query's real tokens blind to its padding
-        q, r = len(rests), max(len(x) for x in rests)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.tensor([x + [pad] * (r - len(x)) for x in rests], device=dev)  # (Q, r)
-        mask = torch.zeros(q, k + r, dtype=torch.long, device=dev)  # (Q, k + r)
-        mask[:, :k] = 1
-        for i, x in enumerate(rests):
-            mask[i, k:k + len(x)] = 1
         past = copy.deepcopy(past)
         past.batch_repeat_interleave(q)
-        out = self.decoder(inputs_embeds=self.embed(ids), attention_mask=mask, past_key_values=past, use_cache=True)
-        at = torch.tensor([e.level_pos - k for e in exs], device=dev)
+        # right padding: causal attention keeps a conversation's real tokens blind to its padding
+        out = self.decoder(inputs_embeds=emb[:, k:], attention_mask=batch["attention_mask"].to(dev),
+                           past_key_values=past, use_cache=True)
+        at = batch["level_pos"].to(dev) - k
         h = out.last_hidden_state[torch.arange(q, device=dev), at]  # (Q, H)
         probs = level_probs(self._level_logits(h))  # (Q, 5)
         return [LevelRating.from_probs("", p.tolist()) for p in probs]
