@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from llmvqa.levels import LEVELS
+
 DEFECT_KINDS: tuple[str, ...] = ("freeze", "flicker", "blur", "noise", "content_swap", "shake")
 DIMENSION_OF: dict[str, str] = {
     "freeze": "smoothness", "flicker": "flicker", "blur": "sharpness", "noise": "noise",
@@ -173,8 +175,8 @@ def tally(rows: Iterable[Mapping]) -> dict:
                          for k, v in sorted(per_kind.items())}}
 
 
-FLAGGED = ("fair", "poor", "bad")
-"""Levels that call a dimension flawed."""
+FLAGGED = LEVELS[2:]
+"""Levels that call a dimension flawed: fair, poor, bad."""
 
 
 def level_tally(rows: Iterable[Mapping]) -> dict:
