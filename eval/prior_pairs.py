@@ -1,13 +1,15 @@
 """How hard should degradation chains rank the human prior? People against chains, on held-out data.
 
-    python eval/prior_pairs.py --grid 0:0 0.1:0.5 1:0.25 3:0.25 1:1 --out eval/reports/prior_pairs
+    python eval/prior_pairs.py --grid 0:0 3:0.25 3:0.35:0.2 3:0.5:0.2 --out eval/reports/prior_pairs
 
-For each ``weight:margin`` (0:0 = the ridge on the rated clips alone) the prior is fitted with
-``HumanPrior.fit_ranked`` on fetv_dev plus the ranking pairs of ``--chains`` train-split chains, and scored on
+For each ``weight:margin[:outside]`` (0:0 = the ridge on the rated clips alone; ``outside``: the quantile of the
+range hinges, none when left out) the prior is fitted with ``HumanPrior.fit_ranked`` on fetv_dev plus the ranking
+pairs of ``--chains`` train-split chains, and scored on
 - fetv_dev in prompt-grouped folds (each fold's clips estimated by a prior fitted without them): SRCC of the
   overall estimate (mean of static and temporal) with static and temporal, and of the alignment estimate;
 - ``--test-chains`` test-split chains (content the chains never showed): the share of pairs where the stronger
-  degradation gets the lower overall estimate, by kind;
+  degradation gets the lower overall estimate, by kind; the same on ``--val-chains`` val-split chains, the ones
+  to choose a setting on (chains whose degradation did not change the clip are left out of both);
 - the carphone pair (``example:carphone_pristine`` against ``example:carphone_distorted``).
 This is the prior alone, before the LLM reads it (eval/human_cv.py and eval/synth_chains.py score the model).
 Chain features are cached (``--cache``), so a second run takes about two minutes per setting on 2 cores.
@@ -35,7 +37,9 @@ def main(argv=None) -> int:
     ap.add_argument("--synth", default="data/synth/manifest.jsonl")
     ap.add_argument("--chains", type=int, default=DEFAULT_CHAINS, help="train-split chains that rank the prior")
     ap.add_argument("--test-chains", type=int, default=72, help="test-split chains it is checked on (6 per kind)")
-    ap.add_argument("--grid", nargs="+", default=["0:0", "0.1:0.5", "3:0.25", "1:1"], help="weight:margin settings")
+    ap.add_argument("--val-chains", type=int, default=72, help="val-split chains to choose a setting on (0: none)")
+    ap.add_argument("--grid", nargs="+", default=["0:0", "3:0.25", "3:0.35:0.2", "3:0.5:0.2"],
+                    help="weight:margin[:outside] settings (outside: the prior's range hinges, a quantile; none by default)")
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     ap.add_argument("--cache", default="cache/features")
@@ -54,13 +58,15 @@ def main(argv=None) -> int:
     folds = prompt_folds([c.prompt for c in clips], args.folds, 0)
     train = build_chains(extractor, args.synth, "train", args.chains, 0, cache=cache)
     test = build_chains(extractor, args.synth, "test", args.test_chains, 0, cache=cache)
+    val = build_chains(extractor, args.synth, "val", args.val_chains, 0, cache=cache) if args.val_chains else []
     carphone = np.stack([prior_input(extractor.extract(resolve_video(f"example:{n}")))
                          for n in ("carphone_pristine", "carphone_distorted")])
     rows = []
     for setting in args.grid:
-        weight, margin = (float(v) for v in setting.split(":"))
-        rows.append(prior_setting(x, y, folds, args.alpha, weight, margin, train, test, carphone))
-        print(f"weight {weight:g}, margin {margin:g} done", file=sys.stderr)
+        weight, margin, *rest = (float(v) for v in setting.split(":"))
+        outside = rest[0] if rest else None
+        rows.append(prior_setting(x, y, folds, args.alpha, weight, margin, train, test, carphone, outside, val))
+        print(f"{setting} done", file=sys.stderr)
     md = prior_pairs_markdown(rows, chains=args.chains, clips=len(clips), folds=args.folds, test_chains=args.test_chains)
     print(md, end="")
     if args.out:

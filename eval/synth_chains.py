@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from llmvqa.assessor import Assessor
-    from llmvqa.corpus.chains import build_chains
+    from llmvqa.corpus.chains import build_chains, ranked_chains
     from llmvqa.encoders.cache import FeatureCache
     from llmvqa.evaluation.chains import carphone_pair, chain_orders, chains_markdown, chains_report
     from llmvqa.evaluation.report import save_report
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     chains = build_chains(assessor.extractor, args.synth, args.split, args.chains, args.seed,
                           cache=FeatureCache(args.cache) if args.cache else None)
     report = chains_report(chain_orders(assessor.model, chains), carphone_pair(assessor), model=args.model,
-                           split=args.split, chains=len(chains))
+                           split=args.split, chains=len(ranked_chains(chains)), unchanged=len(chains) - len(ranked_chains(chains)))
     print(chains_markdown(report))
     if args.out:
         save_report(args.out, report)

@@ -299,12 +299,15 @@ def test_prior_pairs_markdown_rows_and_kinds():
     row = {"weight": 0.1, "margin": 0.5, "static": 0.5504, "temporal": 0.769, "alignment": 0.4, "chains_ordered": 0.738,
            "by_kind": {"blur": 0.9, "noise": 0.25},
            "carphone": {"pristine": 3.456, "distorted": 2.1, "pristine_static": 3.0, "distorted_static": 1.994}}
-    md = prior_pairs_markdown([row], chains=240, clips=72, folds=6, test_chains=72)
+    hinged = {**row, "outside": 0.2, "val_chains_ordered": 0.854}
+    md = prior_pairs_markdown([row, hinged], chains=240, clips=72, folds=6, test_chains=72)
     lines = md.splitlines()
     assert lines[0] == ("# The human prior ranked by 240 chains: fetv_dev (72 clips, 6 prompt-grouped folds) "
                         "against 72 test-split chains")
-    assert lines[4] == "| 0.1 : 0.5 | 0.550 | 0.769 | 0.400 | 73.8% | 3.46 / 2.10 | 3.00 / 1.99 |"
-    assert lines[-1] == "By kind (share of ordered pairs): 0.1:0.5 blur 90%, noise 25%"
+    assert lines[4] == "| 0.1 : 0.5 | 0.550 | 0.769 | 0.400 | 73.8% | — | 3.46 / 2.10 | 3.00 / 1.99 |"
+    assert lines[5] == "| 0.1 : 0.5 : 0.2 | 0.550 | 0.769 | 0.400 | 73.8% | 85.4% | 3.46 / 2.10 | 3.00 / 1.99 |"
+    assert lines[-1] == ("By kind (share of ordered pairs): 0.1:0.5 blur 90%, noise 25%; "
+                         "0.1:0.5:0.2 blur 90%, noise 25%")
     assert md.endswith("\n")
 
 

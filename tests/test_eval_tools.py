@@ -277,23 +277,31 @@ def test_check_clip_validates_the_justification_and_each_chat_answer():
 
 def test_chain_orders_and_report():
     from llmvqa.evaluation.chains import chain_orders, chains_markdown, chains_report
+    from llmvqa.features import VideoFeatures
+    from llmvqa.statistics import STREAMS
 
-    class Model:  # features are (overall, group) score pairs
+    class Model:  # features carry their (overall, group) scores as statistics
         def score_queries(self, f, queries):
             assert queries[0][1].startswith("The overall quality") and "technical" in queries[1][1]
-            return [SimpleNamespace(score=f[0]), SimpleNamespace(score=f[1])]
+            return [SimpleNamespace(score=f.stats["o"]), SimpleNamespace(score=f.stats["g"])]
 
-    chains = [SimpleNamespace(degradation="blur", group="technical", features=[(5, 3), (4, 3), (3, 3), (2, 3)]),
-              SimpleNamespace(degradation="noise", group="technical", features=[(2, 4), (3, 3), (4, 2), (5, 1)]),
-              SimpleNamespace(degradation="blur", group="technical", features=[(4, 4), (4, 3), (3, 2), (1, 1)])]
+    def chain(kind, scores):
+        tokens = {s: np.zeros((1, 2), np.float32) for s in STREAMS}
+        return SimpleNamespace(degradation=kind, group="technical",
+                               features=[VideoFeatures(tokens=tokens, stats={"o": o, "g": g}) for o, g in scores])
+
+    chains = [chain("blur", [(5, 3), (4, 3), (3, 3), (2, 3)]), chain("noise", [(2, 4), (3, 3), (4, 2), (5, 1)]),
+              chain("blur", [(4, 4), (4, 3), (3, 2), (1, 1)]),
+              chain("desaturate", [(4, 4)] * 4)]  # the degradation did not change the clip: nothing to rank
     by_kind = chain_orders(Model(), chains)
     assert by_kind == {"blur": [6 + 5, 12, 0 + 6, 12], "noise": [0, 6, 6, 6]}
     carphone = {"pristine": {"overall": 4.0, "technical": 4.1}, "distorted": {"overall": 2.0, "technical": 1.9}}
-    report = chains_report(by_kind, carphone, model="m", split="test", chains=3)
+    report = chains_report(by_kind, carphone, model="m", split="test", chains=3, unchanged=1)
     assert report["overall_ordered"] == pytest.approx(11 / 18) and report["group_ordered"] == pytest.approx(12 / 18)
     assert report["by_kind"]["noise"] == {"overall": 0.0, "group": 1.0, "pairs": 6}
     text = chains_markdown(report)
     assert text.startswith("3 chains on the test split") and "| blur | 91.7% | 50.0% | 12 |" in text
+    assert "1 more left out: the degradation did not change the clip" in text
     assert "distorted: overall 2.00, technical 1.90" in text
 
 

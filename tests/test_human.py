@@ -309,6 +309,56 @@ def test_the_ranked_prior_orders_degradations_the_plain_ridge_reads_backwards():
         HumanPrior.fit_ranked(x, y, px, pm[:, :2])
 
 
+def test_range_hinges_let_chains_rank_what_people_rate_the_other_way(tmp_path):
+    """People rate grain up inside the range they saw; a degradation pushes the grain statistic far past it.
+    Without hinges the pairs must bend the linear fit people set; with them the hinge past the range takes the
+    pairs, and the rated clips keep the plain ridge's fit."""
+    from llmvqa.model.prior import OUTSIDE_POSITIONS, STAT_INPUTS, outside_inputs
+
+    rng = np.random.default_rng(0)
+    tok, grain = 4, 4 + OUTSIDE_POSITIONS[1]
+    d = tok + STAT_INPUTS
+    x = rng.normal(size=(50, d)) * 0.5
+    y = np.clip(np.stack([3 + 0.6 * x[:, grain] + 0.5 * x[:, 0], 3 + 0.5 * x[:, 0], 3 + 0.4 * x[:, 1]], 1), 1, 5)
+
+    def chains(n):
+        pair_x, margin = [], []
+        for b in rng.normal(size=(n, d)) * 0.5:
+            steps = [b.copy() for _ in range(3)]
+            for s, st in zip((0.0, 2.0, 4.0), steps, strict=True):
+                st[grain] = max(b[grain], 1.5) + s  # past every rated clip's grain from the first step
+            for i in range(3):
+                for j in range(i + 1, 3):
+                    pair_x.append(np.stack([steps[i], steps[j]]))
+                    margin.append([0.25 * (j - i), 0.0, np.nan])
+        return np.stack(pair_x), np.array(margin)
+
+    (px, pm), (tx, _) = chains(40), chains(40)
+    plain = HumanPrior.fit(x, y, alpha=1.0)
+    linear = HumanPrior.fit_ranked(x, y, px, pm, alpha=1.0, weight=1.0)
+    hinged = HumanPrior.fit_ranked(x, y, px, pm, alpha=1.0, weight=1.0, outside=0.0)
+
+    def ordered(prior):
+        return float(np.mean(prior.predict_inputs(tx[:, 1])[:, 0] < prior.predict_inputs(tx[:, 0])[:, 0]))
+
+    def fit_error(prior):  # how far the rated clips' static estimates moved from the plain ridge's
+        return float(np.abs(prior.predict_inputs(x)[:, 0] - plain.predict_inputs(x)[:, 0]).mean())
+
+    def grain_slope(prior):  # static estimate per unit of grain inside the rated range
+        return float(prior.weights[0, grain] / prior.scale[grain])
+
+    assert ordered(plain) < 0.1 and ordered(linear) > 0.9 and ordered(hinged) > 0.9
+    assert grain_slope(plain) > 0.3 and grain_slope(hinged) > 0.1 > 0 > grain_slope(linear)  # people's sign kept
+    assert fit_error(hinged) < 0.6 * fit_error(linear)
+    assert hinged.bounds.shape == (2, len(OUTSIDE_POSITIONS)) and hinged.info["outside"] == 0.0
+    assert not outside_inputs(x, hinged.bounds)[:, d:].any()  # zero on every rated clip
+    hinged.save(tmp_path)
+    again = HumanPrior.load(tmp_path)
+    np.testing.assert_allclose(again.predict_inputs(tx[:, 1]), hinged.predict_inputs(tx[:, 1]))
+    with pytest.raises(ValueError, match="outside"):
+        HumanPrior.fit_ranked(x, y, px, pm, outside=0.5)
+
+
 def test_chain_pairs_ask_the_hurt_rating_to_drop_and_the_other_not_to_rise():
     feats = [make_features(i) for i in range(4)]
     chain = Chain("c", "blur", "technical", "", (0.0, 0.35, 0.7, 1.0), feats)
@@ -318,6 +368,22 @@ def test_chain_pairs_ask_the_hurt_rating_to_drop_and_the_other_not_to_rise():
     np.testing.assert_allclose(pair_x[0, 1], prior_input(feats[1]))
     assert margin[0].tolist()[:2] == pytest.approx([0.7, 0.0]) and np.isnan(margin[0, 2])
     assert margin[2, 0] == pytest.approx(2.0) and margin[6 + 2].tolist()[:2] == pytest.approx([0.0, 2.0])
+
+
+def test_a_degradation_that_did_not_change_the_clip_is_left_out_of_pairs_and_checks():
+    from llmvqa.corpus.chains import changes, ranked_chains
+    from llmvqa.evaluation.human import chain_order
+
+    feats = [make_features(i) for i in range(4)]
+    changed = Chain("c", "blur", "technical", "", (0.0, 0.35, 0.7, 1.0), feats)
+    gray = Chain("g", "desaturate", "technical", "", (0.0, 0.35, 0.7, 1.0), [make_features(9)] * 4)  # grayscale source
+    assert changes(changed) and not changes(gray)
+    assert ranked_chains([gray, changed, gray]) == [changed]
+    assert chain_pairs([changed, gray], 1.0)[0].shape[0] == 6  # the gray chain adds none
+    prior = HumanPrior(np.zeros(len(prior_input(feats[0]))), np.ones(len(prior_input(feats[0]))),
+                       np.zeros((3, len(prior_input(feats[0])))), np.full(3, 3.0))
+    assert chain_order(prior, [gray])[0] != chain_order(prior, [gray])[0]  # no pairs at all: nan
+    assert set(chain_order(prior, [changed, gray])[1]) == {"blur"}
 
 
 def test_heldout_interval_is_a_quantile_of_held_out_errors_checked_fold_by_fold():

@@ -135,6 +135,19 @@ def build_chains(extractor, manifest: str | Path, split: str, n: int, seed: int 
             for i, (rec, kind) in enumerate(pick(clean_records(manifest, split), n, seed))]
 
 
+def changes(chain: Chain) -> bool:
+    """Whether the degradation changed the clip at all (its strongest step's features differ from the clean
+    clip's). It does not when it cannot: desaturating a grayscale clip. Such a chain has no stronger
+    degradation to rank, so the chain checks and the ranking pairs leave it out (``ranked_chains``)."""
+    a, b = chain.features[0], chain.features[-1]
+    return a.stats != b.stats or any(not np.array_equal(np.asarray(a.tokens[s]), np.asarray(b.tokens[s])) for s in a.tokens)
+
+
+def ranked_chains(chains: list[Chain]) -> list[Chain]:
+    """The chains whose degradation changed the clip (``changes``)."""
+    return [ch for ch in chains if changes(ch)]
+
+
 def ordered_pairs(scores: list[float]) -> tuple[int, int]:
     """(pairs where the stronger degradation scores strictly lower, all pairs) of one chain."""
     good = total = 0
@@ -145,5 +158,5 @@ def ordered_pairs(scores: list[float]) -> tuple[int, int]:
     return good, total
 
 
-__all__ = ["CHAIN_KINDS", "CHAIN_STRENGTHS", "DEFAULT_CHAINS", "Chain", "build_chain", "build_chains", "clean_records", "degrade",
-           "ordered_pairs", "pick"]
+__all__ = ["CHAIN_KINDS", "CHAIN_STRENGTHS", "DEFAULT_CHAINS", "Chain", "build_chain", "build_chains", "changes", "clean_records",
+           "degrade", "ordered_pairs", "pick", "ranked_chains"]

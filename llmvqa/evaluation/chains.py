@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 def chain_orders(model, chains: Sequence, version: str = "v1") -> dict[str, list[int]]:
     """{degradation kind: [overall pairs ordered, overall pairs, group pairs ordered, group pairs]} over
     ``chains`` (``Chain`` s: ``features`` in growing strength, ``degradation``, ``group``), scored by
-    ``model.score_queries`` asked the overall level and the level of the chain's group, without a prompt."""
-    from llmvqa.corpus.chains import ordered_pairs
+    ``model.score_queries`` asked the overall level and the level of the chain's group, without a prompt.
+    A chain whose degradation did not change the clip (``corpus.chains.changes``) has nothing to rank: left out."""
+    from llmvqa.corpus.chains import ordered_pairs, ranked_chains
     from llmvqa.prompts import aspect_query
 
     by_kind: dict[str, list[int]] = {}
-    for ch in chains:
+    for ch in ranked_chains(list(chains)):
         queries = [aspect_query("overall", None, version), aspect_query(f"group:{ch.group}", None, version)]
         scores = [model.score_queries(f, queries) for f in ch.features]
         counts = (*ordered_pairs([s[0].score for s in scores]), *ordered_pairs([s[1].score for s in scores]))
@@ -54,7 +55,8 @@ def chains_markdown(report: Mapping) -> str:
     """The summary line, a table per degradation kind and the carphone line of a ``chains_report``."""
     lines = [f"{report.get('chains', '?')} chains on the {report.get('split', '?')} split: stronger degradation "
              f"scores lower in {report['overall_ordered']:.1%} of pairs (overall), {report['group_ordered']:.1%} "
-             "(its group)", "| degradation | overall | group | pairs |", "|---|---|---|---|"]
+             "(its group)" + (f"; {report['unchanged']} more left out: the degradation did not change the clip"
+                                if report.get("unchanged") else ""), "| degradation | overall | group | pairs |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['overall']:.1%} | {v['group']:.1%} | {v['pairs']} |" for k, v in report["by_kind"].items()]
     c = report.get("carphone")
     if c:

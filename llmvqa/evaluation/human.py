@@ -206,7 +206,8 @@ def cross_validate(base: str | Path, clips: Sequence, feats: Sequence[tuple], fe
         est = HumanPrior.fit(x[train], y[train], cfg.alpha).predict_inputs(x[test])  # (n_test, 3)
         put_estimates(pred_ridge, test, est)
         if pairs is not None:
-            ranked = HumanPrior.fit_ranked(x[train], y[train], *pairs, alpha=cfg.alpha, weight=cfg.pair_weight)
+            ranked = HumanPrior.fit_ranked(x[train], y[train], *pairs, alpha=cfg.alpha, weight=cfg.pair_weight,
+                                           outside=cfg.prior_outside)
             put_estimates(pred_ranked, test, ranked.predict_inputs(x[test]))
         with tempfile.TemporaryDirectory() as tmp:
             out = calibrate(base, [clips[i] for i in train], features_of, Path(tmp) / "model", cfg, log=log, chains=chains)
@@ -241,41 +242,47 @@ def cross_validate(base: str | Path, clips: Sequence, feats: Sequence[tuple], fe
 # ---------------------------------------------------------------------------- the prior alone (eval/prior_pairs.py)
 def chain_order(prior, chains: Sequence) -> tuple[float, dict[str, float]]:
     """Share of the pairs of degradation chains where the stronger degradation gets the strictly lower overall
-    estimate (mean of the prior's static and temporal estimates): over all chains, and by degradation kind."""
-    from llmvqa.corpus.chains import ordered_pairs
+    estimate (mean of the prior's static and temporal estimates): over all chains, and by degradation kind
+    (chains whose degradation did not change the clip left out: ``corpus.chains.changes``)."""
+    from llmvqa.corpus.chains import ordered_pairs, ranked_chains
     from llmvqa.model.prior import prior_input
 
     good = total = 0
     by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for ch in chains:
+    for ch in ranked_chains(list(chains)):
         stats = ch.prompt_stats or [{}] * len(ch.features)
         est = prior.predict_inputs(np.stack([prior_input(f, ps) for f, ps in zip(ch.features, stats, strict=True)]))
         g, t = ordered_pairs(list(est[:, :2].mean(1)))
         good, total = good + g, total + t
         by_kind[ch.degradation][0] += g
         by_kind[ch.degradation][1] += t
-    return good / total, {k: v[0] / v[1] for k, v in sorted(by_kind.items())}
+    return (good / total if total else float("nan")), {k: v[0] / v[1] for k, v in sorted(by_kind.items())}
 
 
 def prior_setting(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float, weight: float, margin: float,
-                  train_chains: Sequence, test_chains: Sequence, carphone: np.ndarray) -> dict:
+                  train_chains: Sequence, test_chains: Sequence, carphone: np.ndarray,
+                  outside: float | None = None, val_chains: Sequence = ()) -> dict:
     """One ``weight:margin`` row of eval/prior_pairs.py: the prior fitted on the rated clips (x, y) plus, when
     weight > 0, the ranking pairs of ``train_chains``; SRCC of its cross-fitted estimates (``folds``) with the
     static, temporal and alignment ratings, the ``chain_order`` of ``test_chains`` and the estimates of the
-    carphone pair (``carphone``: prior inputs of pristine, distorted)."""
+    carphone pair (``carphone``: prior inputs of pristine, distorted); ``outside``: the range hinges of
+    ``HumanPrior.fit_ranked`` (None: none); ``val_chains``: chains of a split to choose settings on, ordered
+    like ``test_chains``."""
     from llmvqa.model.prior import HumanPrior
     from llmvqa.train.human_data import chain_pairs, cross_fitted
 
     pairs = chain_pairs(train_chains, margin) if weight > 0 else None
-    oof = cross_fitted(x, y, folds, alpha, pairs, weight)
+    oof = cross_fitted(x, y, folds, alpha, pairs, weight, outside if pairs is not None else None)
     overall = oof[:, :2].mean(1)
-    prior = (HumanPrior.fit_ranked(x, y, *pairs, alpha=alpha, weight=weight) if pairs is not None
+    prior = (HumanPrior.fit_ranked(x, y, *pairs, alpha=alpha, weight=weight, outside=outside) if pairs is not None
              else HumanPrior.fit(x, y, alpha))
     ordered, by_kind = chain_order(prior, test_chains)
+    val = chain_order(prior, val_chains)[0] if val_chains else None
     car = prior.predict_inputs(carphone)
-    return {"weight": weight, "margin": margin,
+    return {"weight": weight, "margin": margin, "outside": outside,
             "static": float(spearmanr(overall, y[:, 0])[0]), "temporal": float(spearmanr(overall, y[:, 1])[0]),
             "alignment": float(spearmanr(oof[:, 2], y[:, 2])[0]), "chains_ordered": ordered, "by_kind": by_kind,
+            "val_chains_ordered": val,
             "carphone": {"pristine": float(car[0, :2].mean()), "distorted": float(car[1, :2].mean()),
                          "pristine_static": float(car[0, 0]), "distorted_static": float(car[1, 0])}}
 

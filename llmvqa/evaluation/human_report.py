@@ -89,20 +89,28 @@ def interval_from_report(report: str | Path | Mapping, clips: Sequence) -> dict:
 
 
 # ---------------------------------------------------------------------------- eval/prior_pairs.py
+def _share(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
 def prior_pairs_markdown(rows: Sequence[Mapping], *, chains: int, clips: int, folds: int, test_chains: int) -> str:
-    """eval/prior_pairs.py's ``human.prior_setting`` rows as Markdown: one row per weight : margin, then the share
-    of ordered chain pairs by kind."""
+    """eval/prior_pairs.py's ``human.prior_setting`` rows as Markdown: one row per weight : margin (: the range
+    hinges' quantile, when the row has them), then the share of ordered chain pairs by kind."""
+    def name(r: Mapping) -> str:
+        out = f"{r['weight']:g} : {r['margin']:g}"
+        return out + (f" : {r['outside']:g}" if r.get("outside") is not None else "")
+
     lines = [f"# The human prior ranked by {chains} chains: fetv_dev ({clips} clips, {folds} prompt-grouped "
              f"folds) against {test_chains} test-split chains", "",
-             "| weight : margin | overall ~ static | overall ~ temporal | alignment | chain pairs ordered | "
-             "carphone overall (pristine / distorted) | carphone static |", "|---|---|---|---|---|---|---|"]
+             "| weight : margin | overall ~ static | overall ~ temporal | alignment | chain pairs ordered (test) | "
+             "(val) | carphone overall (pristine / distorted) | carphone static |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         c = r["carphone"]
-        lines.append(f"| {r['weight']:g} : {r['margin']:g} | {r['static']:.3f} | {r['temporal']:.3f} | {r['alignment']:.3f} | "
-                     f"{r['chains_ordered']:.1%} | {c['pristine']:.2f} / {c['distorted']:.2f} | "
+        lines.append(f"| {name(r)} | {r['static']:.3f} | {r['temporal']:.3f} | {r['alignment']:.3f} | "
+                     f"{r['chains_ordered']:.1%} | {_share(r.get('val_chains_ordered'))} | {c['pristine']:.2f} / {c['distorted']:.2f} | "
                      f"{c['pristine_static']:.2f} / {c['distorted_static']:.2f} |")
     lines += ["", "By kind (share of ordered pairs): " + "; ".join(
-        f"{r['weight']:g}:{r['margin']:g} " + ", ".join(f"{k} {v:.0%}" for k, v in r["by_kind"].items()) for r in rows)]
+        name(r).replace(" ", "") + " " + ", ".join(f"{k} {v:.0%}" for k, v in r["by_kind"].items()) for r in rows)]
     return "\n".join(lines) + "\n"
 
 

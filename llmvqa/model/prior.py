@@ -34,11 +34,16 @@ PRIOR_FILE = "prior.safetensors"
 DEFAULT_ALPHA = 1000.0
 """Ridge penalty on standardized inputs (grouped-fold CV on fetv_dev: flat from 100 to 3,000)."""
 DEFAULT_PAIR_WEIGHT = 3.0
-"""Weight of one ranking pair against one rated clip in :meth:`HumanPrior.fit_ranked`. With 240 train-split chains
-and margin 0.25 per unit of strength (eval/prior_pairs.py: fetv_dev in 6 prompt-grouped folds, 72 test-split chains):
-held-out SRCC 0.568 static / 0.741 temporal, 81.9% of held-out chain pairs ordered, the carphone pair in order; the
-rated clips alone: 0.587 / 0.755, 48.1%; weight 0.1, margin 0.5: 0.550 / 0.769, 73.8%; weight 1, margin 1: 0.401 /
-0.618, 88.9% (the two aims pull apart: on AI video people prefer some of what degradations add, e.g. grain)."""
+"""Weight of one ranking pair against one rated clip in :meth:`HumanPrior.fit_ranked` (rated clips weigh 1)."""
+DEFAULT_MARGIN = 0.35
+"""Gap (1–5) a full-strength degradation should open in the estimate of the rating it hurts."""
+DEFAULT_OUTSIDE = 0.2
+"""Quantile of the range hinges (:meth:`HumanPrior.fit_ranked`'s ``outside``). eval/prior_pairs.py (fetv_dev in 6
+prompt-grouped folds; 240 train-split chains rank, 72 val-split chains select, 72 test-split chains report), as
+weight : margin : outside — 3 : 0.35 : 0.2 (this default): held-out SRCC 0.562 static / 0.784 temporal, 85.4% of val
+and 87.1% of test chain pairs ordered, the carphone pair in order; 3 : 0.25 without hinges (release 3's prior):
+0.541 / 0.738, 78.7% / 82.6%; 3 : 0.5 : 0.2: 0.519 / 0.751, 88.2% / 88.3%. The rated clips alone: 48% of chain
+pairs (on AI video people prefer some of what degradations add, e.g. grain)."""
 
 
 def stat_inputs(features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> np.ndarray:
@@ -52,6 +57,31 @@ def stat_inputs(features: VideoFeatures, prompt_stats: Mapping[str, float] | Non
         else:
             out.append(normalize(st.name, features.stats.get(st.name, sum(st.typical) / 2)))
     return np.asarray(out, dtype=np.float64)
+
+
+def _outside_positions() -> np.ndarray:
+    """Positions in ``stat_inputs`` of the statistics that get range hinges (every one but the prompt statistics)."""
+    pos, i = [], 0
+    for st in STATISTICS:
+        if st.name in PROMPT_STATS:
+            i += 2
+        else:
+            pos.append(i)
+            i += 1
+    return np.asarray(pos)
+
+
+OUTSIDE_POSITIONS = _outside_positions()
+STAT_INPUTS = sum(2 if st.name in PROMPT_STATS else 1 for st in STATISTICS)
+"""Length of ``stat_inputs`` (the last part of ``prior_input``)."""
+
+
+def outside_inputs(x: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """(N, D) prior inputs → (N, D + 2·S) with the range hinges appended: how far each statistic lies below the
+    low bound and above the high bound (``bounds`` (2, S): the rated clips' range). Zero inside the range."""
+    x = np.asarray(x, np.float64)
+    s = x[:, x.shape[1] - STAT_INPUTS + OUTSIDE_POSITIONS]
+    return np.concatenate([x, np.maximum(bounds[0] - s, 0.0), np.maximum(s - bounds[1], 0.0)], axis=1)
 
 
 def prior_input(features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> np.ndarray:
@@ -75,6 +105,11 @@ class HumanPrior:
     targets: tuple[str, ...] = PRIOR_TARGETS
     info: dict = field(default_factory=dict)
     """How it was fitted (alpha, n, dataset); saved with it."""
+    bounds: np.ndarray | None = None
+    """(2, S) range of each statistic over the rated clips when the prior has range hinges (``fit_ranked`` with
+    ``outside``): the hinges are zero on every rated clip, so only the chain pairs set their weights — a
+    degradation that pushes a statistic past anything people rated can lower the estimate without moving any
+    rated clip's fit. None: no hinges (the inputs are ``prior_input`` as they are)."""
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, alpha: float = DEFAULT_ALPHA, targets: Sequence[str] = PRIOR_TARGETS,
@@ -98,7 +133,7 @@ class HumanPrior:
     @classmethod
     def fit_ranked(cls, x: np.ndarray, y: np.ndarray, pair_x: np.ndarray, pair_margin: np.ndarray,
                    alpha: float = DEFAULT_ALPHA, weight: float = DEFAULT_PAIR_WEIGHT, targets: Sequence[str] = PRIOR_TARGETS,
-                   info: dict | None = None, iterations: int = 15) -> HumanPrior:
+                   info: dict | None = None, iterations: int = 15, outside: float | None = None) -> HumanPrior:
         """The ridge of :meth:`fit` plus ranking constraints: each pair row asks that a clip's estimate exceed
         a worse version's by its margin (squared hinge, weight ``weight`` per pair; solved by active sets).
 
@@ -106,13 +141,25 @@ class HumanPrior:
         clips; pair_margin: (P, K) the gap wanted per target (NaN: no constraint on that target; 0: only
         "not higher"). Inputs are standardized by the rated clips' means and the scale of all inputs (rated
         and paired), so a degradation far outside the rated clips' range stays on one scale. A target with
-        no constraint is the plain ridge on the rated clips (the same predictions as :meth:`fit`)."""
+        no constraint is the plain ridge on the rated clips (the same predictions as :meth:`fit`).
+
+        outside: when given, range hinges join the inputs (``bounds``: the ``outside`` and 1 − ``outside``
+        quantiles of each statistic over the rated clips; 0 = their minimum and maximum)."""
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         pair_x, pair_margin = np.asarray(pair_x, np.float64), np.asarray(pair_margin, np.float64)
         if pair_x.ndim != 3 or pair_x.shape[1] != 2 or pair_x.shape[2] != x.shape[1]:
             raise ValueError(f"pair inputs must be (P, 2, {x.shape[1]}), got {pair_x.shape}")
         if pair_margin.shape != (len(pair_x), len(targets)):
             raise ValueError(f"pair margins must be ({len(pair_x)}, {len(targets)}), got {pair_margin.shape}")
+        bounds = None
+        if outside is not None:
+            if not 0 <= outside < 0.5:
+                raise ValueError(f"outside must lie in [0, 0.5), got {outside}")
+            s = x[:, x.shape[1] - STAT_INPUTS + OUTSIDE_POSITIONS]
+            bounds = np.stack([np.quantile(s, outside, axis=0), np.quantile(s, 1 - outside, axis=0)])
+            p = len(pair_x)
+            x = outside_inputs(x, bounds)
+            pair_x = outside_inputs(pair_x.reshape(2 * p, -1), bounds).reshape(p, 2, -1)
         plain = cls.fit(x, y, alpha, targets)
         mean = x.mean(0)
         scale = np.concatenate([x, pair_x.reshape(-1, x.shape[1])]).std(0)
@@ -140,19 +187,23 @@ class HumanPrior:
             coef[k] = w
             active_counts.append(int(active.sum()))
         meta = {"alpha": alpha, "n": int(len(x)), "pairs": int(len(pair_x)), "pair_weight": weight,
-                "active_pairs": active_counts, **(info or {})}
-        return cls(mean, scale, coef, bias, tuple(targets), meta)
+                "active_pairs": active_counts, **({"outside": outside} if outside is not None else {}), **(info or {})}
+        return cls(mean, scale, coef, bias, tuple(targets), meta, bounds)
 
     def predict_inputs(self, x: np.ndarray) -> np.ndarray:
-        """(N, D) → (N, K) estimates, clipped to 1–5."""
-        z = (np.asarray(x, np.float64) - self.mean) / self.scale
+        """(N, D) ``prior_input`` rows → (N, K) estimates, clipped to 1–5."""
+        x = np.asarray(x, np.float64)
+        if self.bounds is not None:
+            x = outside_inputs(x, self.bounds)
+        z = (x - self.mean) / self.scale
         return np.clip(z @ self.weights.T + self.bias, 1.0, 5.0)
 
     def predict(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
         """{target: 1–5 estimate} for one video."""
         x = prior_input(features, prompt_stats)
-        if x.shape != self.mean.shape:
-            raise ModelError("prior", f"expects {self.mean.shape[0]} inputs, the features give {x.shape[0]}",
+        width = self.mean.shape[0] - (2 * self.bounds.shape[1] if self.bounds is not None else 0)
+        if x.shape != (width,):
+            raise ModelError("prior", f"expects {width} inputs, the features give {x.shape[0]}",
                              "use the encoders the prior was fitted with (the checkpoint's config.json)")
         return dict(zip(self.targets, self.predict_inputs(x[None])[0].tolist(), strict=True))
 
@@ -168,6 +219,8 @@ class HumanPrior:
         from safetensors.numpy import save_file
 
         tensors = {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
+        if self.bounds is not None:
+            tensors["bounds"] = self.bounds
         save_file({k: np.ascontiguousarray(v, np.float64) for k, v in tensors.items()}, str(Path(directory) / PRIOR_FILE),
                   metadata={"targets": json.dumps(list(self.targets)), "info": json.dumps(self.info)})
 
@@ -182,8 +235,9 @@ class HumanPrior:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             t = {k: f.get_tensor(k) for k in ("mean", "scale", "weights", "bias")}
+            bounds = f.get_tensor("bounds") if "bounds" in f.keys() else None
         return cls(t["mean"], t["scale"], t["weights"], t["bias"], tuple(json.loads(meta.get("targets", "[]"))),
-                   json.loads(meta.get("info", "{}")))
+                   json.loads(meta.get("info", "{}")), bounds)
 
 
 def prior_stats(estimates: Mapping[str, float]) -> dict[str, float]:
@@ -198,5 +252,5 @@ def normalize_prior(value: float) -> float:
     return float(min(2.0, max(-2.0, float(value) - 3.0)))
 
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_PAIR_WEIGHT", "PRIOR_FILE", "PRIOR_OF_STREAM", "PRIOR_TARGETS", "HumanPrior", "normalize_prior",
-           "prior_input", "prior_stats", "stat_inputs"]
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_MARGIN", "DEFAULT_OUTSIDE", "DEFAULT_PAIR_WEIGHT", "PRIOR_FILE", "PRIOR_OF_STREAM", "PRIOR_TARGETS", "HumanPrior", "normalize_prior",
+           "outside_inputs", "prior_input", "prior_stats", "stat_inputs"]

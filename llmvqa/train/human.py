@@ -34,7 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-from llmvqa.model.prior import DEFAULT_ALPHA, DEFAULT_PAIR_WEIGHT, PRIOR_TARGETS, HumanPrior, prior_input, prior_stats
+from llmvqa.corpus.chains import ranked_chains
+from llmvqa.model.prior import (
+    DEFAULT_ALPHA,
+    DEFAULT_MARGIN,
+    DEFAULT_OUTSIDE,
+    DEFAULT_PAIR_WEIGHT,
+    PRIOR_TARGETS,
+    HumanPrior,
+    prior_input,
+    prior_stats,
+)
 from llmvqa.train.human_data import (
     CHAIN_RATINGS,
     FeaturesOf,
@@ -123,11 +133,13 @@ class CalibrationConfig:
     chain_margin: float = 1.5
     """Score gap (1–5 scale) a full-strength degradation should open below its clean clip in the scorer's chain
     steps."""
-    prior_margin: float = 0.25
+    prior_margin: float = DEFAULT_MARGIN
     """Gap (1–5) a full-strength degradation should open in the prior's estimate of the rating it hurts
     (``HumanPrior.fit_ranked``; eval/prior_pairs.py)."""
     pair_weight: float = DEFAULT_PAIR_WEIGHT
     """Weight of one chain pair in the prior's fit (a rated clip weighs 1)."""
+    prior_outside: float | None = DEFAULT_OUTSIDE
+    """Range hinges of the prior (``HumanPrior.fit_ranked``'s ``outside``; None: none)."""
     coverage: float = 0.8
     """Nominal coverage of the stated interval of the overall score."""
     seed: int = 0
@@ -171,14 +183,14 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
     y = np.array([[c.ratings[t] for t in PRIOR_TARGETS] for c in clips])  # (N, 3)
     folds = prompt_folds([c.prompt for c in clips], cfg.inner_folds, cfg.seed)
     info = {"dataset": str(Path(clips[0].path).parent.parent.name), "targets_of": {"prior_" + t: t for t in PRIOR_TARGETS}}
-    chains = list(chains or [])
+    chains = ranked_chains(list(chains or []))  # a degradation that did not change its clip has nothing to rank
     pairs = chain_pairs(chains, cfg.prior_margin) if chains else None
     # (N, 3): what the scorer sees while training
-    oof = cross_fitted(x, y, folds, cfg.alpha, pairs, cfg.pair_weight)
+    oof = cross_fitted(x, y, folds, cfg.alpha, pairs, cfg.pair_weight, cfg.prior_outside)
     if pairs is None:
         prior = HumanPrior.fit(x, y, cfg.alpha, info=info)
     else:  # degradations lower the estimate of the rating they hurt: a degraded clip below its own clean clip
-        prior = HumanPrior.fit_ranked(x, y, *pairs, alpha=cfg.alpha, weight=cfg.pair_weight,
+        prior = HumanPrior.fit_ranked(x, y, *pairs, alpha=cfg.alpha, weight=cfg.pair_weight, outside=cfg.prior_outside,
                                       info={**info, "chains": len(chains), "margin": cfg.prior_margin})
 
     model = QualityLLM.from_pretrained(base, is_trainable=True, scorer=False)

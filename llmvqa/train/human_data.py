@@ -64,16 +64,17 @@ def prompt_folds(prompts: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
 
 
 def cross_fitted(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float, pairs=None,
-                 pair_weight: float = DEFAULT_PAIR_WEIGHT) -> np.ndarray:
+                 pair_weight: float = DEFAULT_PAIR_WEIGHT, outside: float | None = None) -> np.ndarray:
     """(N, K) prior estimates, each from a prior fitted on the other folds (with the ranking ``pairs``,
-    (pair_x, pair_margin) of ``chain_pairs``, in every fold when given)."""
+    (pair_x, pair_margin) of ``chain_pairs``, in every fold when given; ``outside``: the range hinges of
+    ``HumanPrior.fit_ranked``)."""
     out = np.zeros_like(y, dtype=np.float64)
     for f in np.unique(folds):
         test = folds == f
         if pairs is None:
             prior = HumanPrior.fit(x[~test], y[~test], alpha)
         else:
-            prior = HumanPrior.fit_ranked(x[~test], y[~test], *pairs, alpha=alpha, weight=pair_weight)
+            prior = HumanPrior.fit_ranked(x[~test], y[~test], *pairs, alpha=alpha, weight=pair_weight, outside=outside)
         out[test] = prior.predict_inputs(x[test])
     return out
 
@@ -85,9 +86,12 @@ CHAIN_RATINGS = {"technical": "static", "motion": "temporal"}
 def chain_pairs(chains, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Ranking pairs of degradation chains for ``HumanPrior.fit_ranked``: every (weaker, stronger) pair of a
     chain; the rating its group hurts must drop by ``margin`` × the strength gap, the other quality rating
-    must not rise, prompt alignment is free. Returns pair_x (P, 2, D) and pair_margin (P, 3)."""
+    must not rise, prompt alignment is free; a chain whose degradation did not change the clip gives none
+    (``corpus.chains.changes``). Returns pair_x (P, 2, D) and pair_margin (P, 3)."""
+    from llmvqa.corpus.chains import ranked_chains
+
     xs, margins = [], []
-    for ch in chains:
+    for ch in ranked_chains(list(chains)):
         inputs = [prior_input(f, ps) for f, ps in zip(ch.features, ch.prompt_stats or [{}] * len(ch.features),
                                                        strict=True)]
         for i in range(len(inputs)):
