@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from llmvqa.corpus.chains import CHAIN_KINDS, build_chain, degrade
@@ -79,3 +80,20 @@ def test_the_calibrate_command_builds_as_many_chains_as_the_library_default():
     from llmvqa.corpus.chains import DEFAULT_CHAINS
 
     assert COMMAND_DEFAULT == DEFAULT_CHAINS  # kept apart only so that `calibrate --help` stays light
+
+
+def test_the_calibrate_command_reads_the_prior_settings():
+    import argparse
+
+    from llmvqa.commands import calibrate as command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["calibrate", "--model", "m", "--ratings", "r", "--out", "o", "--prior-outside", "none",
+                              "--prior-margin", "0.5"])
+    assert args.prior_outside == "none" and args.prior_margin == 0.5
+    assert parser.parse_args(["calibrate", "--model", "m", "--ratings", "r", "--out", "o"]).prior_outside is None
+    assert command._outside("0.1") == 0.1
+    for bad in ("0.5", "-0.1", "wide"):
+        with pytest.raises(argparse.ArgumentTypeError, match="quantile"):
+            command._outside(bad)

@@ -33,10 +33,27 @@ def register(subparsers) -> None:
     p.add_argument("--chains", type=int, default=DEFAULT_CHAINS,
                    help=f"degradation chains built from --synth (default {DEFAULT_CHAINS}; their features are cached)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: CalibrationConfig.steps)")
+    p.add_argument("--prior-margin", type=float, default=None,
+                   help="gap (1–5) a full-strength chain degradation should open in the prior (default 0.35)")
+    p.add_argument("--prior-outside", type=_outside, default=None, metavar="Q|none",
+                   help="range hinges of the prior: quantile of the rated clips' statistics past which chains may rank "
+                   "a clip down (default 0.2; 'none' for a linear prior)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-v", "--verbose", action="store_true", help="log the training steps")
     p.set_defaults(func=run)
+
+
+def _outside(text: str) -> float | str:
+    if text.lower() == "none":
+        return "none"
+    try:
+        q = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a quantile in [0, 0.5) or 'none', got {text!r}") from None
+    if not 0 <= q < 0.5:
+        raise argparse.ArgumentTypeError(f"expected a quantile in [0, 0.5) or 'none', got {text!r}")
+    return q
 
 
 def run(args) -> int:
@@ -51,6 +68,10 @@ def run(args) -> int:
     clips = load_rated(args.ratings)
     features_of = features_from_cache(encoder, args.cache)
     settings = {"seed": args.seed, **({"steps": args.steps} if args.steps is not None else {})}
+    if args.prior_margin is not None:
+        settings["prior_margin"] = args.prior_margin
+    if args.prior_outside is not None:
+        settings["prior_outside"] = None if args.prior_outside == "none" else args.prior_outside
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
     chains = None
     if args.synth:
