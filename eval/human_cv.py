@@ -51,6 +51,10 @@ def main(argv=None) -> int:
     ap.add_argument("--chains", type=int, default=DEFAULT_CHAINS, help=f"chains built from --synth (default {DEFAULT_CHAINS})")
     ap.add_argument("--cache", default="cache/features", help="feature cache")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--prior-margin", type=float, default=CalibrationConfig.prior_margin,
+                    help="gap a full-strength chain degradation should open in the prior (as llmvqa calibrate)")
+    ap.add_argument("--prior-outside", type=float, default=None,
+                    help="quantile of the prior's range hinges (as llmvqa calibrate; default: none)")
     ap.add_argument("--out", default="eval/reports/human_cv")
     ap.add_argument("--write-interval", default=None, metavar="MODEL_DIR",
                     help="write the interval from the held-out errors to MODEL_DIR/interval.json")
@@ -80,8 +84,8 @@ def main(argv=None) -> int:
         enc = meta.get("encoder")
         chains = build_chains(FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None), args.synth, "train",
                               args.chains, args.seed, cache=FeatureCache(args.cache))
-        pairs = chain_pairs(chains, CalibrationConfig.prior_margin)
-    cfg = CalibrationConfig(steps=args.steps, seed=args.seed)
+        pairs = chain_pairs(chains, args.prior_margin)
+    cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=args.prior_outside)
     report = cross_validate(base, clips, feats, features_of, folds, cfg, chains=chains, pairs=pairs,
                             ratings=args.ratings, log=log)
     if args.write_interval:
