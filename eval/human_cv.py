@@ -55,6 +55,9 @@ def main(argv=None) -> int:
                     help="gap a full-strength chain degradation should open in the prior (as llmvqa calibrate)")
     ap.add_argument("--prior-outside", type=float, default=None,
                     help="quantile of the prior's range hinges (as llmvqa calibrate; default: none)")
+    for kind in ("read", "human", "chain"):
+        ap.add_argument(f"--{kind}-steps", type=int, default=getattr(CalibrationConfig, f"{kind}_steps"),
+                        help=f"{kind} steps per calibration cycle (CalibrationConfig.{kind}_steps)")
     ap.add_argument("--out", default="eval/reports/human_cv")
     ap.add_argument("--write-interval", default=None, metavar="MODEL_DIR",
                     help="write the interval from the held-out errors to MODEL_DIR/interval.json")
@@ -85,7 +88,8 @@ def main(argv=None) -> int:
         chains = build_chains(FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None), args.synth, "train",
                               args.chains, args.seed, cache=FeatureCache(args.cache))
         pairs = chain_pairs(chains, args.prior_margin)
-    cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=args.prior_outside)
+    cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=args.prior_outside,
+                            read_steps=args.read_steps, human_steps=args.human_steps, chain_steps=args.chain_steps)
     report = cross_validate(base, clips, feats, features_of, folds, cfg, chains=chains, pairs=pairs,
                             ratings=args.ratings, log=log)
     if args.write_interval:

@@ -16,6 +16,7 @@ from llmvqa.evaluation.human import (
     chain_order,
     cross_validate,
     directions,
+    fidelity,
     prior_data,
     prior_setting,
     put_estimates,
@@ -250,6 +251,23 @@ def test_cv_markdown_has_one_row_per_scorer_with_dashes_for_what_it_lacks():
     assert lines[-1] == ("Interval from the held-out errors: ±0.500 for 80%; expected coverage on new clips "
                          "(each fold against the other folds' quantile): 75.0%.")
     assert "Interval from" not in cv_markdown({**report, "interval": None})
+
+
+def test_fidelity_separates_a_fold_offset_from_the_ranking_inside_each_fold():
+    prior = [3.0, 3.5, 4.0, 3.0, 3.5, 4.0]
+    # fold 0 follows the prior exactly; fold 1 ranks like it but sits 0.5 lower
+    scored = [3.0, 3.5, 4.0, 2.5, 3.0, 3.5]
+    fid = fidelity(scored, prior, [0, 0, 0, 1, 1, 1])
+    assert [r["offset"] for r in fid["folds"]] == pytest.approx([0.0, -0.5])
+    assert [r["srcc"] for r in fid["folds"]] == pytest.approx([1.0, 1.0])
+    assert fid["offset_spread"] == pytest.approx(0.25) and fid["offset_mean"] == pytest.approx(-0.25)
+    assert fid["mean_abs_difference"] == pytest.approx(0.25)
+    assert fid["pooled_srcc"] < 0.9  # pooled, the offset breaks ties the prior set
+    # a constant fold has no ranking to compare
+    assert math.isnan(fidelity([3.0, 3.0, 3.0], [1.0, 2.0, 3.0], [0, 0, 0])["folds"][0]["srcc"])
+    report = {"ratings": "r", "clips": 6, "folds": 2, "grouped_by": "prompt", "steps": 1, "rows": [], "fidelity": fid}
+    line = [x for x in cv_markdown(report).splitlines() if x.startswith("The scorer against the prior")][0]
+    assert "offset per fold (scorer − prior) +0.00, -0.50 (spread 0.250)" in line and line.endswith("1.000, 1.000.")
 
 
 # ---------------------------------------------------------------------------- eval/prior_pairs.py

@@ -172,6 +172,22 @@ def prior_data(feats: Sequence[tuple], clips: Sequence) -> tuple[np.ndarray, np.
     return x, y
 
 
+def fidelity(scored: Sequence[float], prior: Sequence[float], folds: Sequence[int]) -> dict:
+    """How closely each fold's calibrated scorer follows the prior it reads (overall score against the prior's
+    overall estimate, both held out): per fold the mean offset (scorer − prior, levels) and the SRCC between them;
+    over all clips the spread of the offsets (their standard deviation across folds), which the pooled agreement
+    with people pays for even when every fold ranks like its prior."""
+    scored, prior, folds = np.asarray(scored, float), np.asarray(prior, float), np.asarray(folds)
+    rows = []
+    for f in range(int(folds.max()) + 1):
+        m = folds == f
+        rho = srcc(scored[m], prior[m]) if m.sum() >= 3 and np.ptp(prior[m]) > 0 and np.ptp(scored[m]) > 0 else float("nan")
+        rows.append({"fold": f, "offset": float(np.mean(scored[m] - prior[m])), "srcc": float(rho)})
+    offsets = np.array([r["offset"] for r in rows])
+    return {"folds": rows, "offset_mean": float(offsets.mean()), "offset_spread": float(offsets.std()),
+            "pooled_srcc": float(srcc(scored, prior)), "mean_abs_difference": float(np.mean(np.abs(scored - prior)))}
+
+
 def cross_validate(base: str | Path, clips: Sequence, feats: Sequence[tuple], features_of: Callable, folds: np.ndarray,
                    cfg, *, chains=None, pairs=None, ratings: str = "", log: Callable[[str], None] | None = None) -> dict:
     """The report of eval/human_cv.py: every fold's clips scored by a model ``llmvqa.train.human.calibrate`` made
@@ -231,7 +247,8 @@ def cross_validate(base: str | Path, clips: Sequence, feats: Sequence[tuple], fe
     if pred_brisque is not None:
         rows.append(summarize("BRISQUE (LIVE SVM, −score; nothing fitted)", {"overall": pred_brisque}, clips))
     interval = heldout_interval(pred_model["overall"], human_table([c.ratings for c in clips])["overall"], folds)
-    return {"interval": interval, "ratings": str(ratings), "clips": n, "folds": int(folds.max()) + 1,
+    reads = pred_ranked if pred_ranked is not None else pred_ridge
+    return {"interval": interval, "fidelity": fidelity(pred_model["overall"], reads["overall"], folds), "ratings": str(ratings), "clips": n, "folds": int(folds.max()) + 1,
             "grouped_by": "prompt", "steps": cfg.steps, "chains": len(chains or []),
             "seconds": time.perf_counter() - t0, "rows": rows,
             "predictions": {"names": [c.name for c in clips], "model": pred_model, "ridge": pred_ridge,

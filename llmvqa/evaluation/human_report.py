@@ -49,6 +49,13 @@ def cv_markdown(report: Mapping) -> str:
     lines += ["", f"Within-generator SRCC is the mean over the generated sources (not {REAL_SOURCE}); "
               "interval coverage: share of clips whose human overall rating lies in the stated 80% interval "
               "(each fold's model states its own, from its calibration)."]
+    fid = report.get("fidelity")
+    if fid:
+        lines += ["", f"The scorer against the prior it reads (held out): pooled SRCC {fid['pooled_srcc']:.3f}, mean |difference| "
+                      f"{fid['mean_abs_difference']:.3f}; offset per fold (scorer − prior) "
+                      + ", ".join(f"{r['offset']:+.2f}" for r in fid["folds"])
+                      + f" (spread {fid['offset_spread']:.3f}); SRCC inside each fold "
+                      + ", ".join(_f(r["srcc"]) for r in fid["folds"]) + "."]
     iv = report.get("interval")
     if iv:
         lines += ["", f"Interval from the held-out errors: ±{iv['half_width']:.3f} for {iv['coverage']:.0%}; expected "
