@@ -58,6 +58,10 @@ def main(argv=None) -> int:
     for kind in ("read", "human", "chain"):
         ap.add_argument(f"--{kind}-steps", type=int, default=getattr(CalibrationConfig, f"{kind}_steps"),
                         help=f"{kind} steps per calibration cycle (CalibrationConfig.{kind}_steps)")
+    ap.add_argument("--read-near", type=float, default=CalibrationConfig.read_near,
+                    help="share of reading examples drawn around the rated clips' estimates (CalibrationConfig.read_near)")
+    ap.add_argument("--read-rank-weight", type=float, default=CalibrationConfig.read_rank_weight,
+                    help="rank loss weight on reading batches (CalibrationConfig.read_rank_weight)")
     ap.add_argument("--out", default="eval/reports/human_cv")
     ap.add_argument("--write-interval", default=None, metavar="MODEL_DIR",
                     help="write the interval from the held-out errors to MODEL_DIR/interval.json")
@@ -89,7 +93,8 @@ def main(argv=None) -> int:
                               args.chains, args.seed, cache=FeatureCache(args.cache))
         pairs = chain_pairs(chains, args.prior_margin)
     cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=args.prior_outside,
-                            read_steps=args.read_steps, human_steps=args.human_steps, chain_steps=args.chain_steps)
+                            read_steps=args.read_steps, human_steps=args.human_steps, chain_steps=args.chain_steps,
+                            read_near=args.read_near, read_rank_weight=args.read_rank_weight)
     report = cross_validate(base, clips, feats, features_of, folds, cfg, chains=chains, pairs=pairs,
                             ratings=args.ratings, log=log)
     if args.write_interval:

@@ -211,6 +211,9 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
     for name in ("config.json", "projectors.safetensors", "prior.safetensors", "interval.json", "scorer/config.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "scorer" / "config.json").read_text())["scorer_reads"] == list(HUMAN_ASPECTS)
+    reading = json.loads((out / "calibration.json").read_text())["reading"]  # the scorer against the prior it reads
+    assert reading["clips"] == len(clips) and 0 <= reading["mean_abs_error"] < 4
+    assert abs(reading["mean_error"]) <= reading["mean_abs_error"] + 1e-9
     model = QualityLLM.from_pretrained(out)
     main = QualityLLM.from_pretrained(tmp_path / "base")
     scorer = QualityLLM.from_pretrained(out / "scorer")
@@ -234,6 +237,21 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
     assert sc.score == pytest.approx(model.score(f, "a cat").score, abs=1e-5)
     assert text.endswith(f"The overall quality of this video is {level_of_score(sc.score)}.")
     assert text.count("The overall quality of this video is") == 1
+
+
+def test_reading_estimates_crowd_around_the_rated_clips_when_asked():
+    from llmvqa.train.human import _read_estimates
+
+    near = np.array([[3.8, 3.9, 3.2], [4.0, 4.1, 3.0]])
+    rng = np.random.default_rng(0)
+    close = np.stack([_read_estimates(CalibrationConfig(read_near=1.0, read_jitter=0.1), rng, near) for _ in range(400)])
+    spread = np.stack([_read_estimates(CalibrationConfig(read_near=0.0), rng, near) for _ in range(400)])
+    assert np.all(np.abs(close[:, 0] - 3.9) < 0.6) and close[:, 0].std() < 0.2
+    assert spread.min() >= 1.3 and spread.max() <= 4.9 and spread[:, 0].std() > 0.8
+    # without rated estimates (or clipped at the range) it stays in the reading range
+    far = np.stack([_read_estimates(CalibrationConfig(read_near=1.0, read_jitter=2.0), rng, near + 1) for _ in range(200)])
+    assert far.min() >= 1.3 and far.max() <= 4.9
+    assert _read_estimates(CalibrationConfig(read_near=1.0), rng, None).shape == (3,)
 
 
 def test_calibrate_with_chains_fits_a_ranked_prior_and_trains_chain_steps(gemma, tmp_path):

@@ -120,9 +120,17 @@ class CalibrationConfig:
     read_steps: int = 3
     """Reading steps per cycle: random prior estimates in the stats slots, their aspect mix as target."""
     read_range: tuple[float, float] = (1.3, 4.9)
+    """Range of the random estimates of reading steps (1–5 scale)."""
+    read_near: float = 0.0
+    """Share of reading examples whose estimates are drawn around the rated clips' own (cross-fitted) estimates
+    (each estimate plus normal noise of ``read_jitter`` levels) instead of uniformly over ``read_range``: the rated
+    clips' estimates crowd into a few tenths of a level, where the reading must be finest."""
+    read_jitter: float = 0.3
+    read_rank_weight: float = 0.0
+    """Weight of the rank loss (``losses.rank_loss``) on reading batches: the order of close estimates, which a
+    squared error of a few hundredths barely sees."""
     no_prompt_share: float = 0.3
     """Share of reading examples posed without a prompt (no alignment estimate), as `rate` without --prompt does."""
-    """Range of the random estimates of reading steps (1–5 scale)."""
     human_steps: int = 1
     """Human steps per cycle: rated clips, their cross-fitted estimates, the human ratings as targets."""
     chain_steps: int = 1
@@ -231,7 +239,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
         if kind == "chain":
             loss = _chain_loss(model, chains, chain_stats, counts["chain"], cfg, rng, version)
         elif kind == "read":
-            loss = _read_loss(model, pool, cfg, rng, version)
+            loss = _read_loss(model, pool, cfg, rng, version, near=oof)
         else:
             aspect = cfg.aspects[counts["human"] % len(cfg.aspects)]
             pick = rng.choice(len(clips), size=min(cfg.batch_size, len(clips)), replace=False)
@@ -251,6 +259,9 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
             log(f"calibrate step {step + 1}/{cfg.steps} ({kind}): loss {loss.item():.4f}")
 
     model.eval()
+    reading = reading_check(model, pool, oof, cfg, version)
+    log(f"reading check: overall |score − estimate| {reading['mean_abs_error']:.3f} on the rated clips' estimates, "
+        f"SRCC {reading['srcc']:.3f}")
     out.mkdir(parents=True, exist_ok=True)
     scorer_dir = out / "scorer"
     shutil.rmtree(scorer_dir, ignore_errors=True)
@@ -272,10 +283,34 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
                 "how": "quantile of the cross-fitted prior's absolute error on the overall target"}
     (out / "interval.json").write_text(json.dumps(interval, indent=2), encoding="utf-8")
     state = {"stage": "calibrate", "base": str(base), "clips": len(clips), "steps": cfg.steps,
-             "seconds": time.perf_counter() - t0, "settings": {k: v for k, v in vars(cfg).items()}}
+             "seconds": time.perf_counter() - t0, "reading": reading, "settings": {k: v for k, v in vars(cfg).items()}}
     (out / "calibration.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
     log(f"calibrated in {state['seconds']:.0f} s → {out}")
     return out
+
+
+def reading_check(model, pool, estimates: np.ndarray, cfg: CalibrationConfig, version: str, n: int = 32) -> dict:
+    """How faithfully the trained scorer reads the prior: the overall score asked with ``n`` of the rated clips'
+    own estimates (``estimates``, cross-fitted; ``pool``: the same clips first, as (features, prompt statistics,
+    prompt)), asked as ``llmvqa rate --prompt`` asks it, against their overall target
+    (mean of static and temporal): mean |score − target|, mean signed error and SRCC."""
+    import torch
+    from scipy.stats import spearmanr
+
+    from llmvqa.model.prior import prior_stats
+
+    rng = np.random.default_rng(cfg.seed + 1)
+    idx = rng.choice(len(estimates), size=min(n, len(estimates)), replace=False)
+    scores = []
+    with torch.no_grad():
+        for chunk in np.array_split(idx, max(1, len(idx) // cfg.batch_size)):
+            exs = [_example(model, "overall", pool[i][0], {**pool[i][1], **prior_stats(dict(zip(PRIOR_TARGETS, estimates[i],
+                                                                                              strict=True)))},
+                            pool[i][2], version) for i in chunk]
+            scores += model.forward(model.collator(exs))["expected_score"].tolist()
+    score, tgt = np.array(scores), estimates[idx, :2].mean(axis=1)
+    return {"clips": len(idx), "mean_abs_error": float(np.mean(np.abs(score - tgt))),
+            "mean_error": float(np.mean(score - tgt)), "srcc": float(spearmanr(score, tgt)[0])}
 
 
 def _step_kinds(cfg: CalibrationConfig, with_chains: bool) -> list[str]:
@@ -326,19 +361,30 @@ def _warm_start(model, pool, cfg: CalibrationConfig, rng, version: str) -> None:
         model.zero_grad(set_to_none=True)
 
 
-def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str):
-    """Teach the scorer to read the prior: random estimates in the stats slots, the aspect's own mix of
-    them as the target (MSE on the 1–5 scale / 4). Content and estimate are independent here, so the
-    only way to the target is the slot."""
+def _read_estimates(cfg: CalibrationConfig, rng, near: np.ndarray | None) -> np.ndarray:
+    """One reading example's estimates (``PRIOR_TARGETS`` order, 1–5): uniform over ``cfg.read_range`` or, for a
+    ``cfg.read_near`` share, a random row of ``near`` (the rated clips' estimates) plus noise, kept in the range."""
+    lo, hi = cfg.read_range
+    if near is not None and len(near) and rng.random() < cfg.read_near:
+        row = near[int(rng.integers(len(near)))]
+        return np.clip(row + rng.normal(0.0, cfg.read_jitter, size=len(PRIOR_TARGETS)), lo, hi)
+    return rng.uniform(lo, hi, size=len(PRIOR_TARGETS))
+
+
+def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str, near: np.ndarray | None = None):
+    """Teach the scorer to read the prior: random estimates in the stats slots (``_read_estimates``), the
+    aspect's own mix of them as the target (MSE on the 1–5 scale / 4, soft level CE and, with
+    ``cfg.read_rank_weight``, the rank loss). Content and estimate are independent here, so the only way to
+    the target is the slot."""
     import torch
 
     from llmvqa.model.prior import prior_stats
-    from llmvqa.train.losses import soft_level_ce
+    from llmvqa.train.losses import rank_loss, soft_level_ce
 
     exs, tgt = [], []
     for i in rng.choice(len(pool), size=min(cfg.batch_size, len(pool)), replace=False):
         f, ps, prompt = pool[i]
-        est = dict(zip(PRIOR_TARGETS, rng.uniform(*cfg.read_range, size=len(PRIOR_TARGETS)), strict=True))
+        est = dict(zip(PRIOR_TARGETS, _read_estimates(cfg, rng, near), strict=True))
         aspects = cfg.aspects
         if rng.random() < cfg.no_prompt_share:  # as rated without a prompt: no alignment slot, quality aspects only
             ps = {k: v for k, v in ps.items() if k != "prompt_alignment"}
@@ -350,7 +396,8 @@ def _read_loss(model, pool, cfg: CalibrationConfig, rng, version: str):
         tgt.append(target(aspect, est))
     out = model.forward(model.collator(exs))
     t = torch.tensor(tgt, dtype=out["expected_score"].dtype)
-    return torch.mean(((out["expected_score"] - t) / 4.0) ** 2) + cfg.ce_weight * soft_level_ce(out["level_logits"], t)
+    loss = torch.mean(((out["expected_score"] - t) / 4.0) ** 2) + cfg.ce_weight * soft_level_ce(out["level_logits"], t)
+    return loss + cfg.read_rank_weight * rank_loss(out["expected_score"], t) if cfg.read_rank_weight else loss
 
 
 def _chain_loss(model, chains, chain_stats, k: int, cfg: CalibrationConfig, rng, version: str):
