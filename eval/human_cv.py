@@ -62,6 +62,10 @@ def main(argv=None) -> int:
                     help="share of reading examples drawn around the rated clips' estimates (CalibrationConfig.read_near)")
     ap.add_argument("--read-rank-weight", type=float, default=CalibrationConfig.read_rank_weight,
                     help="rank loss weight on reading batches (CalibrationConfig.read_rank_weight)")
+    ap.add_argument("--projector-lr", type=float, default=CalibrationConfig.projector_lr,
+                    help="learning rate of the scorer's stats MLPs (CalibrationConfig.projector_lr)")
+    ap.add_argument("--prior-lr", type=float, default=CalibrationConfig.prior_lr,
+                    help="learning rate of the scorer's prior directions (CalibrationConfig.prior_lr)")
     ap.add_argument("--out", default="eval/reports/human_cv")
     ap.add_argument("--write-interval", default=None, metavar="MODEL_DIR",
                     help="write the interval from the held-out errors to MODEL_DIR/interval.json")
@@ -94,7 +98,8 @@ def main(argv=None) -> int:
         pairs = chain_pairs(chains, args.prior_margin)
     cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=args.prior_outside,
                             read_steps=args.read_steps, human_steps=args.human_steps, chain_steps=args.chain_steps,
-                            read_near=args.read_near, read_rank_weight=args.read_rank_weight)
+                            read_near=args.read_near, read_rank_weight=args.read_rank_weight,
+                            projector_lr=args.projector_lr, prior_lr=args.prior_lr)
     report = cross_validate(base, clips, feats, features_of, folds, cfg, chains=chains, pairs=pairs,
                             ratings=args.ratings, log=log)
     if args.write_interval:
