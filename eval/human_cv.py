@@ -66,6 +66,8 @@ def main(argv=None) -> int:
                     help="learning rate of the scorer's stats MLPs (CalibrationConfig.projector_lr)")
     ap.add_argument("--prior-lr", type=float, default=CalibrationConfig.prior_lr,
                     help="learning rate of the scorer's prior directions (CalibrationConfig.prior_lr)")
+    ap.add_argument("--read-extra-steps", type=int, default=CalibrationConfig.read_extra_steps,
+                    help="most extra reading steps while the scorer's reading check fails (CalibrationConfig.read_extra_steps)")
     ap.add_argument("--out", default="eval/reports/human_cv")
     ap.add_argument("--write-interval", default=None, metavar="MODEL_DIR",
                     help="write the interval from the held-out errors to MODEL_DIR/interval.json")
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
     cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=args.prior_outside,
                             read_steps=args.read_steps, human_steps=args.human_steps, chain_steps=args.chain_steps,
                             read_near=args.read_near, read_rank_weight=args.read_rank_weight,
-                            projector_lr=args.projector_lr, prior_lr=args.prior_lr)
+                            projector_lr=args.projector_lr, prior_lr=args.prior_lr,
+                            read_extra_steps=args.read_extra_steps)
     report = cross_validate(base, clips, feats, features_of, folds, cfg, chains=chains, pairs=pairs,
                             ratings=args.ratings, log=log)
     if args.write_interval:

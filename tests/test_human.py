@@ -213,7 +213,7 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
     assert json.loads((out / "scorer" / "config.json").read_text())["scorer_reads"] == list(HUMAN_ASPECTS)
     reading = json.loads((out / "calibration.json").read_text())["reading"]  # the scorer against the prior it reads
     assert reading["clips"] == len(clips) and 0 <= reading["mean_abs_error"] < 4
-    assert abs(reading["mean_error"]) <= reading["mean_abs_error"] + 1e-9
+    assert abs(reading["mean_error"]) <= reading["mean_abs_error"] + 1e-9 and reading["extra_steps"] == 0
     model = QualityLLM.from_pretrained(out)
     main = QualityLLM.from_pretrained(tmp_path / "base")
     scorer = QualityLLM.from_pretrained(out / "scorer")
@@ -263,11 +263,15 @@ def test_calibrate_with_chains_fits_a_ranked_prior_and_trains_chain_steps(gemma,
               for i in range(3)]
     log = []
     out = calibrate(tmp_path / "base", clips, lambda c: by_name[c.name], tmp_path / "out",
-                    CalibrationConfig(steps=3, batch_size=4, inner_folds=3, read_steps=1), log=log.append, chains=chains)
+                    CalibrationConfig(steps=3, batch_size=4, inner_folds=3, read_steps=1, read_extra_steps=2,
+                                      read_check_srcc=1.01), log=log.append, chains=chains)
     prior = HumanPrior.load(out)
     assert prior.info["pairs"] == 9 and prior.info["chains"] == 3
     assert "outside" not in prior.info and prior.bounds is None  # no range hinges by default
     assert any("(chain)" in m for m in log)  # the last step of the cycle read, human, chain
+    # a reading check no scorer can pass (SRCC > 1) gets the extra reading steps, no more
+    assert json.loads((out / "calibration.json").read_text())["reading"]["extra_steps"] == 2
+    assert any(m.endswith("2 extra reading steps") for m in log)
     assert not (out / "scorer" / "interval.json").exists() and (out / "interval.json").is_file()
 
 

@@ -129,6 +129,13 @@ class CalibrationConfig:
     read_rank_weight: float = 0.0
     """Weight of the rank loss (``losses.rank_loss``) on reading batches: the order of close estimates, which a
     squared error of a few hundredths barely sees."""
+    read_extra_steps: int = 0
+    """Most extra reading steps after ``steps`` while the reading check (``reading_check``) fails: its SRCC below
+    ``read_check_srcc`` or its mean error beyond ±``read_check_bias`` levels (0: no extra steps, as shipped).
+    With 60 steps the six fold scorers of eval/human_cv.py sat −0.97 … +0.32 levels off their prior, and one read
+    it at SRCC 0.10 (model card)."""
+    read_check_srcc: float = 0.9
+    read_check_bias: float = 0.15
     no_prompt_share: float = 0.3
     """Share of reading examples posed without a prompt (no alignment estimate), as `rate` without --prompt does."""
     human_steps: int = 1
@@ -260,8 +267,22 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
 
     model.eval()
     reading = reading_check(model, pool, oof, cfg, version)
-    log(f"reading check: overall |score − estimate| {reading['mean_abs_error']:.3f} on the rated clips' estimates, "
-        f"SRCC {reading['srcc']:.3f}")
+    extra = 0
+    while extra < cfg.read_extra_steps and (reading["srcc"] < cfg.read_check_srcc
+                                            or abs(reading["mean_error"]) > cfg.read_check_bias):
+        model.train()
+        for _ in range(min(10, cfg.read_extra_steps - extra)):  # at the full learning rate, reading only
+            loss = _read_loss(model, pool, cfg, rng, version, near=oof)
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optim.step()
+            extra += 1
+        model.eval()
+        reading = reading_check(model, pool, oof, cfg, version)
+    reading["extra_steps"] = extra
+    log(f"reading check: overall |score − estimate| {reading['mean_abs_error']:.3f} (mean {reading['mean_error']:+.3f}) "
+        f"on the rated clips' estimates, SRCC {reading['srcc']:.3f}; {extra} extra reading steps")
     out.mkdir(parents=True, exist_ok=True)
     scorer_dir = out / "scorer"
     shutil.rmtree(scorer_dir, ignore_errors=True)
