@@ -239,6 +239,12 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
             p.token_gate.fill_(cfg.token_gate)
             p.stats_gate.fill_(1.0 if stream in cfg.open_stats else cfg.stats_gate)
     _warm_start(model, pool, cfg, rng, version)
+    def update(loss) -> None:
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+
     kinds = _step_kinds(cfg, bool(chains))
     counts = dict.fromkeys(("read", "human", "chain"), 0)
     for step in range(cfg.steps):
@@ -257,10 +263,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
             loss = (cfg.mse_weight * torch.mean(((pred - tgt) / 4.0) ** 2) + cfg.plcc_weight * plcc_loss(pred, tgt)
                     + cfg.rank_weight * rank_loss(pred, tgt) + cfg.ce_weight * soft_level_ce(res["level_logits"], tgt))
         counts[kind] += 1
-        optim.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optim.step()
+        update(loss)
         sched.step()
         if step % 10 == 0 or step == cfg.steps - 1:
             log(f"calibrate step {step + 1}/{cfg.steps} ({kind}): loss {loss.item():.4f}")
@@ -272,11 +275,7 @@ def calibrate(base_dir: str | Path, clips: Sequence[RatedClip], features_of: Fea
                                             or abs(reading["mean_error"]) > cfg.read_check_bias):
         model.train()
         for _ in range(min(10, cfg.read_extra_steps - extra)):  # at the full learning rate, reading only
-            loss = _read_loss(model, pool, cfg, rng, version, near=oof)
-            optim.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optim.step()
+            update(_read_loss(model, pool, cfg, rng, version, near=oof))
             extra += 1
         model.eval()
         reading = reading_check(model, pool, oof, cfg, version)
