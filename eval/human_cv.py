@@ -53,8 +53,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--prior-margin", type=float, default=CalibrationConfig.prior_margin,
                     help="gap a full-strength chain degradation should open in the prior (as llmvqa calibrate)")
-    ap.add_argument("--prior-outside", type=float, default=None,
-                    help="quantile of the prior's range hinges (as llmvqa calibrate; default: none)")
+    ap.add_argument("--prior-outside", type=float, default=CalibrationConfig.prior_outside,
+                    help="quantile of the prior's range hinges (as llmvqa calibrate; default "
+                    f"{CalibrationConfig.prior_outside}; a negative value: none)")
     for kind in ("read", "human", "chain"):
         ap.add_argument(f"--{kind}-steps", type=int, default=getattr(CalibrationConfig, f"{kind}_steps"),
                         help=f"{kind} steps per calibration cycle (CalibrationConfig.{kind}_steps)")
@@ -98,7 +99,8 @@ def main(argv=None) -> int:
         chains = build_chains(FeatureExtractor(EncoderConfig.from_dict(enc) if enc else None), args.synth, "train",
                               args.chains, args.seed, cache=FeatureCache(args.cache))
         pairs = chain_pairs(chains, args.prior_margin)
-    cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=args.prior_outside,
+    outside = None if args.prior_outside is None or args.prior_outside < 0 else args.prior_outside
+    cfg = CalibrationConfig(steps=args.steps, seed=args.seed, prior_margin=args.prior_margin, prior_outside=outside,
                             read_steps=args.read_steps, human_steps=args.human_steps, chain_steps=args.chain_steps,
                             read_near=args.read_near, read_rank_weight=args.read_rank_weight,
                             projector_lr=args.projector_lr, prior_lr=args.prior_lr,

@@ -92,7 +92,7 @@ def test_the_calibrate_command_reads_the_prior_settings():
     args = parser.parse_args(["calibrate", "--model", "m", "--ratings", "r", "--out", "o", "--prior-outside", "none",
                               "--prior-margin", "0.5"])
     assert args.prior_outside == "none" and args.prior_margin == 0.5
-    assert parser.parse_args(["calibrate", "--model", "m", "--ratings", "r", "--out", "o"]).prior_outside is None
+    assert parser.parse_args(["calibrate", "--model", "m", "--ratings", "r", "--out", "o"]).prior_outside is None  # the config default
     assert command._outside("0.1") == 0.1
     for bad in ("0.5", "-0.1", "wide"):
         with pytest.raises(argparse.ArgumentTypeError, match="quantile"):

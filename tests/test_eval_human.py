@@ -187,6 +187,8 @@ def test_cross_validate_scores_each_fold_by_a_model_calibrated_without_it(monkey
     # |error| ≤ 0.5 for all but c7 (1.0) and c8 (0.875)
     assert report["rows"][0]["coverage"] == pytest.approx(7 / 9) and "coverage" not in report["rows"][1]
     assert (report["clips"], report["folds"], report["steps"], report["chains"], report["ratings"]) == (9, 3, 3, 1, "data/rated")
+    assert report["config"]["steps"] == 3 and report["config"]["alpha"] == 1.0  # the recipe the folds were trained with
+    json.dumps(report["config"])  # and it is JSON
     # the 80% quantile (linear) of the nine errors: position 6.4 → 0.5 + 0.4 × (0.875 − 0.5) = 0.65; folds 0 and 1
     # lie inside the others' quantile (0.875 both times), fold 2 outside its (0.375)
     assert report["interval"]["half_width"] == pytest.approx(0.65)

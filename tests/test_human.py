@@ -16,7 +16,7 @@ from llmvqa.evaluation.human import agreement, coverage, real_outranks, within_s
 from llmvqa.features import VideoFeatures
 from llmvqa.levels import level_of_score
 from llmvqa.model import QualityLLM
-from llmvqa.model.prior import PRIOR_OF_STREAM, HumanPrior, prior_input, prior_stats
+from llmvqa.model.prior import DEFAULT_MARGIN, DEFAULT_OUTSIDE, PRIOR_OF_STREAM, HumanPrior, prior_input, prior_stats
 from llmvqa.model.projectors import stats_vector
 from llmvqa.prompts import aspect_query
 from llmvqa.train.human import (
@@ -207,7 +207,7 @@ def test_calibrate_writes_a_model_whose_scorer_reads_the_human_aspects(gemma, tm
     clips, feats = _rated(tmp_path)
     by_name = {c.name: f for c, f in zip(clips, feats, strict=True)}
     out = calibrate(tmp_path / "base", clips, lambda c: by_name[c.name], tmp_path / "out",
-                    CalibrationConfig(steps=3, batch_size=4, inner_folds=3))
+                    CalibrationConfig(steps=3, batch_size=4, inner_folds=3, read_extra_steps=0))
     for name in ("config.json", "projectors.safetensors", "prior.safetensors", "interval.json", "scorer/config.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "scorer" / "config.json").read_text())["scorer_reads"] == list(HUMAN_ASPECTS)
@@ -267,7 +267,8 @@ def test_calibrate_with_chains_fits_a_ranked_prior_and_trains_chain_steps(gemma,
                                       read_check_srcc=1.01), log=log.append, chains=chains)
     prior = HumanPrior.load(out)
     assert prior.info["pairs"] == 9 and prior.info["chains"] == 3
-    assert "outside" not in prior.info and prior.bounds is None  # no range hinges by default
+    assert prior.info["outside"] == DEFAULT_OUTSIDE and prior.bounds is not None  # range hinges by default
+    assert prior.info["margin"] == DEFAULT_MARGIN
     assert any("(chain)" in m for m in log)  # the last step of the cycle read, human, chain
     # a reading check no scorer can pass (SRCC > 1) gets the extra reading steps, no more
     assert json.loads((out / "calibration.json").read_text())["reading"]["extra_steps"] == 2

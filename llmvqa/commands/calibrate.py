@@ -34,10 +34,11 @@ def register(subparsers) -> None:
                    help=f"degradation chains built from --synth (default {DEFAULT_CHAINS}; their features are cached)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: CalibrationConfig.steps)")
     p.add_argument("--prior-margin", type=float, default=None,
-                   help="gap (1–5) a full-strength chain degradation should open in the prior (default 0.25)")
+                   help="gap (1–5) a full-strength chain degradation should open in the prior (default: "
+                   "llmvqa.model.prior.DEFAULT_MARGIN, 0.35)")
     p.add_argument("--prior-outside", type=_outside, default=None, metavar="Q|none",
                    help="range hinges of the prior: quantile of the rated clips' statistics past which chains may rank "
-                   "a clip down, e.g. 0.2 (default 'none': a linear prior, as shipped)")
+                   "a clip down (default: DEFAULT_OUTSIDE, 0.2; 'none': a linear prior, as release 4)")
     p.add_argument("--cache", default="cache/features", help="feature cache folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-v", "--verbose", action="store_true", help="log the training steps")

@@ -18,6 +18,7 @@ prior and chain code is imported where it is used, so the metrics load without t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -248,8 +249,10 @@ def cross_validate(base: str | Path, clips: Sequence, feats: Sequence[tuple], fe
         rows.append(summarize("BRISQUE (LIVE SVM, −score; nothing fitted)", {"overall": pred_brisque}, clips))
     interval = heldout_interval(pred_model["overall"], human_table([c.ratings for c in clips])["overall"], folds)
     reads = pred_ranked if pred_ranked is not None else pred_ridge
-    return {"interval": interval, "fidelity": fidelity(pred_model["overall"], reads["overall"], folds), "ratings": str(ratings), "clips": n, "folds": int(folds.max()) + 1,
+    return {"interval": interval, "fidelity": fidelity(pred_model["overall"], reads["overall"], folds),
+            "ratings": str(ratings), "clips": n, "folds": int(folds.max()) + 1,
             "grouped_by": "prompt", "steps": cfg.steps, "chains": len(chains or []),
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()},
             "seconds": time.perf_counter() - t0, "rows": rows,
             "predictions": {"names": [c.name for c in clips], "model": pred_model, "ridge": pred_ridge,
                             "before": pred_before, "ranked": pred_ranked, "brisque": pred_brisque,

@@ -35,17 +35,19 @@ DEFAULT_ALPHA = 1000.0
 """Ridge penalty on standardized inputs (grouped-fold CV on fetv_dev: flat from 100 to 3,000)."""
 DEFAULT_PAIR_WEIGHT = 3.0
 """Weight of one ranking pair against one rated clip in :meth:`HumanPrior.fit_ranked` (rated clips weigh 1)."""
-DEFAULT_MARGIN = 0.25
-"""Gap (1–5) a full-strength degradation should open in the estimate of the rating it hurts (the shipped prior's)."""
+DEFAULT_MARGIN = 0.35
+"""Gap (1–5) a full-strength degradation should open in the estimate of the rating it hurts (the shipped prior's;
+release 4 shipped 0.25 without range hinges)."""
 DEFAULT_OUTSIDE = 0.2
-"""Quantile of the range hinges when they are used (:meth:`HumanPrior.fit_ranked`'s ``outside``; off by default).
+"""Quantile of the range hinges (:meth:`HumanPrior.fit_ranked`'s ``outside``; the shipped prior's since release 5).
 eval/prior_pairs.py (fetv_dev in 6 prompt-grouped folds; 240 train-split chains rank, 72 val-split chains select,
 72 test-split chains report), as weight : margin : outside — 3 : 0.35 : 0.2: held-out SRCC 0.562 static / 0.784
 temporal, 85.4% of val and 87.1% of test chain pairs ordered, the carphone pair in order; 3 : 0.25 without hinges
 (the shipped prior): 0.541 / 0.738, 78.7% / 82.6%; 3 : 0.5 : 0.2: 0.519 / 0.751, 88.2% / 88.3%. The rated clips
 alone: 48% of chain pairs (on AI video people prefer some of what degradations add, e.g. grain). The prior alone
-is better with the hinges on every count; the scorer calibrated on it (eval/human_cv.py, same folds) agreed less
-with people (0.440 / 0.630) in its one run, so they are not the default."""
+is better with the hinges on every count. The scorer calibrated on it agreed less with people (0.440 / 0.630,
+eval/human_cv.py, same folds) until it was taught to read the prior finely (``CalibrationConfig.read_near``,
+``read_rank_weight``, ``read_extra_steps``: 0.625 / 0.746)."""
 
 
 def stat_inputs(features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> np.ndarray:
