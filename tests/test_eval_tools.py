@@ -159,6 +159,32 @@ def test_fetv_and_synth_items(tmp_path):
     assert [r["video"] for r in synth_rows(manifest, "train")] == ["videos/b.mp4"]
 
 
+def test_one_manifest_reader_names_the_file_and_line_of_a_bad_record(tmp_path):
+    from llmvqa.corpus.chains import clean_records
+    from llmvqa.corpus.manifest import read_manifest
+    from llmvqa.errors import DataError
+    from llmvqa.train.dimension_stage import load_synth_items
+
+    manifest = tmp_path / "manifest.jsonl"
+    recs = [{"video": "a.mp4", "split": "train", "scores": {"noise": 1.0}},
+            {"video": "b.mp4", "split": "train", "degradations": [["noise", 0.5]], "scores": {"noise": 0.5}},
+            {"video": "c.mp4", "split": "train", "twin_of": "a", "scores": {"noise": 1.0}}]
+    manifest.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    assert [r["video"] for r in read_manifest(manifest)] == ["a.mp4", "b.mp4", "c.mp4"]
+    assert [r["video"] for r in clean_records(manifest, "train")] == ["a.mp4"]  # neither degraded nor a twin
+    with pytest.raises(DataError, match="not found"):
+        read_manifest(tmp_path / "missing.jsonl")
+    for bad, what in (("{not json", "not JSON"), ("[1, 2]", "not a clip record"), ('{"split": "train"}', "not a clip")):
+        manifest.write_text(json.dumps(recs[0]) + "\n" + bad + "\n")
+        for reader in (read_manifest, lambda m: clean_records(m, "train"), lambda m: load_synth_items(m, "train")):
+            with pytest.raises(DataError, match=what) as err:
+                reader(manifest)
+            assert err.value.subject == f"{manifest}:2"
+    manifest.write_text(json.dumps({**recs[0], "scores": {"noise": "high"}}) + "\n")
+    with pytest.raises(DataError, match="scores"):
+        load_synth_items(manifest, "train")
+
+
 # --- defects -------------------------------------------------------------------------------------------------------
 
 

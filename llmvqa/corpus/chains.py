@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from llmvqa.corpus.degradations import apply, bitrate_for
+from llmvqa.corpus.manifest import read_manifest
 from llmvqa.errors import DataError
 from llmvqa.features import VideoFeatures
 
@@ -49,15 +49,7 @@ class Chain:
 
 def clean_records(manifest: str | Path, split: str) -> list[dict]:
     """Undegraded, non-twin records of one split of a synth manifest."""
-    path = Path(manifest)
-    if not path.is_file():
-        raise DataError(str(path), "not found", "build the corpus first: llmvqa sig synth --out data/synth")
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec.get("split") == split and not rec.get("degradations") and not rec.get("twin_of"):
-            out.append(rec)
-    return out
+    return [r for r in read_manifest(manifest, split) if not r.get("degradations") and not r.get("twin_of")]
 
 
 def pick(records: list[dict], n: int, seed: int = 0) -> list[tuple[dict, str]]:

@@ -3,19 +3,14 @@ one split of a synth manifest, and the manifest's records of a split."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from llmvqa.errors import DataError
+from llmvqa.corpus.manifest import read_manifest
 
 
 def synth_rows(manifest: str | Path, split: str) -> list[dict]:
-    """The records of ``split`` in a synth ``manifest.jsonl``, in file order."""
-    path = Path(manifest)
-    if not path.is_file():
-        raise DataError(str(path), "not found", "build the corpus first: llmvqa sig synth --out data/synth")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if r.get("split") == split]
+    """The records of ``split`` in a synth ``manifest.jsonl``, in file order (``llmvqa.corpus.manifest``)."""
+    return read_manifest(manifest, split)
 
 
 def synth_items(manifest: str | Path, split: str) -> list[tuple[str, str | None]]:

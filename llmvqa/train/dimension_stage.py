@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmvqa.corpus.manifest import read_manifest
 from llmvqa.errors import DataError
 from llmvqa.levels import LEVELS, level_of_score
 from llmvqa.train.losses import soft_level_ce
@@ -56,21 +57,14 @@ class DimensionItem:
 def load_synth_items(manifest: str | Path, split: str = "train") -> list[DimensionItem]:
     """The clips of one split of a synth manifest (``llmvqa sig synth``) with their dimension targets."""
     manifest = Path(manifest)
-    if not manifest.is_file():
-        raise DataError(str(manifest), "not found", "pass the manifest.jsonl that `llmvqa sig synth` wrote")
     items = []
-    for i, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for rec in read_manifest(manifest, split):
         try:
-            rec = json.loads(line)
-            if rec.get("split") != split:
-                continue
             targets = {k: 1.0 + 4.0 * float(v) for k, v in rec["scores"].items() if k != "overall"}
-            items.append(DimensionItem(manifest.parent / rec["video"], rec.get("prompt") or None, targets,
-                                       str(rec.get("source") or "")))
-        except (ValueError, KeyError, TypeError) as err:
-            raise DataError(f"{manifest}:{i}", f"bad record ({err})", "re-run llmvqa sig synth") from err
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataError(f"{manifest} ({rec['video']})", f"bad `scores` ({err})", "re-run llmvqa sig synth") from err
+        items.append(DimensionItem(manifest.parent / rec["video"], rec.get("prompt") or None, targets,
+                                   str(rec.get("source") or "")))
     if not items:
         raise DataError(str(manifest), f"has no clips in split {split!r}", "use a split the manifest has")
     return items
