@@ -74,8 +74,9 @@ python -m llmvqa.cli train --config "$CONFIG" --fill-cache "${EXTRA[@]}"
 "${LAUNCH[@]}" train --config "$CONFIG" --stage 3 --resume "${EXTRA[@]}"
 
 # ---- 5. human stage: where human-rated clips are present ($HUMAN_RATINGS, default ../shared/data/fetv_dev:
-#         labels.csv + clips/), fit the human prior on them, ranked by degradation chains of the synth corpus,
-#         and train the scorer to read it (llmvqa calibrate --synth).
+#         labels.csv + clips/), fit the human prior on them, ranked by degradation chains of the synth corpus
+#         (with range hinges), and train the scorer to read it, with extra reading steps while its reading check
+#         fails (llmvqa calibrate --synth; the recipe is CalibrationConfig's defaults).
 #         Without them the model is stage 3's.
 FINAL="$OUT/stage3/final"
 HUMAN_RATINGS="${HUMAN_RATINGS:-../shared/data/fetv_dev}"
@@ -87,7 +88,7 @@ if [ -f "$HUMAN_RATINGS/labels.csv" ]; then
   [ -f "$OUT/calibrated/scorer/config.json" ] || python -m llmvqa.cli calibrate --model "$FINAL" \
       --ratings "$HUMAN_RATINGS" "${CHAIN_ARGS[@]}" --out "$OUT/calibrated" --verbose
   FINAL="$OUT/calibrated"
-  # the 80% interval from the held-out errors of prompt-grouped folds (≈ 16 min on 2 cores)
+  # the 80% interval from the held-out errors of prompt-grouped folds (≈ 50 min on 2 cores)
   if [ -f eval/human_cv.py ] && [ ! -f "$OUT/human_cv/report.json" ]; then
     python eval/human_cv.py --base "$FINAL" --ratings "$HUMAN_RATINGS" "${CHAIN_ARGS[@]}" --out "$OUT/human_cv" \
       --write-interval "$FINAL"
