@@ -451,3 +451,15 @@ def test_the_scorer_answers_prompt_alignment_however_it_is_named_in_its_own_word
         own = model.score_batch([f], ["a cat"], None, *by_key)[0].score
     assert asked == pytest.approx(own, abs=1e-5)
     assert model.score(f, "a cat", by_name[0], answer_prefix=by_name[1]).score == pytest.approx(own, abs=1e-5)
+
+
+def test_the_shipped_model_was_calibrated_with_the_default_recipe():
+    """`llmvqa calibrate` with no options reproduces the shipped scorer's recipe: a change of a
+    CalibrationConfig default without a new release (or the reverse) fails here."""
+    from llmvqa.assessor import DEFAULT_MODEL_DIR
+
+    record = json.loads((DEFAULT_MODEL_DIR / "calibration.json").read_text())
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(CalibrationConfig()).items()}
+    assert record["settings"] == defaults
+    prior = HumanPrior.load(DEFAULT_MODEL_DIR)
+    assert prior.info["margin"] == DEFAULT_MARGIN and prior.info["outside"] == DEFAULT_OUTSIDE
