@@ -252,7 +252,7 @@ def cross_validate(base: str | Path, clips: Sequence, feats: Sequence[tuple], fe
     return {"interval": interval, "fidelity": fidelity(pred_model["overall"], reads["overall"], folds),
             "ratings": str(ratings), "clips": n, "folds": int(folds.max()) + 1,
             "grouped_by": "prompt", "steps": cfg.steps, "chains": len(chains or []),
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()},
+            "config": dataclasses.asdict(cfg),
             "seconds": time.perf_counter() - t0, "rows": rows,
             "predictions": {"names": [c.name for c in clips], "model": pred_model, "ridge": pred_ridge,
                             "before": pred_before, "ranked": pred_ranked, "brisque": pred_brisque,
