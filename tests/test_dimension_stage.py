@@ -171,3 +171,19 @@ def test_probed_dimension_questions_share_the_start_and_match_one_forward_each(t
         ref = model.score(f, prompt="a cat", question=q, prompt_stats={"prompt_alignment": 0.3}, answer_prefix=a)
         np.testing.assert_allclose(list(got.distribution.values()), list(ref.distribution.values()), atol=1e-5)
     assert model.probe_slot(queries[0][1]) and model.probe_slot(queries[1][1]) and not model.probe_slot(queries[3][1])
+
+
+def test_the_shipped_dimension_stage_used_the_default_settings():
+    """`llmvqa tune-dimensions` with no options reproduces the shipped dimension stage: its recorded settings are
+    DimensionStageConfig()'s and its probe was fitted with the default kind and class balance, so changing a
+    default without a new release (or the reverse) fails here."""
+    from llmvqa.assessor import DEFAULT_MODEL_DIR
+    from llmvqa.model.dimension_probe import TREE_BALANCE, DimensionProbe
+
+    record = json.loads((DEFAULT_MODEL_DIR / "dimension_stage.json").read_text())
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(DimensionStageConfig()).items()}
+    assert record["settings"] == defaults
+    probe = DimensionProbe.load(DEFAULT_MODEL_DIR)
+    assert probe.info["kind"] == DimensionStageConfig().probe_kind == "trees"
+    assert probe.info["balance"] == TREE_BALANCE
+    assert sorted(probe.info.get("base_rate_only", [])) == sorted(set(probe.dimensions) - set(record["selection"]["kept"]))

@@ -13,6 +13,7 @@ import pytest
 from llmvqa.evaluation.human import (
     ASPECT_KEY,
     REAL_SOURCE,
+    SynthCheck,
     chain_order,
     cross_validate,
     directions,
@@ -23,6 +24,7 @@ from llmvqa.evaluation.human import (
     rated_statistics,
     score_clips,
     summarize,
+    synth_check,
 )
 from llmvqa.evaluation.human_report import (
     cv_markdown,
@@ -315,6 +317,43 @@ def test_prior_setting_scores_a_prior_that_follows_the_data():
         assert car["pristine"] == pytest.approx(1 + 0.9 * v[18], abs=0.3)
 
 
+def test_synth_check_correlates_the_overall_estimate_with_the_corpus_target_overall_and_inside_a_source():
+    from scipy.stats import spearmanr
+
+    tokens = np.array([3.0, 2.0, 1.0, 1.0, 2.0, 3.0, 2.5])
+    target = np.array([1.0, 0.5, 0.2, 1.0, 0.4, 0.1, 0.3])
+    split = SynthCheck(np.stack([[t, 0.0] for t in tokens]), target, ["A", "A", "A", "B", "B", "B", "B"],
+                       np.array([False] * 6 + [True]))
+    out = synth_check(TokenPrior(), split)  # the overall estimate is token + 0.5
+    assert out["srcc"] == pytest.approx(spearmanr(tokens, target)[0])
+    assert out["srcc_right_prompt"] == pytest.approx(spearmanr(tokens[:6], target[:6])[0])
+    # A follows its target (+1), B runs against it (B's four clips: −0.8)
+    assert out["srcc_within_source"] == pytest.approx((1.0 + spearmanr(tokens[3:], target[3:])[0]) / 2)
+    assert out["clips"] == 7
+
+
+def test_prior_setting_adds_the_within_source_pairs_and_reports_the_synth_check():
+    v = np.linspace(0.0, 4.0, 24)
+    rated = [clip(static=1 + t, temporal=1 + 0.8 * t, alignment=5 - t) for t in v]
+    x, y = prior_data([(feats(t), {}) for t in v], rated)
+    folds = np.arange(24) % 3
+    test = [chain([3, 2, 1, 0])]
+    carphone = np.stack([x[18], x[6]])
+
+    def rec(*degradations):
+        return {"source": "s", "twin_of": None, "degradations": [{"name": n, "strength": st} for n, st in degradations]}
+
+    source_rows = [(rec(), x[20]), (rec(("blur", 1.0)), x[4]), (rec(("jitter", 0.5)), x[12])]
+    split = SynthCheck(x[[20, 12, 4]], np.array([1.0, 0.6, 0.1]), ["s"] * 3, np.zeros(3, bool))
+    row = prior_setting(x, y, folds, 1.0, 1.0, 0.25, [chain([3, 2, 1, 0])], test, carphone, source_rows=source_rows,
+                        source_weight=2.0, source_margin=0.5, synth_test=split)
+    assert (row["weight"], row["source_weight"], row["source_margin"]) == (1.0, 2.0, 0.5)
+    assert row["static"] > 0.95 and row["chains_ordered"] == 1.0
+    assert row["synth"]["srcc"] == pytest.approx(1.0) and row["synth"]["srcc_within_source"] == pytest.approx(1.0)
+    plain = prior_setting(x, y, folds, 1.0, 1.0, 0.25, [chain([3, 2, 1, 0])], test, carphone)
+    assert "source_weight" not in plain and "synth" not in plain
+
+
 def test_prior_pairs_markdown_rows_and_kinds():
     row = {"weight": 0.1, "margin": 0.5, "static": 0.5504, "temporal": 0.769, "alignment": 0.4, "chains_ordered": 0.738,
            "by_kind": {"blur": 0.9, "noise": 0.25},
@@ -329,6 +368,13 @@ def test_prior_pairs_markdown_rows_and_kinds():
     assert lines[-1] == ("By kind (share of ordered pairs): 0.1:0.5 blur 90%, noise 25%; "
                          "0.1:0.5:0.2 blur 90%, noise 25%")
     assert md.endswith("\n")
+    synth = {**hinged, "source_weight": 1.0, "source_margin": 0.35,
+             "synth": {"srcc": 0.2821, "srcc_right_prompt": 0.32, "srcc_within_source": 0.376}}
+    lines = prior_pairs_markdown([hinged, synth], chains=240, clips=72, folds=6, test_chains=72).splitlines()
+    assert lines[2].endswith("| synth test SRCC (all / right prompt / within source) |")
+    assert lines[4].endswith("| 3.00 / 1.99 | — |")
+    assert lines[5].startswith("| 0.1 : 0.5 : 0.2 + 1 : 0.35 | 0.550 |") and lines[5].endswith("| 0.282 / 0.320 / 0.376 |")
+    assert lines[-1].startswith("+ w : m: the synth train split's within-source pairs")
 
 
 # ---------------------------------------------------------------------------- eval/statistic_directions.py

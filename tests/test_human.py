@@ -463,3 +463,46 @@ def test_the_shipped_model_was_calibrated_with_the_default_recipe():
     assert record["settings"] == defaults
     prior = HumanPrior.load(DEFAULT_MODEL_DIR)
     assert prior.info["margin"] == DEFAULT_MARGIN and prior.info["outside"] == DEFAULT_OUTSIDE
+
+
+def test_per_pair_weights_weigh_each_pair_and_a_zero_weight_drops_it():
+    x, y, (px, pm), _ = _conflict_data()
+    same = HumanPrior.fit_ranked(x, y, px, pm, alpha=1.0, weight=2.0)
+    per_pair = HumanPrior.fit_ranked(x, y, px, pm, alpha=1.0, weight=np.full(len(px), 2.0))
+    np.testing.assert_allclose(per_pair.weights, same.weights, atol=1e-9)
+    assert per_pair.info["pair_weight"] == 2.0
+    half = len(px) // 2
+    w = np.r_[np.full(half, 2.0), np.zeros(len(px) - half)]
+    dropped = HumanPrior.fit_ranked(x, y, px, pm, alpha=1.0, weight=w)
+    free = pm.copy()
+    free[half:] = np.nan  # the same pairs (the same standardization), the second half constraining nothing
+    np.testing.assert_allclose(dropped.weights, HumanPrior.fit_ranked(x, y, px, free, alpha=1.0, weight=2.0).weights,
+                               atol=1e-8)
+    assert dropped.info["pair_weight"] == [0.0, 2.0]
+    assert not np.allclose(dropped.weights[0], same.weights[0])
+    with pytest.raises(ValueError, match="pair weights"):
+        HumanPrior.fit_ranked(x, y, px, pm, weight=np.ones(3))
+
+
+def test_source_pairs_rank_each_degraded_clip_below_the_clean_clips_of_its_own_source():
+    from llmvqa.train.human_data import source_pairs
+
+    def rec(source, *degradations, twin=None):
+        return {"source": source, "twin_of": twin, "degradations": [{"name": n, "strength": s} for n, s in degradations]}
+
+    x = {k: np.full(4, float(i)) for i, k in enumerate("abcdefgh")}
+    rows = [(rec("A"), x["a"]), (rec("A"), x["b"]),  # two clean clips of source A
+            (rec("A", ("blur", 1.0)), x["c"]),  # technical: static must drop, temporal must not rise
+            (rec("A", ("jitter", 0.5), ("noise", 0.5)), x["d"]),  # both ratings
+            (rec("A", ("wrong_prompt", 1.0)), x["e"]),  # hurts neither quality rating: no pair
+            (rec("A", twin="a"), x["f"]),  # an undegraded twin is not a clean reference
+            (rec("B", ("blur", 1.0)), x["g"])]  # source B has no clean clip: no pair
+    px, pm = source_pairs(rows, 0.5)
+    assert px.shape == (4, 2, 4) and pm.shape == (4, 3)
+    assert {float(p[0, 0]) for p in px} == {0.0, 1.0} and sorted({float(p[1, 0]) for p in px}) == [2.0, 3.0]
+    blur = pm[px[:, 1, 0] == 2.0][0]
+    assert blur[0] == pytest.approx(0.5 * 0.95) and blur[1] == 0.0 and np.isnan(blur[2])
+    both = pm[px[:, 1, 0] == 3.0][0]
+    assert both[0] == pytest.approx(0.5 * 0.5 * 0.9) and both[1] == pytest.approx(0.5 * 0.5 * 0.85)
+    with pytest.raises(ValueError, match="no source"):
+        source_pairs(rows[-1:], 0.5)

@@ -281,17 +281,27 @@ def chain_order(prior, chains: Sequence) -> tuple[float, dict[str, float]]:
 
 def prior_setting(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float, weight: float, margin: float,
                   train_chains: Sequence, test_chains: Sequence, carphone: np.ndarray,
-                  outside: float | None = None, val_chains: Sequence = ()) -> dict:
+                  outside: float | None = None, val_chains: Sequence = (), *, source_rows: Sequence = (),
+                  source_weight: float = 0.0, source_margin: float = 0.0, synth_test: SynthCheck | None = None) -> dict:
     """One ``weight:margin`` row of eval/prior_pairs.py: the prior fitted on the rated clips (x, y) plus, when
     weight > 0, the ranking pairs of ``train_chains``; SRCC of its cross-fitted estimates (``folds``) with the
     static, temporal and alignment ratings, the ``chain_order`` of ``test_chains`` and the estimates of the
     carphone pair (``carphone``: prior inputs of pristine, distorted); ``outside``: the range hinges of
     ``HumanPrior.fit_ranked`` (None: none); ``val_chains``: chains of a split to choose settings on, ordered
-    like ``test_chains``."""
+    like ``test_chains``. With ``source_weight`` > 0 the within-source pairs of ``source_rows`` (``source_pairs``
+    at ``source_margin``, weight ``source_weight`` each) join the chain pairs; with ``synth_test`` the row also
+    has ``synth_check`` of the fitted prior."""
     from llmvqa.model.prior import HumanPrior
-    from llmvqa.train.human_data import chain_pairs, cross_fitted
+    from llmvqa.train.human_data import chain_pairs, cross_fitted, source_pairs
 
+    chain_weight = weight
     pairs = chain_pairs(train_chains, margin) if weight > 0 else None
+    if source_weight > 0:
+        sx, sm = source_pairs(source_rows, source_margin)
+        px, pm, pw = (sx, sm, np.full(len(sx), source_weight)) if pairs is None else (
+            np.concatenate([pairs[0], sx]), np.concatenate([pairs[1], sm]),
+            np.concatenate([np.full(len(pairs[0]), weight), np.full(len(sx), source_weight)]))
+        pairs, weight = (px, pm), pw
     oof = cross_fitted(x, y, folds, alpha, pairs, weight, outside if pairs is not None else None)
     overall = oof[:, :2].mean(1)
     prior = (HumanPrior.fit_ranked(x, y, *pairs, alpha=alpha, weight=weight, outside=outside) if pairs is not None
@@ -299,12 +309,43 @@ def prior_setting(x: np.ndarray, y: np.ndarray, folds: np.ndarray, alpha: float,
     ordered, by_kind = chain_order(prior, test_chains)
     val = chain_order(prior, val_chains)[0] if val_chains else None
     car = prior.predict_inputs(carphone)
-    return {"weight": weight, "margin": margin, "outside": outside,
-            "static": float(spearmanr(overall, y[:, 0])[0]), "temporal": float(spearmanr(overall, y[:, 1])[0]),
-            "alignment": float(spearmanr(oof[:, 2], y[:, 2])[0]), "chains_ordered": ordered, "by_kind": by_kind,
-            "val_chains_ordered": val,
-            "carphone": {"pristine": float(car[0, :2].mean()), "distorted": float(car[1, :2].mean()),
-                         "pristine_static": float(car[0, 0]), "distorted_static": float(car[1, 0])}}
+    row = {"weight": chain_weight, "margin": margin,
+           "outside": outside, "static": float(spearmanr(overall, y[:, 0])[0]),
+           "temporal": float(spearmanr(overall, y[:, 1])[0]),
+           "alignment": float(spearmanr(oof[:, 2], y[:, 2])[0]), "chains_ordered": ordered, "by_kind": by_kind,
+           "val_chains_ordered": val,
+           "carphone": {"pristine": float(car[0, :2].mean()), "distorted": float(car[1, :2].mean()),
+                        "pristine_static": float(car[0, 0]), "distorted_static": float(car[1, 0])}}
+    if source_weight > 0:
+        row |= {"source_weight": source_weight, "source_margin": source_margin}
+    if synth_test is not None:
+        row["synth"] = synth_check(prior, synth_test)
+    return row
+
+
+@dataclasses.dataclass
+class SynthCheck:
+    """A synth split as the prior check reads it: prior inputs, the corpus' overall target, each clip's source and
+    whether it carries a wrong prompt (a wrong-prompt degradation or a wrong-prompt twin)."""
+
+    inputs: np.ndarray
+    target: np.ndarray
+    sources: list[str]
+    wrong_prompt: np.ndarray
+
+
+def synth_check(prior, split: SynthCheck) -> dict:
+    """SRCC of the prior's overall estimate (mean of static and temporal) with the corpus' overall target: over
+    the split, without the wrong-prompt clips (whose target also counts prompt alignment), and inside a source
+    (the mean over sources whose targets differ: no assumption about a source's own quality)."""
+    est = prior.predict_inputs(split.inputs)[:, :2].mean(1)
+    keep = ~split.wrong_prompt
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, src in enumerate(split.sources):
+        by[src].append(i)
+    inside = [srcc(split.target[ix], est[ix]) for ix in by.values() if len(ix) >= 3 and np.ptp(split.target[ix]) > 0]
+    return {"srcc": float(srcc(split.target, est)), "srcc_right_prompt": float(srcc(split.target[keep], est[keep])),
+            "srcc_within_source": float(np.nanmean(inside)) if inside else float("nan"), "clips": int(len(est))}
 
 
 # ---------------------------------------------------------------------------- statistics (eval/statistic_directions.py)
@@ -343,4 +384,4 @@ def directions(stats: Sequence[Mapping[str, float]], ratings: Sequence[Mapping[s
 
 __all__ = ["ASPECT_KEY", "CHECKS", "REAL_SOURCE", "agreement", "chain_order", "coverage", "cross_validate", "directions",
            "heldout_interval", "human_table", "prior_data", "prior_setting", "put_estimates", "rated_statistics",
-           "real_outranks", "score_clips", "summarize", "within_source"]
+           "real_outranks", "score_clips", "summarize", "synth_check", "SynthCheck", "within_source"]

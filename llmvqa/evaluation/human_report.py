@@ -102,22 +102,34 @@ def _share(v: float | None) -> str:
 
 def prior_pairs_markdown(rows: Sequence[Mapping], *, chains: int, clips: int, folds: int, test_chains: int) -> str:
     """eval/prior_pairs.py's ``human.prior_setting`` rows as Markdown: one row per weight : margin (: the range
-    hinges' quantile, when the row has them), then the share of ordered chain pairs by kind."""
+    hinges' quantile, when the row has them; + the within-source pairs' weight : margin, when it has them), then
+    the share of ordered chain pairs by kind."""
     def name(r: Mapping) -> str:
         out = f"{r['weight']:g} : {r['margin']:g}"
-        return out + (f" : {r['outside']:g}" if r.get("outside") is not None else "")
+        out += f" : {r['outside']:g}" if r.get("outside") is not None else ""
+        return out + (f" + {r['source_weight']:g} : {r['source_margin']:g}" if r.get("source_weight") else "")
 
+    synth = any("synth" in r for r in rows)
     lines = [f"# The human prior ranked by {chains} chains: fetv_dev ({clips} clips, {folds} prompt-grouped "
              f"folds) against {test_chains} test-split chains", "",
              "| weight : margin | overall ~ static | overall ~ temporal | alignment | chain pairs ordered (test) | "
-             "(val) | carphone overall (pristine / distorted) | carphone static |", "|---|---|---|---|---|---|---|---|"]
+             "(val) | carphone overall (pristine / distorted) | carphone static |"
+             + (" synth test SRCC (all / right prompt / within source) |" if synth else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if synth else "")]
     for r in rows:
         c = r["carphone"]
-        lines.append(f"| {name(r)} | {r['static']:.3f} | {r['temporal']:.3f} | {r['alignment']:.3f} | "
-                     f"{r['chains_ordered']:.1%} | {_share(r.get('val_chains_ordered'))} | {c['pristine']:.2f} / {c['distorted']:.2f} | "
-                     f"{c['pristine_static']:.2f} / {c['distorted_static']:.2f} |")
+        line = (f"| {name(r)} | {r['static']:.3f} | {r['temporal']:.3f} | {r['alignment']:.3f} | "
+                f"{r['chains_ordered']:.1%} | {_share(r.get('val_chains_ordered'))} | {c['pristine']:.2f} / {c['distorted']:.2f} | "
+                f"{c['pristine_static']:.2f} / {c['distorted_static']:.2f} |")
+        if synth:
+            sy = r.get("synth")
+            line += (f" {sy['srcc']:.3f} / {sy['srcc_right_prompt']:.3f} / {sy['srcc_within_source']:.3f} |" if sy else " — |")
+        lines.append(line)
     lines += ["", "By kind (share of ordered pairs): " + "; ".join(
         name(r).replace(" ", "") + " " + ", ".join(f"{k} {v:.0%}" for k, v in r["by_kind"].items()) for r in rows)]
+    if any(r.get("source_weight") for r in rows):
+        lines += ["", "+ w : m: the synth train split's within-source pairs (`human_data.source_pairs`) join the chain "
+                  "pairs, weight w each, margin m × the corpus' drop."]
     return "\n".join(lines) + "\n"
 
 

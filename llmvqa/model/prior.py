@@ -136,16 +136,17 @@ class HumanPrior:
 
     @classmethod
     def fit_ranked(cls, x: np.ndarray, y: np.ndarray, pair_x: np.ndarray, pair_margin: np.ndarray,
-                   alpha: float = DEFAULT_ALPHA, weight: float = DEFAULT_PAIR_WEIGHT, targets: Sequence[str] = PRIOR_TARGETS,
+                   alpha: float = DEFAULT_ALPHA, weight: float | np.ndarray = DEFAULT_PAIR_WEIGHT, targets: Sequence[str] = PRIOR_TARGETS,
                    info: dict | None = None, iterations: int = 15, outside: float | None = None) -> HumanPrior:
         """The ridge of :meth:`fit` plus ranking constraints: each pair row asks that a clip's estimate exceed
         a worse version's by its margin (squared hinge, weight ``weight`` per pair; solved by active sets).
 
         x: (N, D) rated clips' inputs, y: (N, K) their ratings; pair_x: (P, 2, D) inputs of (better, worse)
         clips; pair_margin: (P, K) the gap wanted per target (NaN: no constraint on that target; 0: only
-        "not higher"). Inputs are standardized by the rated clips' means and the scale of all inputs (rated
-        and paired), so a degradation far outside the rated clips' range stays on one scale. A target with
-        no constraint is the plain ridge on the rated clips (the same predictions as :meth:`fit`).
+        "not higher"); weight: one weight for every pair, or (P,) one per pair. Inputs are standardized by the
+        rated clips' means and the scale of all inputs (rated and paired), so a degradation far outside the rated
+        clips' range stays on one scale. A target with no constraint is the plain ridge on the rated clips (the
+        same predictions as :meth:`fit`).
 
         outside: when given, range hinges join the inputs (``bounds``: the ``outside`` and 1 − ``outside``
         quantiles of each statistic over the rated clips; 0 = their minimum and maximum)."""
@@ -155,6 +156,10 @@ class HumanPrior:
             raise ValueError(f"pair inputs must be (P, 2, {x.shape[1]}), got {pair_x.shape}")
         if pair_margin.shape != (len(pair_x), len(targets)):
             raise ValueError(f"pair margins must be ({len(pair_x)}, {len(targets)}), got {pair_margin.shape}")
+        pair_weight = np.asarray(weight, np.float64)
+        if pair_weight.ndim and pair_weight.shape != (len(pair_x),):
+            raise ValueError(f"pair weights must be one number or ({len(pair_x)},), got {pair_weight.shape}")
+        pair_weight = np.broadcast_to(pair_weight, (len(pair_x),))
         bounds = None
         if outside is not None:
             if not 0 <= outside < 0.5:
@@ -179,18 +184,21 @@ class HumanPrior:
             if not rows.any():
                 active_counts.append(0)
                 continue
-            d, m = dz[rows], pair_margin[rows, k]
+            d, m, c = dz[rows], pair_margin[rows, k], pair_weight[rows]
             active = np.ones(len(d), bool)
             for _ in range(iterations):
                 a = d[active]
-                w = np.linalg.solve(gram + weight * a.T @ a, z.T @ (y[:, k] - bias[k]) + weight * a.T @ m[active])
+                ca = a * c[active, None]
+                w = np.linalg.solve(gram + ca.T @ a, z.T @ (y[:, k] - bias[k]) + ca.T @ m[active])
                 violated = d @ w < m
                 if (violated == active).all():
                     break
                 active = violated
             coef[k] = w
             active_counts.append(int(active.sum()))
-        meta = {"alpha": alpha, "n": int(len(x)), "pairs": int(len(pair_x)), "pair_weight": weight,
+        weights_used = sorted({float(v) for v in pair_weight})
+        meta = {"alpha": alpha, "n": int(len(x)), "pairs": int(len(pair_x)),
+                "pair_weight": weights_used[0] if len(weights_used) == 1 else weights_used,
                 "active_pairs": active_counts, **({"outside": outside} if outside is not None else {}), **(info or {})}
         return cls(mean, scale, coef, bias, tuple(targets), meta, bounds)
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +105,43 @@ def chain_pairs(chains, margin: float) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs), np.stack(margins)
 
 
+def source_pairs(rows: Sequence[tuple[Mapping, np.ndarray]], margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ranking pairs of a synth split for ``HumanPrior.fit_ranked`` that assume nothing about a source's own
+    quality: every undegraded clip of a source (no degradations, not a wrong-prompt twin) against each degraded
+    clip of the same source. ``rows``: (manifest record, ``prior_input``) pairs. Per rating the pair asks for
+    ``margin`` × the corpus' drop of the kinds that hurt it (1 − Π (1 − strength · overall weight) over the
+    record's degradations of ``CHAIN_KINDS`` whose group ``CHAIN_RATINGS`` maps to the rating; mutation counts as
+    motion), 0 ("not higher") where none does; alignment is free. Records whose degradations hurt neither
+    rating (wrong prompt, a static render) give none. Returns pair_x (P, 2, D) and pair_margin (P, 3)."""
+    from llmvqa.corpus.chains import CHAIN_KINDS
+    from llmvqa.corpus.degradations import DEGRADATIONS
+
+    group_of = {**CHAIN_KINDS, "mutation": "motion"}
+    by_source: dict[str, list[tuple[Mapping, np.ndarray]]] = {}
+    for rec, x in rows:
+        by_source.setdefault(str(rec.get("source") or ""), []).append((rec, x))
+    xs, margins = [], []
+    for source, members in by_source.items():
+        clean = [x for rec, x in members if not rec.get("degradations") and not rec.get("twin_of")]
+        if not source or not clean:
+            continue
+        for rec, x in members:
+            kept = {t: 1.0 for t in CHAIN_RATINGS.values()}
+            for d in rec.get("degradations") or []:
+                group = group_of.get(d["name"])
+                if group:
+                    kept[CHAIN_RATINGS[group]] *= 1.0 - float(d["strength"]) * DEGRADATIONS[d["name"]].overall
+            if all(v == 1.0 for v in kept.values()):
+                continue
+            m = np.array([margin * (1.0 - kept[t]) if t in kept else np.nan for t in PRIOR_TARGETS])
+            for c in clean:
+                xs.append(np.stack([c, x]))
+                margins.append(m)
+    if not xs:
+        raise ValueError("no source has both an undegraded and a degraded clip to pair")
+    return np.stack(xs), np.stack(margins)
+
+
 FeaturesOf = Callable[[RatedClip], tuple]
 """clip → (VideoFeatures, prompt_stats dict)."""
 
@@ -126,4 +163,4 @@ def features_from_cache(encoder: dict | None, cache_dir: str | Path) -> Features
 
 
 __all__ = ["CHAIN_RATINGS", "FeaturesOf", "RatedClip", "chain_pairs", "cross_fitted", "features_from_cache",
-           "load_rated", "prompt_folds"]
+           "load_rated", "prompt_folds", "source_pairs"]
