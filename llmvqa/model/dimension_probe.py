@@ -3,9 +3,10 @@
 On the synth corpus most clips are "excellent" on most dimensions (no degradation of that kind); a model
 trained on them as they come answers "excellent" almost always. The probe is fitted with class weights that
 lift the rare levels (``DEFAULT_BALANCE``) over the normalized statistics of the three streams, and
-turns a clip's statistics into one 1–5 estimate per dimension: the centre of its most probable level,
-moved by the expected value of its level distribution within ±``SPREAD`` (so the level of the estimate is
-the probe's decision and the ranking inside a level is kept). The model reads the estimate of the
+turns a clip's statistics into one 1–5 estimate per dimension: the middle of its most probable level's
+reported interval (``CENTRES``), moved by the expected value of its level distribution within ±``SPREAD`` (so
+the level of the estimate is the probe's decision, with room on both sides for the model's reading, and the
+ranking inside a level is kept). The model reads the estimate of the
 dimension it is asked about in the prior slot of that dimension's stream (``QualityLLM.score_queries``),
 so the answer is still the LLM's level-word softmax.
 
@@ -27,13 +28,18 @@ import numpy as np
 
 from llmvqa.errors import ModelError
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS, WEIGHTS
+from llmvqa.levels import LEVEL_CUTS, LEVELS, WEIGHTS
 from llmvqa.model.prior import stat_inputs
 from llmvqa.model.probe_trees import ABSENT, TokenBasis, TreeEnsemble, fit_trees, token_summary
 
 PROBE_FILE = "dimension_probe.safetensors"
-SPREAD = 0.35
-"""How far (1–5) the estimate may move from its level's centre with the expected value (< half a level: 0.4)."""
+SPREAD = 0.2
+"""How far (1–5) the estimate may move from its level's centre with the expected value: half the room to the
+level's edges (0.4), so a reading error under 0.2 keeps the probe's level."""
+CENTRES = np.convolve(np.array([5.0, *LEVEL_CUTS, 1.0]), [0.5, 0.5], mode="valid")
+"""Middle of each level's reported interval (LEVELS order: 4.6, 3.8, 3.0, 2.2, 1.4; ``levels.level_of_score``).
+Until release 5 the estimate sat at the level weight (5 … 1) ±0.35: "good" at 4.0 lay 0.2 under the cut to
+"excellent" and "poor" 0.2 over "bad", so small reading errors turned the rare levels into the common ones."""
 DEFAULT_BALANCE = 0.25
 """Class weights ∝ (1 / the level's share)^balance: 1 weighs every level equally (balanced accuracy up, but most
 clean clips then get a lower level: plain accuracy −0.10 to −0.47 under always-the-majority-level on the synth
@@ -53,11 +59,11 @@ TOKEN_COMPONENTS = 32
 
 
 def estimate_of(probs: np.ndarray) -> np.ndarray:
-    """(N, 5) level probabilities (LEVELS order) → (N,) estimates: the most probable level's weight, moved by the
-    expected value's offset from it, clipped to ±SPREAD."""
+    """(N, 5) level probabilities (LEVELS order) → (N,) estimates: the middle of the most probable level's
+    interval, moved by the expected value's offset from that level's weight, clipped to ±SPREAD."""
     w = np.asarray(WEIGHTS, dtype=np.float64)
-    centre = w[np.argmax(probs, axis=1)]
-    return centre + np.clip(probs @ w - centre, -SPREAD, SPREAD)
+    top = np.argmax(probs, axis=1)
+    return CENTRES[top] + np.clip(probs @ w - w[top], -SPREAD, SPREAD)
 
 
 @dataclass
@@ -215,5 +221,5 @@ class DimensionProbe:
                    json.loads(meta.get("info", "{}")), basis, trees)
 
 
-__all__ = ["KINDS", "PROBE_FILE", "SPREAD", "TOKEN_COMPONENTS", "DimensionProbe", "TokenBasis", "estimate_of",
+__all__ = ["CENTRES", "KINDS", "PROBE_FILE", "SPREAD", "TOKEN_COMPONENTS", "DimensionProbe", "TokenBasis", "estimate_of",
            "stat_inputs", "token_summary"]
