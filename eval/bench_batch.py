@@ -3,9 +3,8 @@
     python eval/bench_batch.py --clips 8 --out eval/reports/batch
 
 Writes ``--clips`` clips (real footage: 4 s windows of the bundled bikes clip at 512², 8 fps), then runs
-``llmvqa batch FOLDER --out results.csv`` as a subprocess: score only (``--no-dimensions``) with the default
-feature prefetch and with ``--prefetch 0`` (the one-after-the-other loop, side by side in the same run), and with
-the default (every group and dimension); with ``--ray`` also ``--engine ray`` score only (a local Ray,
+``llmvqa batch FOLDER --out results.csv`` as a subprocess, score only, once with ``--no-dimensions`` and once
+with the default (every group and dimension), and with ``--ray`` also ``--engine ray`` score only (a local Ray,
 ``--replicas`` model replicas of one CPU each). For each run: wall time of the process, time to the first
 result row (start-up and model loading included), clips per second after the first row, peak RSS of the
 process and all its descendants (Ray's workers too; summed, sampled from /proc every 0.1 s). Prints a table;
@@ -53,9 +52,7 @@ def main(argv=None) -> int:
         folder = Path(tmp) / "clips"
         folder.mkdir()
         write_clips(folder, footage_clips(args.clips, size=512, length=32), 8.0, name="clip_{i:03d}")
-        variants = [("score only, --no-dimensions --prefetch 0 (one after the other)", ["--no-dimensions", "--prefetch", "0"]),
-                    ("score only, --no-dimensions (prefetch 1)", ["--no-dimensions"]),
-                    ("score + dimensions (default)", [])]
+        variants = [("score only, --no-dimensions", ["--no-dimensions"]), ("score + dimensions (default)", [])]
         if args.ray:
             variants.append((f"score only, --engine ray, {args.replicas} replicas × 1 CPU",
                              ["--no-dimensions", "--engine", "ray", "--replicas", str(args.replicas)]))

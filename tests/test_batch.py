@@ -149,37 +149,3 @@ def test_resume_repairs_a_torn_row_keys_by_file_and_prompt_and_retries_failures(
     twins.write_text("video,prompt\nv/a.mp4,a red car\nv/a.mp4,a blue boat\nv/a.mp4,a red car\n")
     s = run_batch(a, collect_jobs(twins), tmp_path / "twins_out.csv", progress=False)
     assert s.done == 2 and s.skipped == 1  # one video, two prompts: two rows; the repeated pair once
-
-
-class CountingExtractor(PickyExtractor):
-    """Records which thread extracted each video."""
-
-    def __init__(self):
-        super().__init__()
-        self.threads = []
-
-    def extract(self, path):
-        import threading
-
-        self.threads.append((str(path), threading.current_thread().name))
-        return super().extract(path)
-
-
-def test_prefetching_extracts_each_video_once_ahead_of_the_model_and_gives_the_same_rows(tmp_path):
-    make_videos(tmp_path / "v", n=4)
-    rows = {}
-    for prefetch in (0, 1, 2):
-        a = make_assessor()
-        a.extractor = CountingExtractor()
-        out = tmp_path / f"out{prefetch}.csv"
-        s = run_batch(a, collect_jobs(tmp_path / "v"), out, progress=False, prefetch=prefetch)
-        assert s.done == 4 and len(s.failed) == 1
-        rows[prefetch] = [{k: v for k, v in r.items() if k != "seconds"} for r in read_rows(out)]
-        good = [c for c in a.extractor.threads if "bad" not in c[0]]
-        assert len(good) == len({c[0] for c in good}) == 4  # each good video extracted once
-        threads = {t for _, t in good}
-        assert all(t.startswith("llmvqa-features") for t in threads) if prefetch else threads == {"MainThread"}
-        # the bad video: tried ahead, then again by rate(), which writes its error row
-        assert sum("bad" in c[0] for c in a.extractor.threads) == (2 if prefetch else 1)
-    assert rows[0] == rows[1] == rows[2]
-    assert next(r for r in rows[1] if "bad" in r["video"])["error"].endswith("check the file")

@@ -61,8 +61,6 @@ def register(subparsers) -> None:
     p.add_argument("--explain", action="store_true", help="also generate a justification per video (slower)")
     add_dimensions_arg(p, True)  # a <name>_score and <name>_level column per group and dimension
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--prefetch", type=int, default=1, metavar="N",
-                   help="videos whose features a second thread extracts while the model scores (0: none; default 1)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: Ray Data over model replicas (pip install 'llmvqa[ray]')")
     p.add_argument("--ray-address", default=None,
@@ -127,48 +125,19 @@ def dimension_names(assessor: Any, dimensions: bool) -> list[str]:
 
 
 def run_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain: bool = False, dimensions: bool = False,
-              progress: bool = True, prefetch: int = 1) -> BatchSummary:
-    """Rate ``jobs`` into ``out`` (append, skip videos already there); never stops on a bad video.
-
-    prefetch: videos whose features a second thread extracts (decoding, encoders) while this one scores the
-    current video (0: one after the other). A video whose extraction fails there is extracted again by ``rate``,
-    which reports the error in its row."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
+              progress: bool = True) -> BatchSummary:
+    """Rate ``jobs`` into ``out`` (append, skip videos already there); never stops on a bad video."""
     from tqdm import tqdm
 
     sink, todo, summary = plan_batch(jobs, out, dimension_names(assessor, dimensions))
-    pool = ThreadPoolExecutor(1, thread_name_prefix="llmvqa-features") if prefetch > 0 and hasattr(assessor, "features") else None
-    ahead: deque = deque()
-
-    def submit(i: int) -> None:
-        if pool is not None and i < len(todo):
-            ahead.append(pool.submit(_extract_quietly, assessor, todo[i].path))
-
     t0 = time.perf_counter()
     try:
-        for i in range(prefetch):
-            submit(i)
-        for i, job in enumerate(tqdm(todo, desc="rating", unit="video", disable=not progress, file=sys.stderr)):
-            if ahead:
-                ahead.popleft().result()  # this video's features are in the assessor's memory (or failed)
-                submit(i + prefetch)
+        for job in tqdm(todo, desc="rating", unit="video", disable=not progress, file=sys.stderr):
             record(summary, sink, rate_job(assessor, job, explain, dimensions))
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
         sink.close()
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _extract_quietly(assessor: Any, path: str) -> None:
-    """Extract a video's features into the assessor's memory; errors are left to ``rate`` to report."""
-    try:
-        assessor.features(path)
-    except Exception:  # noqa: BLE001 - rate() extracts again and reports the error in the video's row
-        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
         assessor = Assessor.from_pretrained(args.model, device=args.device)
         summary = run_batch(assessor, jobs, args.out, explain=args.explain, dimensions=args.dimensions,
-                            progress=args.progress, prefetch=max(0, args.prefetch))
+                            progress=args.progress)
     print(summary.text(), file=sys.stderr)
     print(f"results: {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0
