@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 from llmvqa.corpus.chains import DEFAULT_CHAINS, build_chains
+from llmvqa.evaluation.datasets import WRONG_PROMPT
 from llmvqa.evaluation.human import SynthCheck, prior_data, prior_setting
 from llmvqa.evaluation.human_report import prior_pairs_markdown
 from llmvqa.evaluation.report import save_report
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
         synth_test = SynthCheck(np.stack([x_ for _, x_ in test_rows]),
                                 np.array([float(r["scores"]["overall"]) for r, _ in test_rows]),
                                 [str(r.get("source") or "") for r, _ in test_rows],
-                                np.array([bool(r.get("twin_of")) or any(d["name"] == "wrong_prompt"
+                                np.array([bool(r.get("twin_of")) or any(d["name"] == WRONG_PROMPT
                                                                           for d in r.get("degradations") or [])
                                           for r, _ in test_rows]))
     rows = []

@@ -104,4 +104,3 @@ def test_dropping_a_dimensions_trees_removes_their_nodes_and_keeps_the_rest_exac
     assert set(reduced.trees.root_dim.tolist()) == {band}
     np.testing.assert_array_equal(reduced.probs_inputs(x)[:, band], probe.probs_inputs(x)[:, band])
     assert reduced.trees.arrays()["trees_feature"].dtype == np.int32
-

@@ -340,12 +340,9 @@ def synth_check(prior, split: SynthCheck) -> dict:
     (the mean over sources whose targets differ: no assumption about a source's own quality)."""
     est = prior.predict_inputs(split.inputs)[:, :2].mean(1)
     keep = ~split.wrong_prompt
-    by: dict[str, list[int]] = defaultdict(list)
-    for i, src in enumerate(split.sources):
-        by[src].append(i)
-    inside = [srcc(split.target[ix], est[ix]) for ix in by.values() if len(ix) >= 3 and np.ptp(split.target[ix]) > 0]
     return {"srcc": float(srcc(split.target, est)), "srcc_right_prompt": float(srcc(split.target[keep], est[keep])),
-            "srcc_within_source": float(np.nanmean(inside)) if inside else float("nan"), "clips": int(len(est))}
+            "srcc_within_source": within_source(est, split.target, split.sources)["mean_generated"],
+            "clips": int(len(est))}
 
 
 # ---------------------------------------------------------------------------- statistics (eval/statistic_directions.py)

@@ -36,8 +36,8 @@ PROBE_FILE = "dimension_probe.safetensors"
 SPREAD = 0.35
 """How far (1–5) the estimate may move from its level's weight with the expected value. Tried in session 11:
 estimates in the middle of each reported interval (4.6 / 3.8 / 3.0 / 2.2 / 1.4) within ±0.2, so a reading error
-under 0.2 keeps the probe's level — the shipped reading (trained on estimates placed this way) answered worse on
-the synth val split in 8 of 10 dimensions (e.g. exposure +0.104 against +0.182, colour +0.043 against +0.105)."""
+under 0.2 keeps the probe's level. The model's reading, trained on estimates placed at the level weights, then
+answered worse on the synth val split in 8 of 10 dimensions (e.g. exposure +0.104 against +0.182, colour +0.043 against +0.105)."""
 DEFAULT_BALANCE = 0.25
 """Class weights ∝ (1 / the level's share)^balance: 1 weighs every level equally (balanced accuracy up, but most
 clean clips then get a lower level: plain accuracy −0.10 to −0.47 under always-the-majority-level on the synth
