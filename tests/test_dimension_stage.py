@@ -187,3 +187,90 @@ def test_the_shipped_dimension_stage_used_the_default_settings():
     assert probe.info["kind"] == DimensionStageConfig().probe_kind == "trees"
     assert probe.info["balance"] == TREE_BALANCE
     assert sorted(probe.info.get("base_rate_only", [])) == sorted(set(probe.dimensions) - set(record["selection"]["kept"]))
+
+
+def test_the_reading_curve_maps_an_estimate_to_the_slot_value_the_model_answers_it_from(tmp_path):
+    from llmvqa.model.dimension_probe import DimensionProbe
+
+    items, feats = _sharpness_items(16)
+    levels = {"sharpness": [level_of_score(it.targets["sharpness"]) for it in items]}
+    probe = DimensionProbe.fit(DimensionProbe.input_matrix([feats[it.path] for it in items]), levels, kind="linear")
+    assert probe.slot_value("sharpness", 3.7) == 3.7  # no curve measured: the estimate itself
+    read = probe.with_reading({"sharpness": {"answer": [1.5, 2.0, 3.0, 4.0, 4.5], "slot": [1, 2, 3, 4, 5]}})
+    assert read.slot_value("sharpness", 3.5) == pytest.approx(3.5)
+    assert read.slot_value("sharpness", 4.25) == pytest.approx(4.5)  # the model answers 4.25 from slot 4.5
+    assert read.slot_value("sharpness", 5.0) == 5.0 and read.slot_value("sharpness", 1.0) == 1.0  # clamped to the grid
+    read.save(tmp_path)
+    loaded = DimensionProbe.load(tmp_path)
+    assert loaded.slot_value("sharpness", 4.25) == pytest.approx(4.5)
+    assert loaded.base_rates(["sharpness"]).slot_value("sharpness", 4.25) == pytest.approx(4.5)  # selection keeps it
+    assert "reading" not in loaded.with_reading(None).info
+
+
+def test_the_reading_curve_keeps_the_rising_part_of_the_measured_answers():
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.train.dimension_stage import reading_curve
+
+    grid = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
+    curve = reading_curve([1.5, 1.4, 2.0, 3.0, 3.0, 4.8, 4.7], grid)
+    assert curve == {"answer": [1.5, 2.0, 3.0, 4.8], "slot": [0.5, 1.5, 2.0, 3.0]}
+    items, feats = _sharpness_items(8)
+    levels = {"sharpness": [level_of_score(it.targets["sharpness"]) for it in items]}
+    probe = DimensionProbe.fit(DimensionProbe.input_matrix([feats[it.path] for it in items]), levels, kind="linear")
+    read = probe.with_reading({"sharpness": curve})
+    assert read.slot_value("sharpness", 4.95) == 3.0  # above every answer: the slot of the highest, not the grid's end
+    assert read.slot_value("sharpness", 1.0) == 0.5
+    assert read.slot_value("sharpness", 3.9) == pytest.approx(2.5)
+
+
+def test_fit_reading_measures_the_answers_and_the_model_asks_through_the_inverse(tmp_path, monkeypatch):
+    import torch
+
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.train.dimension_stage import fit_reading
+
+    model = build(_save_backbone(tmp_path / "gemma", "gemma"), lora=True)
+    perturb_lora(model)
+    items, feats = _sharpness_items(6)
+    levels = {"sharpness": [level_of_score(it.targets["sharpness"]) for it in items]}
+    model.dimension_probe = DimensionProbe.fit(DimensionProbe.input_matrix([feats[it.path] for it in items]), levels,
+                                               kind="linear")
+    model._probe_slots = None
+    q = aspect_query("dimension:clarity", None, "v1")
+    direction = model.projectors["technical"].prior_dir  # a reading that rises with the slot, as the stage trains it
+    with torch.no_grad():
+        direction.copy_(torch.randn(direction.shape, generator=torch.Generator().manual_seed(0)))
+    ends = []
+    for value in (1.0, 5.0):
+        monkeypatch.setattr(model.dimension_probe, "estimates", lambda *_a, v=value, **_k: {"sharpness": v})
+        ends.append(model.score_queries(feats[items[0].path][0], [q])[0].score)
+    monkeypatch.undo()
+    if ends[1] < ends[0]:
+        with torch.no_grad():
+            direction.neg_()
+    model.save_pretrained(tmp_path / "m")
+    grid = (1.0, 3.0, 5.0)
+    curves = fit_reading(tmp_path / "m", items, lambda it: feats[it.path], clips=len(items), grid=grid)
+    assert list(curves) == ["sharpness"]
+    loaded = QualityLLM.from_pretrained(tmp_path / "m")
+
+    def answer_at(slot: float, f) -> float:  # the model's answer with this value in the slot
+        monkeypatch.setattr(loaded.dimension_probe, "estimates", lambda *_a, **_k: {"sharpness": slot})
+        monkeypatch.setattr(loaded.dimension_probe, "slot_value", lambda _k, e: e)
+        return loaded.score_queries(f, [q])[0].score
+
+    measured = [np.mean([answer_at(v, feats[it.path][0]) for it in items]) for v in grid]
+    rising = [i for i, m in enumerate(measured) if all(m > p for p in measured[:i])]
+    answers = np.array(curves["sharpness"]["answer"])
+    np.testing.assert_allclose(answers, [measured[i] for i in rising], atol=1e-4)
+    assert curves["sharpness"]["slot"] == [grid[i] for i in rising] and len(rising) >= 2
+    monkeypatch.undo()
+    # rating asks through the inverse: the answer to an estimate is the answer at the slot value the curve gives
+    target = float(answers[0] + 0.4 * (answers[-1] - answers[0]))
+    f = feats[items[1].path][0]
+    slot = loaded.dimension_probe.slot_value("sharpness", target)
+    assert curves["sharpness"]["slot"][0] < slot < curves["sharpness"]["slot"][-1]
+    monkeypatch.setattr(loaded.dimension_probe, "estimates", lambda *_a, **_k: {"sharpness": target})
+    via_curve = loaded.score_queries(f, [q])[0].score
+    assert via_curve == pytest.approx(answer_at(slot, f), abs=1e-5)
+    assert json.loads((tmp_path / "m" / "dimension_stage.json").read_text())["reading"]["clips"] == len(items)

@@ -44,6 +44,7 @@ clean clips then get a lower level: plain accuracy −0.10 to −0.47 under alwa
 val split), 0 is the plain fit (accuracy at the majority's, fewer rare levels found); 0.25 found most of what 1
 found (balanced accuracy +0.02 to +0.42 over the majority's) for at most −0.06 of plain accuracy."""
 DEFAULT_C = 1.0
+"""Inverse L2 strength of each logistic regression (train → test split of the synth corpus: flat from 1 to 10)."""
 KINDS = ("linear", "trees")
 TREE_BALANCE = 0.5
 """Class weights of the trees' fit ∝ (1 / share)^this (the trees overfit the rare levels less than a linear fit).
@@ -54,7 +55,6 @@ without (release 5, on 0.5: 6 and 6): the reading lost what the probe gained (sh
 consistency), so 0.5 stays."""
 TOKEN_COMPONENTS = 32
 """Principal directions of the token summary the trees read beside the statistics."""
-"""Inverse L2 strength of each logistic regression (train → test split of the synth corpus: flat from 1 to 10)."""
 
 
 def estimate_of(probs: np.ndarray) -> np.ndarray:
@@ -190,6 +190,24 @@ class DimensionProbe:
             raise ModelError("dimension probe", f"expects {self.mean.shape[0]} statistics, the features give {x.shape[0]}",
                              "use the encoders the probe was fitted with (the checkpoint's config.json)")
         return dict(zip(self.dimensions, self.estimates_inputs(x[None])[0].tolist(), strict=True))
+
+    def slot_value(self, key: str, estimate: float) -> float:
+        """The value put in the prior slot so that the model's answer reads ``estimate``: the inverse of the
+        model's measured reading curve of ``key`` (``info["reading"]``, ``llmvqa.train.dimension_stage.fit_reading``),
+        or the estimate itself where none was measured."""
+        curve = self.info.get("reading", {}).get(key)
+        if not curve:
+            return float(estimate)
+        return float(np.interp(estimate, curve["answer"], curve["slot"]))
+
+    def with_reading(self, reading: Mapping[str, Mapping[str, Sequence[float]]] | None) -> DimensionProbe:
+        """This probe with the model's reading curves (``slot_value``; None: without)."""
+        info = {k: v for k, v in self.info.items() if k != "reading"}
+        if reading:
+            info["reading"] = {k: {"answer": [float(a) for a in c["answer"]], "slot": [float(v) for v in c["slot"]]}
+                               for k, c in reading.items()}
+        return DimensionProbe(self.mean, self.scale, self.weights, self.bias, self.dimensions, info, self.basis,
+                              self.trees)
 
     def save(self, directory: str | Path) -> None:
         from safetensors.numpy import save_file
