@@ -344,9 +344,10 @@ def test_probe_results_and_markdown():
     assert results["probe"]["noise"]["balanced_accuracy"] == 0.5  # always bad: chance
     both = probe_results(ref, by_probe, ref)
     text = probe_markdown(both, ["sharpness", "noise", "flicker"], "test", 4)
-    assert "(4 clips)" in text and "| dimension | probe alone | model's answer |" in text
-    assert "| sharpness | 0.750 (+0.250) | 1.000 (+0.500) |" in text
-    assert "| noise | 0.500 (+0.000) | 1.000 (+0.500) |" in text and "| flicker | – | – |" in text
+    assert "(4 clips)" in text and "| dimension | probe alone | model's answer | answer at the probe's level |" in text
+    assert "| sharpness | 0.750 (+0.250) | 1.000 (+0.500) | 75.0% |" in text  # the answer differs from the probe once
+    assert "| noise | 0.500 (+0.000) | 1.000 (+0.500) | 50.0% |" in text and "| flicker | – | – | – |" in text
+    assert both["reading"]["noise"] == {"agreement": 0.5, "n": 4}
 
 
 def test_soak_request_summary():

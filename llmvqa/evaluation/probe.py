@@ -4,8 +4,9 @@
 Per clip of a synth split: the reference level of each dimension (the corpus' 0–1 score in five equal bins,
 ``datasets.reference_levels``), the level of the probe's estimate (``DimensionProbe.estimates``), and with a
 model the level it answers when asked the dimension by name (score mode, the estimate in the prior slot).
-``probe_results`` scores both with ``suite.dimension_accuracy``; ``probe_markdown`` tabulates the balanced
-accuracy and its margin over always-the-majority-level (issue 17 asks ≥ +0.15).
+``probe_results`` scores both with ``suite.dimension_accuracy`` and counts how often the answer is at the probe's
+level (``reading_agreement``); ``probe_markdown`` tabulates the balanced accuracy and its margin over
+always-the-majority-level (issue 17 asks ≥ +0.15).
 """
 
 from __future__ import annotations
@@ -48,12 +49,25 @@ def probe_results(reference: Sequence[Levels], by_probe: Sequence[Levels], by_mo
     results = {"probe": dimension_accuracy(by_probe, reference)}
     if by_model:
         results["model"] = dimension_accuracy(by_model, reference)
+        results["reading"] = reading_agreement(by_probe, by_model)
     return results
+
+
+def reading_agreement(by_probe: Sequence[Levels], by_model: Sequence[Levels]) -> dict[str, dict]:
+    """Per dimension, the share of clips whose answer is at the level of the probe's estimate (how faithfully the
+    model reads the estimate in its slot): {"agreement": share, "n": clips}."""
+    out: dict[str, dict] = {}
+    for p, m in zip(by_probe, by_model, strict=True):
+        for k in p.keys() & m.keys():
+            row = out.setdefault(k, {"same": 0, "n": 0})
+            row["same"] += p[k] == m[k]
+            row["n"] += 1
+    return {k: {"agreement": v["same"] / v["n"], "n": v["n"]} for k, v in out.items()}
 
 
 def probe_markdown(results: Mapping[str, Mapping], dimensions: Sequence[str], split: str, clips: int) -> str:
     """A line and a table: per dimension, "balanced accuracy (margin over the majority level)" of each scorer."""
-    labels = {"probe": "probe alone", "model": "model's answer"}
+    labels = {"probe": "probe alone", "model": "model's answer", "reading": "answer at the probe's level"}
     lines = [f"Dimension levels on the synth {split} split ({clips} clips): balanced accuracy "
              "(margin over always-the-majority-level)", "",
              "| dimension | " + " | ".join(labels.get(w, w) for w in results) + " |",
@@ -62,10 +76,14 @@ def probe_markdown(results: Mapping[str, Mapping], dimensions: Sequence[str], sp
         cells = []
         for who in results:
             a = results[who].get(k)
-            cells.append("–" if a is None else
-                         f"{a['balanced_accuracy']:.3f} ({a['balanced_accuracy'] - a['majority_balanced']:+.3f})")
+            if a is None:
+                cells.append("–")
+            elif "agreement" in a:
+                cells.append(f"{a['agreement']:.1%}")
+            else:
+                cells.append(f"{a['balanced_accuracy']:.3f} ({a['balanced_accuracy'] - a['majority_balanced']:+.3f})")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-__all__ = ["probe_levels", "probe_markdown", "probe_results"]
+__all__ = ["probe_levels", "probe_markdown", "probe_results", "reading_agreement"]
