@@ -43,11 +43,6 @@ def register(subparsers) -> None:
                    help="only select the dimensions (into --model; --out must be the same folder)")
     p.add_argument("--probe-only", action="store_true",
                    help="only fit the probe again (into --model; --out must be the same folder): the model already reads it")
-    p.add_argument("--reading-only", action="store_true",
-                   help="only measure the model's reading of its dimension slot again (into --model; --out must be the "
-                        "same folder), then select")
-    p.add_argument("--reading-clips", type=int, default=16,
-                   help="train clips the reading curves are measured on (0: no reading curves; default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-v", "--verbose", action="store_true", help="log the training steps")
     p.set_defaults(func=run)
@@ -59,7 +54,6 @@ def run(args) -> int:
     from llmvqa.encoders.pipeline import FeatureExtractor
     from llmvqa.train.dimension_stage import (
         DimensionStageConfig,
-        fit_reading,
         load_synth_items,
         refit_probe,
         select_dimensions,
@@ -84,20 +78,14 @@ def run(args) -> int:
              "data_steps": args.data_steps, "read_estimates": args.read_estimates}
     settings = {"seed": args.seed, **{k: v for k, v in given.items() if v is not None}}
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
-    in_place = args.probe_only or args.select_only or args.reading_only
-    if in_place and Path(args.out).resolve() != model.resolve():
-        raise ModelError(args.out, "--probe-only / --select-only / --reading-only write into --model",
-                         "pass the same folder as --out")
-    if args.reading_only and args.reading_clips < 1:
-        raise ModelError(args.out, "--reading-only needs --reading-clips ≥ 1", "pass a positive number of clips")
+    if (args.probe_only or args.select_only) and Path(args.out).resolve() != model.resolve():
+        raise ModelError(args.out, "--probe-only / --select-only write into --model", "pass the same folder as --out")
     if args.probe_only:
         out = refit_probe(model, items, features_of, DimensionStageConfig(**settings))
-    elif in_place:
+    elif args.select_only:
         out = model
     else:
         out = tune_dimensions(model, items, features_of, args.out, DimensionStageConfig(**settings), log=log)
-    if (args.reading_only or not in_place) and args.reading_clips > 0:
-        fit_reading(out, items, features_of, args.reading_clips, seed=args.seed, log=log)
     if args.select_split and not args.probe_only:
         select_dimensions(out, load_synth_items(args.synth, args.select_split), features_of, args.min_margin, log=log)
     print(f"model: {out}")

@@ -191,24 +191,6 @@ class DimensionProbe:
                              "use the encoders the probe was fitted with (the checkpoint's config.json)")
         return dict(zip(self.dimensions, self.estimates_inputs(x[None])[0].tolist(), strict=True))
 
-    def slot_value(self, key: str, estimate: float) -> float:
-        """The value put in the prior slot so that the model's answer reads ``estimate``: the inverse of the
-        model's measured reading curve of ``key`` (``info["reading"]``, ``llmvqa.train.dimension_stage.fit_reading``),
-        or the estimate itself where none was measured."""
-        curve = self.info.get("reading", {}).get(key)
-        if not curve:
-            return float(estimate)
-        return float(np.interp(estimate, curve["answer"], curve["slot"]))
-
-    def with_reading(self, reading: Mapping[str, Mapping[str, Sequence[float]]] | None) -> DimensionProbe:
-        """This probe with the model's reading curves (``slot_value``; None: without)."""
-        info = {k: v for k, v in self.info.items() if k != "reading"}
-        if reading:
-            info["reading"] = {k: {"answer": [float(a) for a in c["answer"]], "slot": [float(v) for v in c["slot"]]}
-                               for k, c in reading.items()}
-        return DimensionProbe(self.mean, self.scale, self.weights, self.bias, self.dimensions, info, self.basis,
-                              self.trees)
-
     def save(self, directory: str | Path) -> None:
         from safetensors.numpy import save_file
 

@@ -75,7 +75,7 @@ class QueryMixin:
         slot = None if self.reads_by_scorer(answer_prefix) else self.probe_slot(answer_prefix)
         if slot is not None:
             estimates = estimates if estimates is not None else self.dimension_probe.estimates(features, prompt_stats)
-            stats[slot[1]] = self.dimension_probe.slot_value(slot[0], estimates[slot[0]])
+            stats[slot[1]] = estimates[slot[0]]
         return stats
 
     @property
