@@ -66,7 +66,8 @@ def reading_agreement(by_probe: Sequence[Levels], by_model: Sequence[Levels]) ->
 
 
 def probe_markdown(results: Mapping[str, Mapping], dimensions: Sequence[str], split: str, clips: int) -> str:
-    """A line and a table: per dimension, "balanced accuracy (margin over the majority level)" of each scorer."""
+    """A line and a table: per dimension, "balanced accuracy (margin over the majority level)" of each scorer, and
+    with ``reading`` in ``results`` the share of answers at the probe's level."""
     labels = {"probe": "probe alone", "model": "model's answer", "reading": "answer at the probe's level"}
     lines = [f"Dimension levels on the synth {split} split ({clips} clips): balanced accuracy "
              "(margin over always-the-majority-level)", "",

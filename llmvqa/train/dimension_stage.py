@@ -26,7 +26,7 @@ interval are copied as they are, so the human-agreement numbers of the model do 
 
 How faithfully the shipped reading repeats the estimate (release 5, synth test split, ``eval/dimension_probe.py
 --model-answers``, column "answer at the probe's level"): at the probe's level in 90–98% of clips for nine
-dimensions, the answer 0.08–0.22 under the estimate; semantic consistency asked with a prompt 41% (0.82 under it:
+dimensions, the answer 0.08–0.22 under the estimate; semantic consistency asked with a prompt 39.5% (0.82 under it:
 the reading tops out near 4.1–4.4). Tried in session 12 and reverted: measuring each dimension's mean reading
 curve on 16 train clips (slot values 0.5–5.5) and asking through its inverse. The reading saturates at the top (a
 slot past 5 answers no higher), so "excellent" estimates could not be lifted, and where the inverse did move the
