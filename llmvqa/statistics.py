@@ -51,7 +51,21 @@ STATISTICS: tuple[Statistic, ...] = (
     _S("prompt_alignment", "semantic", "similarity of the text prompt to the video content (present only when a prompt is given)", True, (0, 0.7)),
 )
 
-STAT_BY_NAME: dict[str, Statistic] = {s.name: s for s in STATISTICS}
+PROBE_STATISTICS: tuple[Statistic, ...] = (
+    # technical, beside the colour statistics above; read by the dimension probe only (see the note below)
+    _S("highlight_cast", "technical", "white-patch colour cast: opponent chroma (r−g, (r+g)/2−b) of the mean RGB of the brightest 5% of pixels, relative to their mean (0 = neutral highlights; a tint colours them, ~0.1 typical)", False, (0, 0.4)),
+    _S("channel_balance", "technical", "99.5th percentile of the weakest RGB channel over that of the strongest (1 = every channel reaches the same peak; a channel gain lowers it)", True, (0.5, 1)),
+)
+"""Statistics the encoders also measure that only the dimension probe reads (``DimensionProbe.extra``): not in the
+stats token, whose size (``STATISTICS``) the trained projectors and the human prior are built on. Found in session
+13: a cast is invisible in the gray-edge ``color_cast`` of many tinted clips but colours their highlights (synth
+corpus, colour levels from the statistics alone: balanced accuracy +0.14 over always-the-majority-level on val with
+the colour statistics of ``STATISTICS``, +0.24 with these two)."""
+
+PROBE_READERS: dict[str, tuple[str, ...]] = {"highlight_cast": ("color",), "channel_balance": ("color",)}
+"""The dimensions whose probe reads each of ``PROBE_STATISTICS``; the other dimensions' fits do not see it."""
+
+STAT_BY_NAME: dict[str, Statistic] = {s.name: s for s in STATISTICS + PROBE_STATISTICS}
 PROMPT_STATS: tuple[str, ...] = ("prompt_alignment",)
 """Statistics that exist only when a text prompt is given (not stored in the feature cache)."""
 
@@ -62,7 +76,8 @@ def normalize(name: str, value: float) -> float:
     return float(min(2.0, max(-1.0, (float(value) - lo) / (hi - lo))))
 
 
-def stats_of_stream(stream: str) -> tuple[str, ...]:
+def stats_of_stream(stream: str, probe: bool = False) -> tuple[str, ...]:
+    """The names of a stream's ``STATISTICS`` (its stats token's), with ``probe`` then its ``PROBE_STATISTICS``."""
     if stream not in STREAMS:
         raise ValueError(f"unknown stream {stream!r}; streams are {STREAMS}")
-    return tuple(s.name for s in STATISTICS if s.stream == stream)
+    return tuple(s.name for s in STATISTICS + (PROBE_STATISTICS if probe else ()) if s.stream == stream)

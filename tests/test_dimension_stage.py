@@ -182,8 +182,57 @@ def test_the_shipped_dimension_stage_used_the_default_settings():
 
     record = json.loads((DEFAULT_MODEL_DIR / "dimension_stage.json").read_text())
     defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(DimensionStageConfig()).items()}
-    assert record["settings"] == defaults
+    assert set(record["settings"]) <= set(defaults)
+    assert record["settings"] == {k: defaults[k] for k in record["settings"]}  # a setting added since: its default
     probe = DimensionProbe.load(DEFAULT_MODEL_DIR)
     assert probe.info["kind"] == DimensionStageConfig().probe_kind == "trees"
     assert probe.info["balance"] == TREE_BALANCE
     assert sorted(probe.info.get("base_rate_only", [])) == sorted(set(probe.dimensions) - set(record["selection"]["kept"]))
+
+
+def test_probe_masks_give_each_input_set_its_columns():
+    from llmvqa.model.prior import STAT_INPUTS
+    from llmvqa.model.probe_trees import TokenBasis
+    from llmvqa.statistics import PROMPT_STATS
+    from llmvqa.train.dimension_stage import probe_masks
+
+    extra = ["highlight_cast", "channel_balance"]
+    basis = TokenBasis(np.zeros(6), np.eye(3, 6))
+    width = STAT_INPUTS + len(extra) + 3
+    masks = probe_masks(width, basis, extra, {"color": "stream", "noise": "all", "flicker": "stream"})
+    cols = [st.name for st in STATISTICS for _ in range(2 if st.name in PROMPT_STATS else 1)] + extra + ["t"] * 3
+    read = {d: {c for c, m in zip(cols, mask, strict=True) if m} for d, mask in masks.items()}
+    technical = {st.name for st in STATISTICS if st.stream == "technical"}
+    assert read["color"] == technical | set(extra)  # its stream's statistics and the colour statistics, no tokens
+    assert read["noise"] == set(cols) - set(extra)  # everything but statistics given to another dimension
+    assert read["flicker"] == {st.name for st in STATISTICS if st.stream == "motion"}
+    with pytest.raises(ValueError, match="does not match"):
+        probe_masks(width + 1, basis, extra, {"color": "all"})
+
+
+def test_cv_inputs_pick_the_set_that_tells_a_dimension_apart_and_record_why():
+    """A dimension whose levels follow its own stream's statistic, buried under noisy token coordinates: the
+    source-grouped cross-fitting on the training clips chooses per dimension and records both margins."""
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.train.dimension_stage import _fit_probe
+
+    rng = np.random.default_rng(0)
+    lo, hi = next(s.typical for s in STATISTICS if s.name == "sharpness")
+    feats, levels, sources = [], [], []
+    for i in range(240):
+        f = make_features(i)
+        blurred = i % 3 == 0
+        sharp = (lo + 0.3 * (hi - lo) if blurred else hi - 0.3 * (hi - lo)) + rng.normal(0, 0.05 * (hi - lo))
+        feats.append((dataclasses.replace(f, stats={**f.stats, "sharpness": sharp}), {}))
+        levels.append("poor" if blurred else "excellent")
+        sources.append(f"s{i % 12}")
+    cfg = DimensionStageConfig(probe_tokens=8, folds=3, probe_inputs="cv")
+    probe, x = _fit_probe(feats, {"sharpness": levels}, cfg, len(feats), sources)
+    margins = probe.info["inputs_cv"]["sharpness"]
+    assert set(margins) == {"all", "stream"} and probe.info["inputs"]["sharpness"] == max(margins, key=margins.get)
+    assert max(margins.values()) > 0.4  # the statistic tells the two levels apart from held-out sources
+    fixed, _ = _fit_probe(feats, {"sharpness": levels}, dataclasses.replace(cfg, probe_inputs="stream"), len(feats))
+    assert fixed.info["inputs"] == {"sharpness": "stream"} and "inputs_cv" not in fixed.info
+    assert isinstance(fixed, DimensionProbe)
+    with pytest.raises(ValueError, match="probe_inputs"):
+        DimensionStageConfig(probe_inputs="tokens")

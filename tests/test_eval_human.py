@@ -34,7 +34,7 @@ from llmvqa.evaluation.human_report import (
     prior_pairs_markdown,
     write_interval,
 )
-from llmvqa.statistics import STATISTICS, STREAMS
+from llmvqa.statistics import PROBE_STATISTICS, STATISTICS, STREAMS
 
 
 def clip(name="c", prompt="", source="gen", static=3.0, temporal=3.0, alignment=3.0):
@@ -396,7 +396,7 @@ def test_directions_read_each_stream_against_its_rating():
               "prompt_alignment": -s}  # falls as alignment rises: against
              for s, n in zip(static, [4.0, 1.0, 6.0, 3.0, 2.0, 5.0], strict=True)]
     rows = {r["statistic"]: r for r in directions(stats, ratings)}
-    assert [r["statistic"] for r in directions(stats, ratings)] == [s.name for s in STATISTICS]
+    assert [r["statistic"] for r in directions(stats, ratings)] == [s.name for s in STATISTICS + PROBE_STATISTICS]
     assert rows["sharpness"]["verdict"] == "as assumed" and rows["sharpness"]["static"] == pytest.approx(1.0)
     assert rows["noise"]["static"] == pytest.approx(1 - 180 / 210) and rows["noise"]["verdict"] == "weak"
     assert rows["brightness"]["verdict"] == "no direction assumed"

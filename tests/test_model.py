@@ -19,7 +19,7 @@ from llmvqa.model.collate import encode_conversation, encode_example
 from llmvqa.model.scoring import expected_scores
 from llmvqa.model.template import IGNORE, VIDEO_TAG
 from llmvqa.prompts import level_prefix, load_text, load_yaml
-from llmvqa.statistics import PROMPT_STATS, STATISTICS, STREAMS
+from llmvqa.statistics import PROBE_STATISTICS, PROMPT_STATS, STATISTICS, STREAMS
 
 DIMS = {"technical": 12, "motion": 10, "semantic": 8}
 QUESTION = {k: load_yaml("instructions")[t][0].format(prompt_clause="") for k, t in (("rating", "rating"), ("explain", "rating_cot"))}
@@ -118,7 +118,7 @@ def make_features(seed: int = 0, lengths=(5, 4, 6)) -> VideoFeatures:
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     tokens = {s: torch.randn(t, DIMS[s], generator=g) for s, t in zip(STREAMS, lengths, strict=True)}
-    stats = {s.name: float(rng.uniform(*s.typical)) for s in STATISTICS if s.name not in PROMPT_STATS}
+    stats = {s.name: float(rng.uniform(*s.typical)) for s in STATISTICS + PROBE_STATISTICS if s.name not in PROMPT_STATS}
     return VideoFeatures(tokens=tokens, stats=stats)
 
 

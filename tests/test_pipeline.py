@@ -25,7 +25,7 @@ from llmvqa.encoders.motion import MotionConfig
 from llmvqa.encoders.text import TextEncoder
 from llmvqa.errors import ConfigError, VideoError
 from llmvqa.features import VideoFeatures
-from llmvqa.statistics import PROMPT_STATS, STATISTICS
+from llmvqa.statistics import PROBE_STATISTICS, PROMPT_STATS, STATISTICS
 from llmvqa.video.config import VideoLimits
 from llmvqa.video.writer import write_video
 
@@ -177,7 +177,7 @@ def test_extract_fills_streams_stats_and_meta(extractor, tiny_models, videos):
     feats = extractor.extract(videos[0])
     assert feats.tokens["motion"].shape[0] == NFRAMES - 1
     assert feats.tokens["technical"].shape[0] >= 2 and feats.tokens["semantic"].shape[0] >= 2
-    expected = {s.name for s in STATISTICS if s.name not in PROMPT_STATS}
+    expected = {s.name for s in STATISTICS + PROBE_STATISTICS if s.name not in PROMPT_STATS}
     assert set(feats.stats) == expected
     assert feats.meta["content_hash"] == content_hash(videos[0])
     assert feats.meta["encoder_key"] == extractor.key == extractor.config.key()
@@ -269,3 +269,38 @@ def test_real_offline_models_end_to_end(tmp_path, videos):
     assert all(torch.equal(feats.tokens[k], again.tokens[k]) for k in feats.tokens) and again.stats == feats.stats
     astronaut = fx.prompt_stats(again, "an astronaut in a white space suit")["prompt_alignment"]
     assert -1 <= astronaut <= 1
+
+
+def test_upgrading_a_version_3_cache_gives_what_extraction_gives(extractor, videos, tmp_path, monkeypatch):
+    """scripts/upgrade_feature_cache.py: a version-3 entry (no PROBE_STATISTICS) becomes the version-4 entry a fresh
+    extraction writes — every statistic, token and series the same — and an entry whose video changed is skipped."""
+    import importlib.util
+
+    import llmvqa.encoders.config as config
+
+    spec = importlib.util.spec_from_file_location("upgrade", Path(__file__).parents[1] / "scripts/upgrade_feature_cache.py")
+    upgrade = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(upgrade)
+    clips = []
+    for i, v in enumerate(videos):
+        clips.append(tmp_path / f"c{i}.mp4")
+        shutil.copy(v, clips[-1])
+    fresh = extractor.extract(clips[0])
+    cache = FeatureCache(tmp_path / "cache")
+    monkeypatch.setattr(config, "FEATURE_VERSION", "3")
+    old_key = extractor.config.key()
+    for clip in clips:
+        f = extractor.extract(clip)
+        f.stats = {k: v for k, v in f.stats.items() if k not in {s.name for s in PROBE_STATISTICS}}
+        f.meta["encoder_key"] = old_key
+        cache.put(f)
+    monkeypatch.setattr(config, "FEATURE_VERSION", "4")
+    shutil.copy(videos[0], clips[1])  # the second clip's video changed since it was extracted
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"encoder": extractor.config.to_dict()}))
+    assert upgrade.main(["--cache", str(tmp_path / "cache"), "--model", str(tmp_path / "model")]) == 0
+    new = cache.get(clips[0], extractor.config.key())
+    assert new is not None and new.stats == fresh.stats
+    assert all(torch.equal(new.tokens[s], fresh.tokens[s]) for s in fresh.tokens)
+    assert len(list((tmp_path / "cache").glob(f"*-{extractor.config.key()}.safetensors"))) == 1  # not the changed one
+    assert load_features(next((tmp_path / "cache").glob(f"*-{old_key}.safetensors"))).meta["encoder_key"] == old_key

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from llmvqa.features import VideoFeatures
-from llmvqa.levels import LEVELS
+from llmvqa.levels import LEVELS, level_of_score
 from llmvqa.model.dimension_probe import DimensionProbe, TokenBasis, token_summary
 
 
@@ -104,3 +104,48 @@ def test_dropping_a_dimensions_trees_removes_their_nodes_and_keeps_the_rest_exac
     assert set(reduced.trees.root_dim.tolist()) == {band}
     np.testing.assert_array_equal(reduced.probs_inputs(x)[:, band], probe.probs_inputs(x)[:, band])
     assert reduced.trees.arrays()["trees_feature"].dtype == np.int32
+
+
+def test_a_probe_reads_its_extra_statistics_and_says_when_features_lack_them(tmp_path):
+    """Levels that only highlight_cast tells apart: a probe fitted with it as an extra input finds them, keeps the
+    name through save and load, and reads it from each clip's features; features without it are a ModelError."""
+    from llmvqa.errors import ModelError
+    from llmvqa.statistics import normalize
+
+    rng = np.random.default_rng(0)
+    feats, levels = [], []
+    for i in range(80):
+        tokens = {s: torch.as_tensor(rng.normal(size=(3, 4)), dtype=torch.float32) for s in ("technical", "motion", "semantic")}
+        cast = 0.3 if i % 4 == 0 else 0.05
+        feats.append((VideoFeatures(tokens=tokens, stats={"highlight_cast": cast, "channel_balance": 0.9}), None))
+        levels.append("poor" if cast > 0.1 else "excellent")
+    x = DimensionProbe.input_matrix(feats, extra=["highlight_cast"])
+    assert x.shape[1] == DimensionProbe.input_matrix(feats).shape[1] + 1
+    np.testing.assert_allclose(x[:, -1], [normalize("highlight_cast", f.stats["highlight_cast"]) for f, _ in feats])
+    probe = DimensionProbe.fit(x, {"color": levels}, kind="trees", info={"extra_stats": ["highlight_cast"]})
+    probe.save(tmp_path)
+    back = DimensionProbe.load(tmp_path)
+    assert back.extra == ("highlight_cast",)
+    found = [level_of_score(back.estimates(*f)["color"]) for f in feats]
+    assert found == levels
+    lacking = VideoFeatures(tokens=feats[0][0].tokens, stats={"channel_balance": 0.9})
+    with pytest.raises(ModelError, match="highlight_cast"):
+        back.estimates(lacking)
+    assert DimensionProbe.fit(DimensionProbe.input_matrix(feats), {"color": levels}, kind="trees").extra == ()
+
+
+@pytest.mark.parametrize("kind", ["trees", "linear"])
+def test_a_dimension_never_reads_the_columns_its_mask_leaves_out(kind):
+    x, levels = _data()
+    mask = np.array([True, True, False, True])  # 'band' depends on column 2: without it, it cannot be found
+    probe = DimensionProbe.fit(x, levels, kind=kind, inputs={"band": mask})
+    moved = x.copy()
+    moved[:, 2] = np.random.default_rng(1).normal(size=len(x)) * 10
+    band, ring = probe.dimensions.index("band"), probe.dimensions.index("ring")
+    np.testing.assert_allclose(probe.probs_inputs(moved)[:, band], probe.probs_inputs(x)[:, band])
+    free = DimensionProbe.fit(x, levels, kind=kind)  # the unmasked dimension's fit is the same as without masks
+    np.testing.assert_allclose(probe.probs_inputs(x)[:, ring], free.probs_inputs(x)[:, ring])
+    assert _balanced(free.probs_inputs(x)[:, band].argmax(1), [LEVELS.index(v) for v in levels["band"]]) > \
+        _balanced(probe.probs_inputs(x)[:, band].argmax(1), [LEVELS.index(v) for v in levels["band"]])
+    with pytest.raises(ValueError, match="input mask"):
+        DimensionProbe.fit(x, levels, kind=kind, inputs={"band": mask[:3]})

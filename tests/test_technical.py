@@ -114,7 +114,7 @@ def test_exposure_brightness_contrast_color(clips, name):
 
 def test_stat_names_and_ranges(clips):
     stats = _stats(clips["bikes"])
-    assert tuple(stats) == stats_of_stream("technical")
+    assert tuple(stats) == stats_of_stream("technical", probe=True)
     assert all(isinstance(v, float) and np.isfinite(v) for v in stats.values())
     assert 0 <= stats["brightness"] <= 1 and 0 <= stats["contrast"] <= 0.5
     for name in ("underexposure", "overexposure"):
@@ -164,7 +164,7 @@ def test_tokens_come_from_fragments_of_used_frames():
     tokens, stats = enc(clip)
     assert tokens.shape == (5, 3) and tokens.dtype == torch.float32
     assert fake.seen[0].shape == (5, 64, 64, 3)
-    assert tuple(stats) == stats_of_stream("technical")
+    assert tuple(stats) == stats_of_stream("technical", probe=True)
     assert stats == enc.stats_only(clip)
 
 
@@ -206,3 +206,24 @@ def test_color_cast_is_zero_on_gray_and_blind_to_brightness(clips):
     tinted = np.clip(clips["astronaut"] * np.float32([1.3, 1.0, 0.7]), 0, 255).astype(np.uint8)
     darker = (tinted * 0.5).astype(np.uint8)
     assert _stats(darker)["color_cast"] == pytest.approx(_stats(tinted)["color_cast"], rel=0.1)
+
+
+@pytest.mark.parametrize("source", ["chelsea", "bikes_cyclist"])
+def test_a_tint_colours_the_highlights_and_unbalances_the_channel_peaks(source):
+    clean = _synth(source)
+    base = _stats(clean)
+    tinted = _stats(np.clip(clean * np.float32([1.0, 1.0, 0.7]), 0, 255).astype(np.uint8))  # yellow: blue −30%
+    assert tinted["highlight_cast"] > base["highlight_cast"] + 0.15
+    assert tinted["channel_balance"] < base["channel_balance"] - 0.15
+    darker = _stats((clean * 0.6).astype(np.uint8))  # a brightness gain is no tint
+    assert darker["highlight_cast"] == pytest.approx(base["highlight_cast"], abs=0.02)
+    assert darker["channel_balance"] == pytest.approx(base["channel_balance"], abs=0.03)
+    gray = _stats(np.repeat(clean.mean(-1, keepdims=True).astype(np.uint8), 3, axis=-1))
+    assert gray["highlight_cast"] == pytest.approx(0.0, abs=1e-6) and gray["channel_balance"] == pytest.approx(1.0)
+
+
+def test_black_frames_give_no_evidence_of_a_cast():
+    black = np.zeros((4, 32, 32, 3), np.uint8)
+    black[..., 2] = 3  # a faint blue noise floor is not a tint
+    s = _stats(black)
+    assert s["highlight_cast"] == 0.0 and s["channel_balance"] == 1.0

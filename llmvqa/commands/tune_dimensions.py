@@ -35,6 +35,13 @@ def register(subparsers) -> None:
                    help="the probe: boosted trees over statistics + token summary (default) or a logistic regression")
     p.add_argument("--probe-balance", type=float, default=None,
                    help="class weights of the probe ∝ (1 / level share)^this (default 0.5 trees, 0.25 linear; 1 = balanced)")
+    p.add_argument("--probe-inputs", choices=("cv", "all", "stream"), default=None,
+                   help="what each dimension's probe reads: every statistic + the token summary (all), its own "
+                        "stream's statistics (stream), or per dimension the better of the two in source-grouped "
+                        "cross-fitting on the training clips (cv, the default)")
+    p.add_argument("--probe-extra", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether the probe also reads the PROBE_STATISTICS (highlight_cast, channel_balance) for the "
+                        "dimensions they are for (default: DimensionStageConfig.probe_extra; release 5: no)")
     p.add_argument("--select-split", default="val",
                    help="after training, keep in the probe the dimensions whose answers beat the majority level by "
                         "--min-margin balanced accuracy on this manifest split (default val; '' keeps every one)")
@@ -74,6 +81,7 @@ def run(args) -> int:
         return f, {k: float(v) for k, v in extractor.prompt_stats(f, item.prompt).items()} if item.prompt else {}
 
     given = {"steps": args.steps, "probe_balance": args.probe_balance, "probe_kind": args.probe_kind,
+             "probe_inputs": args.probe_inputs, "probe_extra": args.probe_extra,
              "read_steps": args.read_steps,
              "data_steps": args.data_steps, "read_estimates": args.read_estimates}
     settings = {"seed": args.seed, **{k: v for k, v in given.items() if v is not None}}

@@ -20,9 +20,11 @@ from llmvqa.errors import ConfigError
 from llmvqa.settings import coerce_number
 from llmvqa.video.config import VideoLimits
 
-FEATURE_VERSION = "3"
+FEATURE_VERSION = "4"
 """Bump when an encoder's output changes for the same settings: every cached feature file misses.
-3: per-frame series, frame timestamps and class labels stored with the features (evidence)."""
+3: per-frame series, frame timestamps and class labels stored with the features (evidence).
+4: the technical encoder also measures highlight_cast and channel_balance (``PROBE_STATISTICS``); the rest is
+unchanged (``scripts/upgrade_feature_cache.py`` adds them to a version-3 cache without running the models)."""
 
 _SECTIONS: dict[str, type] = {
     "technical": TechnicalConfig,

@@ -83,7 +83,7 @@ class FeatureExtractor:
             timings[stream], cpu[stream] = time.perf_counter() - t, time.process_time() - c
         self.timings, self.cpu_timings = timings, cpu
         for stream in STREAMS:  # every stream reports exactly its registry statistics
-            names = [n for n in stats_of_stream(stream) if n not in PROMPT_STATS]
+            names = [n for n in stats_of_stream(stream, probe=True) if n not in PROMPT_STATS]
             missing = [n for n in names if n not in stats]
             if missing:
                 raise RuntimeError(f"{stream} encoder did not report statistics {missing}")

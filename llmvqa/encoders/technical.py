@@ -28,7 +28,7 @@ from llmvqa.statistics import stats_of_stream
 from llmvqa.video.types import Clip
 from llmvqa.video.views import fragments
 
-STAT_NAMES = stats_of_stream("technical")
+STAT_NAMES = stats_of_stream("technical", probe=True)
 
 
 @dataclass
@@ -183,7 +183,35 @@ def exposure_and_color(frames: np.ndarray, luma: np.ndarray, max_side: int) -> d
         "colorfulness": float(np.mean(color)),
         "color_cast": color_cast(rgb),
         "saturation": float(np.mean(sat)),
+        **highlight_color(rgb, y),
     }
+
+
+def highlight_color(rgb: np.ndarray, luma: np.ndarray) -> dict[str, float]:
+    """highlight_cast and channel_balance of uint8 (T, h, w, 3) RGB frames and their uint8 (T, h, w) luma.
+
+    White-patch hypothesis: the brightest surfaces of a scene (luma at or above its 95th percentile) are about
+    neutral, so the opponent chroma of their mean colour, relative to their mean, measures a tint; and every
+    channel reaches about the same peak (its 99.5th percentile), so the weakest peak over the strongest falls with
+    a channel gain. Percentiles are read from 256-bin histograms (the lowest grey level whose cumulative share
+    reaches the quantile). Frames with no highlight above black (the brightest pixels' mean under 8 grey levels)
+    give no evidence: 0 and 1.
+    """
+    y = luma.reshape(-1, luma.shape[-1])
+    x = rgb.reshape(-1, rgb.shape[-2], 3)
+
+    def quantile(channel: np.ndarray, q: float) -> int:
+        cum = np.cumsum(cv2.calcHist([channel], [0], None, [256], [0, 256]).ravel())
+        return int(np.searchsorted(cum, q * cum[-1]))
+
+    mask = (y >= quantile(y, 0.95)).astype(np.uint8)
+    m = np.asarray(cv2.mean(x, mask=mask)[:3])
+    if m.mean() < 8.0:
+        return {"highlight_cast": 0.0, "channel_balance": 1.0}
+    r, g, b = m
+    peaks = [quantile(np.ascontiguousarray(x[..., c]), 0.995) for c in range(3)]
+    return {"highlight_cast": float(np.hypot(r - g, 0.5 * (r + g) - b) / m.mean()),
+            "channel_balance": float(min(peaks) / max(max(peaks), 1))}
 
 
 def color_cast(rgb: np.ndarray) -> float:

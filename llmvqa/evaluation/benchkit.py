@@ -141,11 +141,12 @@ def synthetic_features(dims: Mapping[str, int], seed: int = 0, frames: int = 16)
     import torch
 
     from llmvqa.features import VideoFeatures
-    from llmvqa.statistics import PROMPT_STATS, STATISTICS
+    from llmvqa.statistics import PROBE_STATISTICS, PROMPT_STATS, STATISTICS
 
     g = torch.Generator().manual_seed(seed)
     tokens = {s: torch.randn(frames - (s == "motion"), d, generator=g) for s, d in dims.items()}
-    stats = {st.name: (st.typical[0] + st.typical[1]) / 2 for st in STATISTICS if st.name not in PROMPT_STATS}
+    stats = {st.name: (st.typical[0] + st.typical[1]) / 2 for st in STATISTICS + PROBE_STATISTICS
+             if st.name not in PROMPT_STATS}
     return VideoFeatures(tokens=tokens, stats=stats, meta={"content_hash": f"bench{seed}"})
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from llmvqa.evaluation.metrics import correlation_report, srcc
-from llmvqa.statistics import STATISTICS
+from llmvqa.statistics import PROBE_STATISTICS, STATISTICS
 
 REAL_SOURCE = "ground-truth"
 """The ``model`` value FETV gives real footage."""
@@ -356,13 +356,13 @@ def rated_statistics(clips: Sequence, features_of: Callable) -> list[dict[str, f
 
 
 def directions(stats: Sequence[Mapping[str, float]], ratings: Sequence[Mapping[str, float]]) -> list[dict]:
-    """One row per statistic of ``llmvqa.statistics``: SRCC with each human rating (NaN with fewer than 3
-    measured clips or a constant statistic) and the verdict on its assumed direction, read on the rating its
+    """One row per statistic of ``llmvqa.statistics`` (``STATISTICS``, then ``PROBE_STATISTICS``): SRCC with each
+    human rating (NaN with fewer than 3 measured clips or a constant statistic) and the verdict on its assumed direction, read on the rating its
     stream stands for (technical: static, motion and semantic: temporal, prompt_alignment: alignment): "as
     assumed", "against" (the wrong sign with |SRCC| ≥ 0.2), "weak", "no direction assumed" or "—" (no SRCC)."""
     human = human_table(ratings)
     rows = []
-    for st in STATISTICS:
+    for st in STATISTICS + PROBE_STATISTICS:
         values = np.array([s.get(st.name, np.nan) for s in stats], float)
         ok = np.isfinite(values)
         row = {"statistic": st.name, "stream": st.stream, "assumed": st.higher_is_better}

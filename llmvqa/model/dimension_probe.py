@@ -26,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from llmvqa.encoders.config import FEATURE_VERSION
 from llmvqa.errors import ModelError
 from llmvqa.features import VideoFeatures
 from llmvqa.levels import LEVELS, WEIGHTS
 from llmvqa.model.prior import stat_inputs
 from llmvqa.model.probe_trees import ABSENT, TokenBasis, TreeEnsemble, fit_trees, token_summary
+from llmvqa.statistics import normalize
 
 PROBE_FILE = "dimension_probe.safetensors"
 SPREAD = 0.35
@@ -65,6 +67,16 @@ def estimate_of(probs: np.ndarray) -> np.ndarray:
     return centre + np.clip(probs @ w - centre, -SPREAD, SPREAD)
 
 
+def extra_inputs(features: VideoFeatures, names: Sequence[str]) -> np.ndarray:
+    """(E,) the named statistics of ``features``, normalized (``llmvqa.statistics.normalize``)."""
+    missing = [n for n in names if n not in features.stats]
+    if missing:
+        raise ModelError("dimension probe", f"reads statistics {missing} that these features lack (extracted before "
+                         f"feature version {FEATURE_VERSION})", "extract the features again (or run "
+                         "scripts/upgrade_feature_cache.py on the cache)")
+    return np.asarray([normalize(n, features.stats[n]) for n in names], dtype=np.float64)
+
+
 @dataclass
 class DimensionProbe:
     """Standardize → per dimension a 5-way linear map (LEVELS order; a level absent in fitting never wins), or with
@@ -86,12 +98,17 @@ class DimensionProbe:
     trees: TreeEnsemble | None = None
     """Boosted trees (kind "trees"); None: the linear map."""
 
+    @property
+    def extra(self) -> tuple[str, ...]:
+        """The ``PROBE_STATISTICS`` this probe reads after ``stat_inputs`` (none for a probe fitted before them)."""
+        return tuple(self.info.get("extra_stats", ()))
+
     @staticmethod
     def input_matrix(feats: Sequence[tuple[VideoFeatures, Mapping[str, float] | None]],
-                     basis: TokenBasis | None = None) -> np.ndarray:
-        """(N, S[+P]) probe inputs of (features, prompt statistics) pairs: ``stat_inputs``, then with ``basis`` the
-        token summary's coordinates."""
-        x = np.stack([stat_inputs(f, ps) for f, ps in feats])
+                     basis: TokenBasis | None = None, extra: Sequence[str] = ()) -> np.ndarray:
+        """(N, S[+E][+P]) probe inputs of (features, prompt statistics) pairs: ``stat_inputs``, then the ``extra``
+        statistics (normalized), then with ``basis`` the token summary's coordinates."""
+        x = np.stack([np.concatenate([stat_inputs(f, ps), extra_inputs(f, extra)]) for f, ps in feats])
         if basis is None:
             return x
         return np.concatenate([x, basis.project(np.stack([token_summary(f) for f, _ in feats]))], axis=1)
@@ -99,10 +116,14 @@ class DimensionProbe:
     @classmethod
     def fit(cls, x: np.ndarray, levels: Mapping[str, Sequence[str]], c: float = DEFAULT_C,
             info: dict | None = None, balance: float | None = None, kind: str = "linear",
-            basis: TokenBasis | None = None, seed: int = 0) -> DimensionProbe:
-        """x: (N, S[+P]) ``input_matrix`` (with ``basis`` when the inputs carry its coordinates); levels: {dimension
-        key: N reference level words}; balance: class weights ∝ (1 / share)^balance (default ``DEFAULT_BALANCE``
-        linear, ``TREE_BALANCE`` trees). Dimensions with a single level present are left out."""
+            basis: TokenBasis | None = None, seed: int = 0,
+            inputs: Mapping[str, np.ndarray] | None = None) -> DimensionProbe:
+        """x: (N, S[+E][+P]) ``input_matrix`` (with ``basis`` when the inputs carry its coordinates); levels:
+        {dimension key: N reference level words}; balance: class weights ∝ (1 / share)^balance (default
+        ``DEFAULT_BALANCE`` linear, ``TREE_BALANCE`` trees); inputs: {dimension key: boolean mask of the columns of x its fit reads} (absent:
+        every column) — the other columns are held constant in its fit (no weight, no split on them), so a column
+        added for one dimension leaves the others' fits as they were. Dimensions with a single level present are
+        left out."""
         from sklearn.linear_model import LogisticRegression
 
         if kind not in KINDS:
@@ -113,7 +134,7 @@ class DimensionProbe:
         scale = x.std(0)
         scale = np.where(scale > 1e-8, scale, 1.0)
         z = (x - mean) / scale
-        dims, weights, biases, counts, tree_levels, tree_weights = [], [], [], {}, [], []
+        dims, weights, biases, counts, tree_levels, tree_weights, tree_inputs = [], [], [], {}, [], [], []
         for key, words in levels.items():
             y = np.asarray(words)
             if len(y) != len(x):
@@ -125,11 +146,15 @@ class DimensionProbe:
             weight = np.array([(1.0 / (len(present) * share[v])) ** balance for v in y])
             counts[key] = {lv: int((y == lv).sum()) for lv in present}
             dims.append(key)
+            mask = np.asarray((inputs or {}).get(key, np.ones(x.shape[1], bool)), bool)
+            if mask.shape != (x.shape[1],):
+                raise ValueError(f"{key}: an input mask of {mask.shape} for {x.shape[1]} columns")
             if kind == "trees":
                 tree_levels.append(y)
                 tree_weights.append(weight)
+                tree_inputs.append(mask)
                 continue
-            clf = LogisticRegression(C=c, max_iter=5000).fit(z, y, sample_weight=weight)
+            clf = LogisticRegression(C=c, max_iter=5000).fit(np.where(mask[None, :], z, 0.0), y, sample_weight=weight)
             w = np.zeros((len(LEVELS), x.shape[1]))
             b = np.full(len(LEVELS), ABSENT)
             coef, intercept = clf.coef_, clf.intercept_
@@ -144,7 +169,7 @@ class DimensionProbe:
             raise ValueError("no dimension has two or more levels to tell apart")
         meta = {"kind": kind, "c": c, "balance": balance, "n": int(len(x)), "levels": counts, **(info or {})}
         if kind == "trees":
-            trees = fit_trees(z, tree_levels, tree_weights, seed=seed)
+            trees = fit_trees(z, tree_levels, tree_weights, seed=seed, inputs=tree_inputs)
             empty = np.zeros((len(dims), len(LEVELS), x.shape[1]))
             return cls(mean, scale, empty, trees.baseline.copy(), tuple(dims), meta, basis, trees)
         return cls(mean, scale, np.stack(weights), np.stack(biases), tuple(dims), meta, basis)
@@ -185,7 +210,7 @@ class DimensionProbe:
 
     def estimates(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
         """{dimension key: 1–5 estimate} of one video."""
-        x = self.input_matrix([(features, prompt_stats)], self.basis)[0]
+        x = self.input_matrix([(features, prompt_stats)], self.basis, self.extra)[0]
         if x.shape != self.mean.shape:
             raise ModelError("dimension probe", f"expects {self.mean.shape[0]} statistics, the features give {x.shape[0]}",
                              "use the encoders the probe was fitted with (the checkpoint's config.json)")
@@ -220,5 +245,5 @@ class DimensionProbe:
                    json.loads(meta.get("info", "{}")), basis, trees)
 
 
-__all__ = ["KINDS", "PROBE_FILE", "SPREAD", "TOKEN_COMPONENTS", "DimensionProbe", "TokenBasis", "estimate_of",
+__all__ = ["KINDS", "PROBE_FILE", "SPREAD", "TOKEN_COMPONENTS", "DimensionProbe", "TokenBasis", "estimate_of", "extra_inputs",
            "stat_inputs", "token_summary"]

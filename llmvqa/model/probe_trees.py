@@ -129,9 +129,11 @@ class TreeEnsemble:
 
 
 def fit_trees(z: np.ndarray, levels: Sequence[Sequence[str]], weights: Sequence[np.ndarray], *, max_iter: int = 150,
-              learning_rate: float = 0.05, max_leaf_nodes: int = 15, seed: int = 0) -> TreeEnsemble:
+              learning_rate: float = 0.05, max_leaf_nodes: int = 15, seed: int = 0,
+              inputs: Sequence[np.ndarray | None] | None = None) -> TreeEnsemble:
     """One ``HistGradientBoostingClassifier`` per dimension (``levels[k]``: N level words, ``weights[k]``: N sample
-    weights), flattened into a ``TreeEnsemble``."""
+    weights), flattened into a ``TreeEnsemble``. ``inputs[k]``: the columns of ``z`` dimension k may split on (a
+    boolean mask; None: every column) — the others are held constant in its fit, so no node reads them."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     cols = {k: [] for k in ("feature", "threshold", "left", "right", "leaf", "missing_left", "value")}
@@ -140,10 +142,12 @@ def fit_trees(z: np.ndarray, levels: Sequence[Sequence[str]], weights: Sequence[
     offset = 0
     min_leaf = max(2, min(20, len(z) // 20))  # scikit-learn's 20 from 400 clips on; a small corpus can still split
     for k, (y, w) in enumerate(zip(levels, weights, strict=True)):
+        mask = None if inputs is None else inputs[k]
+        zk = z if mask is None or mask.all() else np.where(mask[None, :], z, 0.0)
         clf = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=learning_rate,
                                              max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_leaf,
                                              random_state=seed)
-        clf.fit(z, np.asarray(y), sample_weight=w)
+        clf.fit(zk, np.asarray(y), sample_weight=w)
         classes = [LEVELS.index(c) for c in clf.classes_]
         base = np.asarray(clf._baseline_prediction, np.float64).ravel()
         binary = len(classes) == 2

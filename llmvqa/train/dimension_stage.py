@@ -80,6 +80,12 @@ def load_synth_items(manifest: str | Path, split: str = "train") -> list[Dimensi
     return items
 
 
+INPUT_SETS = ("all", "stream")
+"""What a dimension's probe may read: "all" — every statistic of the stats token, the ``PROBE_STATISTICS`` that
+``PROBE_READERS`` gives the dimension, and the token summary; "stream" — only the statistics of its own stream
+(its group), with the ``PROBE_STATISTICS`` it is given (no tokens, no other stream)."""
+
+
 @dataclass
 class DimensionStageConfig:
     steps: int = 300
@@ -116,6 +122,17 @@ class DimensionStageConfig:
     probe_balance: float | None = None
     """Class weights of the probe ∝ (1 / level share)^probe_balance (None: ``dimension_probe.DEFAULT_BALANCE``
     linear, ``TREE_BALANCE`` trees)."""
+    probe_inputs: str = "all"
+    """What each dimension's probe reads (``INPUT_SETS``): "all" (release 5: every statistic and the token summary),
+    "stream" (its own stream's statistics only) or "cv": per dimension the one whose source-grouped cross-fitted
+    estimates on the training clips tell its levels apart best (recorded in the probe's ``info["inputs_cv"]``)."""
+    inputs_min_gain: float = 0.02
+    """With "cv", a dimension leaves "all" only for a set whose cross-fitted margin is higher by more than this
+    (session 13, release 5's corpus: sharpness and flicker differed by 0.001–0.002 between the sets, noise;
+    exposure and colour by 0.04)."""
+    probe_extra: bool = False
+    """The probe also reads the encoders' ``PROBE_STATISTICS`` (highlight_cast, channel_balance; feature version 4);
+    False: only the statistics of the stats token, as release 5's probe."""
     folds: int = 5
     """Source-grouped folds of the cross-fitted estimates the data steps use."""
     mse_weight: float = 1.0
@@ -135,6 +152,8 @@ class DimensionStageConfig:
             raise ValueError("read_estimates and no_prompt_share are shares: 0–1")
         if self.probe_kind not in ("linear", "trees") or self.probe_tokens < 0:
             raise ValueError("probe_kind is 'linear' or 'trees', probe_tokens ≥ 0")
+        if self.probe_inputs not in (*INPUT_SETS, "cv"):
+            raise ValueError(f"probe_inputs is one of {(*INPUT_SETS, 'cv')}, got {self.probe_inputs!r}")
         if self.read_steps + self.data_steps < 1 or self.folds < 2:
             raise ValueError("a dimension-stage cycle needs a reading or data step, and at least 2 folds")
 
@@ -192,9 +211,10 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     log(f"dimension stage: {len(items)} clips, dimensions {dims}")
     feats = [features_of(it) for it in items]
     levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in dims}
-    probe, x = _fit_probe(feats, levels, cfg, len(items))
+    probe, x = _fit_probe(feats, levels, cfg, len(items), [it.source for it in items])
     dims = [d for d in dims if d in probe.dimensions]
-    oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions, probe.basis)  # (N, K)
+    oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions, probe.basis,
+                        probe_masks(x.shape[1], probe.basis, probe.extra, probe.info["inputs"]))  # (N, K)
     base_stats = [model.input_stats(f, ps) for f, ps in feats]  # the human prior's slots, as at rating time
     base_none = [model.input_stats(f, None) for f, _ in feats] if cfg.no_prompt_share > 0 else base_stats
     slot_of = {d: PRIOR_OF_STREAM[spec[d].group] for d in dims}
@@ -276,7 +296,7 @@ def refit_probe(model_dir: str | Path, items: Sequence[DimensionItem], features_
     if old is None:
         raise DataError(str(model_dir), "has no dimension probe to fit again", "run llmvqa tune-dimensions first")
     levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in old.dimensions}
-    probe, _ = _fit_probe([features_of(it) for it in items], levels, cfg, len(items))
+    probe, _ = _fit_probe([features_of(it) for it in items], levels, cfg, len(items), [it.source for it in items])
     probe.save(model_dir)
     state = read_json(model_dir / "dimension_stage.json")
     state["probe_refit"] = {"kind": cfg.probe_kind, "tokens": cfg.probe_tokens, "c": cfg.probe_c,
@@ -340,21 +360,76 @@ def select_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], fea
     return keep
 
 
-def _fit_probe(feats, levels: dict[str, list[str]], cfg: DimensionStageConfig, n_clips: int):
-    """(the probe of ``cfg``'s kind fitted on ``feats`` — (features, prompt statistics) pairs —, its input matrix)."""
+def _fit_probe(feats, levels: dict[str, list[str]], cfg: DimensionStageConfig, n_clips: int,
+               sources: Sequence[str] | None = None):
+    """(the probe of ``cfg``'s kind fitted on ``feats`` — (features, prompt statistics) pairs —, its input matrix).
+    With ``probe_inputs`` "cv" each dimension reads the input set of ``INPUT_SETS`` whose source-grouped
+    cross-fitted estimates (``sources``; ``cfg.folds``) tell its levels apart best on these clips."""
     from llmvqa.model.dimension_probe import DimensionProbe, TokenBasis, token_summary
+    from llmvqa.statistics import PROBE_STATISTICS
 
     basis = None
     if cfg.probe_kind == "trees" and cfg.probe_tokens > 0:
         basis = TokenBasis.fit(np.stack([token_summary(f) for f, _ in feats]), cfg.probe_tokens)
-    x = DimensionProbe.input_matrix(feats, basis)
-    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info={"split_clips": n_clips}, balance=cfg.probe_balance,
-                               kind=cfg.probe_kind, basis=basis, seed=cfg.seed)
+    extra = [st.name for st in PROBE_STATISTICS] if cfg.probe_extra else []
+    x = DimensionProbe.input_matrix(feats, basis, extra)
+    dims = list(levels)
+    info: dict = {"split_clips": n_clips, "extra_stats": extra}
+    if cfg.probe_inputs == "cv":
+        sources = list(sources) if sources is not None else [""] * len(x)
+        margins = {}
+        for name in INPUT_SETS:
+            masks = probe_masks(x.shape[1], basis, extra, {d: name for d in dims})
+            est = _cross_fitted(x, levels, sources, cfg, dims, basis, masks)
+            margins[name] = {d: level_margin(est[:, k], levels[d]) for k, d in enumerate(dims)}
+        choice = {d: max(INPUT_SETS, key=lambda n, d=d: margins[n][d] - (0.0 if n == "all" else cfg.inputs_min_gain))
+                  for d in dims}
+        info["inputs_cv"] = {d: {n: round(margins[n][d], 4) for n in INPUT_SETS} for d in dims}
+    else:
+        choice = {d: cfg.probe_inputs for d in dims}
+    info["inputs"] = choice
+    probe = DimensionProbe.fit(x, levels, cfg.probe_c, info=info, balance=cfg.probe_balance, kind=cfg.probe_kind,
+                               basis=basis, seed=cfg.seed, inputs=probe_masks(x.shape[1], basis, extra, choice))
     return probe, x
 
 
+def probe_masks(width: int, basis, extra: Sequence[str], choice: dict[str, str]) -> dict[str, np.ndarray]:
+    """{dimension key: boolean mask of the probe's input columns it reads} for ``choice`` ({key: one of
+    ``INPUT_SETS``}). Columns: ``stat_inputs`` (a prompt statistic: value and indicator), the ``extra`` statistics,
+    then the token summary's coordinates (``basis``)."""
+    from llmvqa.dimensions import load_dimensions
+    from llmvqa.statistics import PROBE_READERS, PROMPT_STATS, STAT_BY_NAME, STATISTICS
+
+    spec = load_dimensions().dimensions
+    stream_of_col = [st.stream for st in STATISTICS for _ in range(2 if st.name in PROMPT_STATS else 1)]
+    stream_of_col += [STAT_BY_NAME[n].stream for n in extra]
+    tokens = 0 if basis is None else basis.components.shape[0]
+    if len(stream_of_col) + tokens != width:
+        raise ValueError(f"a probe input of {width} columns does not match the statistics and token summary")
+    out = {}
+    for d, name in choice.items():
+        if name not in INPUT_SETS:
+            raise ValueError(f"unknown probe input set {name!r}; one of {INPUT_SETS}")
+        stream = spec[d].group if d in spec else None
+        own = [name == "all" or s == stream for s in stream_of_col]
+        for i, n in enumerate(extra):
+            own[len(stream_of_col) - len(extra) + i] = d in PROBE_READERS.get(n, ()) and (name == "all" or
+                                                                                        STAT_BY_NAME[n].stream == stream)
+        out[d] = np.asarray(own + [name == "all"] * tokens, bool)
+    return out
+
+
+def level_margin(estimates: np.ndarray, reference: Sequence[str]) -> float:
+    """Balanced accuracy of the estimates' levels against ``reference`` level words, over always-the-majority-level's
+    (1 / the number of levels present)."""
+    pred = np.asarray([level_of_score(float(e)) for e in estimates])
+    ref = np.asarray(reference)
+    present = [lv for lv in LEVELS if lv in set(ref)]
+    return float(np.mean([(pred[ref == lv] == lv).mean() for lv in present]) - 1.0 / len(present))
+
+
 def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
-                  dims: Sequence[str], basis=None) -> np.ndarray:
+                  dims: Sequence[str], basis=None, masks: dict | None = None) -> np.ndarray:
     """(N, K) probe estimates of each clip from a probe fitted without its source's fold (K = ``dims``)."""
     from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.train.human_data import prompt_folds
@@ -366,7 +441,7 @@ def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence
         test = folds == f
         fitted = DimensionProbe.fit(x[~test], {d: [lv for lv, t in zip(levels[d], test, strict=True) if not t]
                                                for d in dims}, cfg.probe_c, balance=cfg.probe_balance,
-                                kind=cfg.probe_kind, basis=basis, seed=cfg.seed)
+                                kind=cfg.probe_kind, basis=basis, seed=cfg.seed, inputs=masks)
         est = fitted.estimates_inputs(x[test])
         for k, d in enumerate(dims):
             if d in fitted.dimensions:

@@ -14,7 +14,7 @@ import torch
 from llmvqa.features import VideoFeatures
 from llmvqa.levels import LEVELS, level_of_score
 from llmvqa.prompts import load_text, load_yaml
-from llmvqa.statistics import PROMPT_STATS, STATISTICS, STREAMS
+from llmvqa.statistics import PROBE_STATISTICS, PROMPT_STATS, STATISTICS, STREAMS
 
 SMALL_DIMS = {"technical": 8, "motion": 6, "semantic": 10}
 """Stream widths of the synthetic features (the real encoders' are wider; any width works)."""
@@ -86,5 +86,6 @@ def make_features(i: int, n: int, dims: dict[str, int] = SMALL_DIMS, frames: int
     q = quality(i, n)
     tokens = {s: torch.randn(frames, dims[s], generator=g) * 0.1 for s in STREAMS}
     tokens["technical"] += 2 * q - 1  # the clip's quality is readable from its technical tokens
-    stats = {st.name: (st.typical[0] + st.typical[1]) / 2 for st in STATISTICS if st.name not in PROMPT_STATS}
+    stats = {st.name: (st.typical[0] + st.typical[1]) / 2 for st in STATISTICS + PROBE_STATISTICS
+             if st.name not in PROMPT_STATS}
     return VideoFeatures(tokens=tokens, stats=stats, meta={"content_hash": f"h{i}"})
