@@ -12,7 +12,9 @@ so the answer is still the LLM's level-word softmax.
 
 Two kinds (``fit(kind=...)``): "linear" (one logistic regression per dimension over the statistics) and "trees"
 (gradient-boosted trees over the statistics and a token summary, ``llmvqa.model.probe_trees``): on the synth test
-split the trees tell the levels apart in more dimensions (model card).
+split the trees tell the levels apart in more dimensions (model card). A probe may also read some of the
+``PROBE_STATISTICS`` (``extra``, after the stats token's statistics), and each dimension may read only some of the
+input columns (``fit(inputs=...)``; ``llmvqa.train.dimension_stage.probe_masks``).
 
 Stored in a checkpoint as ``dimension_probe.safetensors``. Fitting uses scikit-learn; predicting is numpy.
 """

@@ -212,6 +212,8 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
     feats = [features_of(it) for it in items]
     levels = {d: [level_of_score(it.targets.get(d, 5.0)) for it in items] for d in dims}
     probe, x = _fit_probe(feats, levels, cfg, len(items), [it.source for it in items])
+    log(f"probe inputs: {probe.info['inputs']}"
+        + (f" (cross-fitted margins {probe.info['inputs_cv']})" if "inputs_cv" in probe.info else ""))
     dims = [d for d in dims if d in probe.dimensions]
     oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions, probe.basis,
                         probe_masks(x.shape[1], probe.basis, probe.extra, probe.info["inputs"]))  # (N, K)
