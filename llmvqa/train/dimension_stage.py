@@ -125,7 +125,10 @@ class DimensionStageConfig:
     probe_inputs: str = "all"
     """What each dimension's probe reads (``INPUT_SETS``): "all" (release 5: every statistic and the token summary),
     "stream" (its own stream's statistics only) or "cv": per dimension the one whose source-grouped cross-fitted
-    estimates on the training clips tell its levels apart best (recorded in the probe's ``info["inputs_cv"]``)."""
+    estimates on the training clips tell its levels apart best (recorded in the probe's ``info["inputs_cv"]``).
+    Session 13, "cv" with ``probe_extra``: exposure and colour chose "stream"; on the val split colour's answers rose
+    (−0.003 → +0.094 on release 5's reading, +0.157 with the stage re-run) but exposure's fell (+0.182 → +0.099 / +0.104),
+    six dimensions past +0.15 against seven either way (model card, dimension stage 6(d)–(e)), so the default stays."""
     inputs_min_gain: float = 0.02
     """With "cv", a dimension leaves "all" only for a set whose cross-fitted margin is higher by more than this
     (session 13, release 5's corpus: sharpness and flicker differed by 0.001–0.002 between the sets, noise;
