@@ -119,7 +119,7 @@ def test_synthetic_features_shapes_seed_and_statistics():
     import torch
 
     from llmvqa.evaluation.benchkit import synthetic_features
-    from llmvqa.statistics import STATISTICS
+    from llmvqa.statistics import PROBE_STATISTICS, STATISTICS
 
     dims = {"technical": 12, "motion": 5, "semantic": 7}
     f = synthetic_features(dims, seed=3, frames=6)
@@ -127,7 +127,8 @@ def test_synthetic_features_shapes_seed_and_statistics():
     assert torch.equal(f.tokens["semantic"], synthetic_features(dims, seed=3, frames=6).tokens["semantic"])
     assert not torch.equal(f.tokens["technical"], synthetic_features(dims, seed=4, frames=6).tokens["technical"])
     assert f.stats["sharpness"] == 5.5 and f.stats["noise"] == 10.0  # middles of (2, 9) and (0, 20)
-    assert "prompt_alignment" not in f.stats and len(f.stats) == len(STATISTICS) - 1
+    assert "prompt_alignment" not in f.stats and len(f.stats) == len(STATISTICS) - 1 + len(PROBE_STATISTICS)
+    assert f.stats["channel_balance"] == 0.75  # as extracted features: the probe statistics too
     assert f.meta["content_hash"] == "bench3"
 
 
