@@ -40,9 +40,20 @@ def main(argv=None) -> int:
         print(f"this script upgrades version 3 to 4; the encoders are at version {config.FEATURE_VERSION}",
               file=sys.stderr)
         return 2
+    if not Path(args.cache).is_dir():
+        print(f"{args.cache}: no such cache folder; pass the folder `llmvqa features --out` or training wrote",
+              file=sys.stderr)
+        return 2
     encoder = None
     if args.model:
-        encoder = json.loads((Path(args.model) / "config.json").read_text(encoding="utf-8")).get("encoder")
+        config_file = Path(args.model) / "config.json"
+        try:
+            encoder = json.loads(config_file.read_text(encoding="utf-8")).get("encoder")
+        except (OSError, ValueError, AttributeError) as err:
+            print(f"{config_file}: cannot read the model's encoder settings ({type(err).__name__}); pass the folder "
+                  "of a llmvqa model (it holds config.json) or leave --model out for the default settings",
+                  file=sys.stderr)
+            return 2
     cfg = EncoderConfig.from_dict(encoder) if encoder else EncoderConfig()
     new_key = cfg.key()
     config.FEATURE_VERSION = "3"

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--probe-inputs", choices=("cv", "all", "stream"), default=None,
                    help="what each dimension's probe reads: every statistic + the token summary (all), its own "
                         "stream's statistics (stream), or per dimension the better of the two in source-grouped "
-                        "cross-fitting on the training clips (cv, the default)")
+                        "cross-fitting on the training clips (cv); default: DimensionStageConfig.probe_inputs, all (release 5)")
     p.add_argument("--probe-extra", action=argparse.BooleanOptionalAction, default=None,
                    help="whether the probe also reads the PROBE_STATISTICS (highlight_cast, channel_balance) for the "
                         "dimensions they are for (default: DimensionStageConfig.probe_extra; release 5: no)")

@@ -427,10 +427,9 @@ def probe_masks(width: int, basis, extra: Sequence[str], choice: dict[str, str])
 def level_margin(estimates: np.ndarray, reference: Sequence[str]) -> float:
     """Balanced accuracy of the estimates' levels against ``reference`` level words, over always-the-majority-level's
     (1 / the number of levels present)."""
-    pred = np.asarray([level_of_score(float(e)) for e in estimates])
-    ref = np.asarray(reference)
-    present = [lv for lv in LEVELS if lv in set(ref)]
-    return float(np.mean([(pred[ref == lv] == lv).mean() for lv in present]) - 1.0 / len(present))
+    from llmvqa.evaluation.metrics import balanced_accuracy
+
+    return balanced_accuracy([level_of_score(float(e)) for e in estimates], list(reference)) - 1.0 / len(set(reference))
 
 
 def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
