@@ -229,3 +229,18 @@ def test_scorer_from_ships_stage_2_as_the_scorer_of_stage_3(workspace):
     assert both.has_scorer and list(both.score(feats).distribution.values()) == pytest.approx(
         list(stage2.score(feats).distribution.values()), abs=1e-5)
     assert list(own.score(feats).distribution.values()) != pytest.approx(list(stage2.score(feats).distribution.values()), abs=1e-4)
+
+
+def test_checkpointing_turns_on_in_the_llm_inside_the_model():
+    """gradient_checkpointing=true reaches the transformers model wrapped inside ours, under the
+    method name this transformers has (activation_… from 5.2x, gradient_… before)."""
+    import transformers
+
+    llm = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1))
+    wrapper = torch.nn.ModuleDict({"proj": torch.nn.Linear(4, 16), "lm": llm})
+    flag = "is_activation_checkpointing" if hasattr(llm, "is_activation_checkpointing") else "is_gradient_checkpointing"
+    assert not getattr(llm, flag)
+    Trainer._enable_checkpointing(object.__new__(Trainer), wrapper)
+    assert getattr(llm, flag)

@@ -151,6 +151,11 @@ class PlanCandidates:
         tail = torch.tensor([extra], dtype=input_ids.dtype, device=input_ids.device)
         return torch.cat([input_ids, tail], dim=1), None
 
+    @property
+    def num_drafting_tokens(self) -> int:
+        """The most tokens one step proposes (transformers >= 5.2x sizes the cache's rollback by it)."""
+        return self.lookahead
+
     def update_candidate_strategy(self, input_ids, scores, num_matches) -> None:
         pass
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 
 import torch
 
@@ -21,6 +22,12 @@ from llmvqa.model.collate import encode_conversation
 from llmvqa.model.prior import PRIOR_OF_STREAM
 from llmvqa.model.scoring import level_probs
 from llmvqa.prompts import aspect_forms, aspect_prefix, aspect_query, level_prefix, video_turn
+
+
+def _cache_argument(decoder) -> str:
+    """The name of the KV-cache argument (and output field) of ``decoder.forward``: ``cache`` from
+    transformers 5.2x on (where the old name is deprecated), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
 class QueryMixin:
@@ -194,13 +201,14 @@ class QueryMixin:
         if k < 1:
             out = self.forward(batch)["level_probs"].cpu()
             return [LevelRating.from_probs("", p.tolist()) for p in out]
-        past = self.decoder(inputs_embeds=emb[:1, :k], attention_mask=torch.ones(1, k, dtype=torch.long, device=dev),
-                            use_cache=True).past_key_values
-        past = copy.deepcopy(past)
+        name = _cache_argument(self.decoder)
+        first = self.decoder(inputs_embeds=emb[:1, :k], attention_mask=torch.ones(1, k, dtype=torch.long, device=dev),
+                             use_cache=True)
+        past = copy.deepcopy(getattr(first, name))
         past.batch_repeat_interleave(q)
         # right padding: causal attention keeps a conversation's real tokens blind to its padding
         out = self.decoder(inputs_embeds=emb[:, k:], attention_mask=batch["attention_mask"].to(dev),
-                           past_key_values=past, use_cache=True)
+                           use_cache=True, **{name: past})
         at = batch["level_pos"].to(dev) - k
         h = out.last_hidden_state[torch.arange(q, device=dev), at]  # (Q, H)
         probs = level_probs(self._level_logits(h))  # (Q, 5)

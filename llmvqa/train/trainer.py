@@ -346,12 +346,19 @@ class Trainer:
             print(msg, flush=True)
 
     def _enable_checkpointing(self, model: torch.nn.Module) -> None:
+        """Activation checkpointing on the first transformers model inside ``model`` (the LLM)."""
         for m in model.modules():
-            if hasattr(m, "gradient_checkpointing_enable") and m is not model:
+            if m is model:
+                continue
+            if hasattr(m, "activation_checkpointing_enable"):  # transformers >= 5.2x (the old name is deprecated)
+                m.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            elif hasattr(m, "gradient_checkpointing_enable"):
                 m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-                if hasattr(m, "enable_input_require_grads"):
-                    m.enable_input_require_grads()
-                return
+            else:
+                continue
+            if hasattr(m, "enable_input_require_grads"):
+                m.enable_input_require_grads()
+            return
 
     def _tensorboard(self, acc, n: int):
         if not (self.cfg.tensorboard and acc.is_main_process):
