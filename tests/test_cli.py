@@ -120,6 +120,22 @@ def _one_line_error(proc, *words):
         assert w in lines[0]
 
 
+def test_a_reader_that_closes_the_pipe_stops_the_command_quietly():
+    """`llmvqa … | head`: when the reader leaves, the command ends without a traceback."""
+    code = ("import sys, llmvqa.cli as c, llmvqa.commands.rate as r\n"
+            "def loud(args):\n"
+            "    for _ in range(20000): print('{\"score\": 3.77}')\n"
+            "r.run = loud\n"
+            "sys.exit(c.main(['rate', 'x.mp4', '--json']))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout.read(10) == b'{"score": '
+    proc.stdout.close()  # what `head -c 10` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_missing_file_is_one_line(tmp_path):
     _one_line_error(_run("rate", str(tmp_path / "nope.mp4")), "nope.mp4", "not found")
 
