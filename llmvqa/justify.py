@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llmvqa.evidence import Evidence
+from llmvqa.levels import LEVELS
 from llmvqa.prompts import level_sentence, load_yaml
 
 BRIEF_LEVELS: tuple[str, ...] = ("excellent", "good")
@@ -185,7 +186,8 @@ def chat_plan(question: str, levels: Mapping[str, str], evidence: Sequence[Evide
     from llmvqa.dimensions import load_dimensions
 
     spec = load_dimensions(version)
-    chat = load_yaml("chat", version)["answers"]
+    chat_spec = load_yaml("chat", version)
+    chat, cot = chat_spec["answers"], load_yaml("cot", version)
     intent, target = question_intent(question, version), question_target(question, version)
     if target in spec.groups:
         keys = set(spec.groups[target]) | {target}
@@ -193,6 +195,18 @@ def chat_plan(question: str, levels: Mapping[str, str], evidence: Sequence[Evide
         keys = {target} if target else set()
     about = [e for e in evidence if not keys or e.dimension in keys]
     name = (spec.dimensions[target].name if target in spec.dimensions else f"{target} quality") if target else "quality"
+
+    def weak(among: set[str]) -> list[str]:
+        """Dimension keys (of ``among``; empty: all) rated below ``BRIEF_LEVELS``, the lowest level first."""
+        keys = [k for k in spec.dimensions if k in levels and levels[k] not in BRIEF_LEVELS and (not among or k in among)]
+        return sorted(keys, key=lambda k: -LEVELS.index(levels[k]))
+
+    def why_slot(key: str, after: tuple[str, ...] = ()) -> Slot:
+        """What a dimension is about, at its reported level (the justification's sentence for a low level
+        without a measured cause): a low level with no evidence is not answered "no problem"."""
+        d = spec.dimensions[key]
+        return Slot(f"why:{key}", [t.format(name=d.name, Name=d.name[:1].upper() + d.name[1:], definition=d.definition)
+                                   for t in cot["dimension"][levels[key]]], after=after)
 
     def level_slot(key: str, after: tuple[str, ...] = ()) -> Slot:
         if key in spec.groups:
@@ -205,11 +219,18 @@ def chat_plan(question: str, levels: Mapping[str, str], evidence: Sequence[Evide
     if intent == "worst":
         ranked = sorted(evidence, key=lambda e: (not e.local, -e.strength))
         if not ranked:
-            return Plan([Slot("none", [chat["no_defect"]])], max_sentences=1)
+            low = weak(keys)
+            if not low:
+                return Plan([Slot("none", [chat["no_defect"]])], max_sentences=1)
+            k = low[0]  # nothing measured at a time, but a dimension rates low: the whole clip is the answer
+            return Plan([Slot("whole", [chat["weakest"].format(name=spec.dimensions[k].name)]),
+                         why_slot(k, after=("whole",)), level_slot(k, after=(f"why:{k}",))], max_sentences=3)
         return Plan([Slot(f"ev:{i}", [e.sentence], required=i == 0) for i, e in enumerate(ranked[:3])],
                     max_sentences=2)
     if intent == "improve":
         fixes = list(dict.fromkeys(_fix(e, version) for e in (about or evidence)))
+        if not fixes:  # no measured defect: a fix per dimension that still rates low
+            fixes = [chat_spec["dimension_fixes"][k] for k in weak(keys) if k in chat_spec["dimension_fixes"]]
         if not fixes:
             return Plan([Slot("none", [chat["nothing_to_fix"]])], max_sentences=1)
         return Plan([Slot(f"fix:{i}", [f], required=i == 0) for i, f in enumerate(fixes[:4])], max_sentences=3)
@@ -222,14 +243,19 @@ def chat_plan(question: str, levels: Mapping[str, str], evidence: Sequence[Evide
         if window and about:
             return Plan([Slot("elsewhere", [chat["elsewhere"].format(window=window[2], evidence=about[0].text)])],
                         max_sentences=1)
+        if not window and target in spec.dimensions and weak({target}):
+            return Plan([why_slot(target), level_slot(target, after=(f"why:{target}",))], max_sentences=2)
         no = chat["no_defect_in"].format(name=name, window=window[2]) if window else chat["no_defect_of"].format(name=name)
         return Plan([Slot("no", [no])], max_sentences=1)
     if intent == "why" and target and (target in levels):
         slots = [Slot(f"ev:{i}", [e.sentence]) for i, e in enumerate(about[:3])]
         if not slots:
-            slots = [Slot("none", [chat["no_defect_of"].format(name=name)])]
+            low = weak(keys)[:2]
+            slots = [why_slot(k) for k in low] if low else [Slot("none", [chat["no_defect_of"].format(name=name)])]
+            if target in spec.groups:  # a group: each low dimension's level, then the group's
+                slots += [level_slot(k, after=(f"why:{k}",)) for k in low]
         slots.append(level_slot(target, after=tuple(s.key for s in slots)))
-        return Plan(slots, max_sentences=4)
+        return Plan(slots, max_sentences=6)
     # anything else: what is wrong overall, then the overall level
     slots = [Slot(f"ev:{i}", [e.sentence], required=False) for i, e in enumerate((about or evidence)[:2])]
     slots.append(level_slot(target if target in levels else "overall"))

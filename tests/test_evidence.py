@@ -147,6 +147,29 @@ def test_chat_plans_hold_only_true_answers():
     assert why.endswith("In terms of motion smoothness, this video is poor.")
 
 
+def test_a_low_level_without_a_measured_defect_is_never_answered_no_problem():
+    """carphone_distorted: compression rates fair, but no statistic marks a time range. "Which part looks
+    worst?" named no defect at all, and "how could it improve?" said the clip could stay as it is."""
+    levels = {**LEVELS, "overall": "good", "motion": "good", "smoothness": "excellent", "compression": "fair"}
+    worst = chat_plan("which part looks worst?", levels, [], 4.0).default_text()
+    assert worst.startswith("No single part stands out; the weakest aspect is compression artifacts")
+    assert worst.endswith("In terms of compression artifacts, this video is fair.")
+    assert violations(worst, levels, closes_with_overall=False) == []
+    fix = chat_plan("how could it improve?", levels, [], 4.0).default_text()
+    assert fix == "Encode at a higher bitrate to reduce the compression artifacts."
+    why = chat_plan("why is the technical quality only good?", levels, [], 4.0).default_text()
+    assert "I measured no" not in why and "compression artifacts" in why
+    assert why.endswith("In terms of technical quality, this video is good.")
+    assert violations(why, levels, closes_with_overall=False) == []
+    yes = chat_plan("is there any blocking?", levels, [], 4.0).default_text()
+    assert "I measured no" not in yes and yes.endswith("In terms of compression artifacts, this video is fair.")
+    # every dimension at good or better: nothing is invented
+    fine = {k: ("good" if v in ("fair", "poor", "bad") else v) for k, v in levels.items()}
+    assert chat_plan("which part looks worst?", fine, [], 4.0).default_text() == "I measured no defect in this clip."
+    assert chat_plan("how could it improve?", fine, [], 4.0).default_text().startswith("I measured no defect to fix")
+    assert chat_plan("is there any blocking?", fine, [], 4.0).default_text() == "I measured no compression artifacts problem."
+
+
 # ---------------------------------------------------------------- controlled defects on a real clip
 @pytest.fixture(scope="module")
 def extractor():
