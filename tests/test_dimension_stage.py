@@ -13,6 +13,7 @@ from test_model import _save_backbone, build, make_features, perturb_lora
 
 from llmvqa.levels import level_of_score
 from llmvqa.model import QualityLLM
+from llmvqa.model.dimension_probe import estimate_of
 from llmvqa.prompts import aspect_query
 from llmvqa.statistics import STATISTICS
 from llmvqa.train.dimension_stage import (
@@ -20,7 +21,9 @@ from llmvqa.train.dimension_stage import (
     DimensionStageConfig,
     answer_margins,
     balanced_draws,
+    level_margin,
     load_synth_items,
+    refit_probe,
     select_dimensions,
     tune_dimensions,
 )
@@ -100,6 +103,17 @@ def test_the_stage_teaches_a_rare_level_and_keeps_the_rest_of_the_model(tmp_path
     assert len(base) == 1 and base.pop() >= 4.2  # the base rate: 3 in 4 clips are sharp, so every clip reads excellent
     state = json.loads((out / "dimension_stage.json").read_text())["selection"]
     assert state["kept"] == [] and state["margins"]["sharpness"] == pytest.approx(margin, abs=1e-4)
+
+    # the probe fitted again (--probe-only): the base rate the selection set is gone with the old probe, the
+    # selection made on it is set aside (select again), and the refit's settings are recorded
+    refit_probe(out, items, lambda it: feats[it.path], DimensionStageConfig(folds=4, probe_kind="linear",
+                                                                            probe_balance=1.0, probe_offsets=True))
+    record = json.loads((out / "dimension_stage.json").read_text())
+    assert "selection" not in record and record["selection_before_refit"]["kept"] == []
+    assert record["probe_refit"]["offsets"] is True and record["probe_refit"]["balance"] == 1.0
+    again = QualityLLM.from_pretrained(out).dimension_probe
+    assert "base_rate_only" not in again.info and set(again.offsets) == {"sharpness"}
+    assert len({round(again.estimates(*feats[it.path])["sharpness"], 6) for it in items}) > 1
 
 
 def test_dimensions_the_scorer_reads_are_not_trained(tmp_path):
@@ -186,7 +200,15 @@ def test_the_shipped_dimension_stage_used_the_default_settings():
     assert record["settings"] == {k: defaults[k] for k in record["settings"]}  # a setting added since: its default
     probe = DimensionProbe.load(DEFAULT_MODEL_DIR)
     assert probe.info["kind"] == DimensionStageConfig().probe_kind == "trees"
-    assert probe.info["balance"] == TREE_BALANCE
+    refit = record.get("probe_refit")
+    if refit is None:
+        assert probe.info["balance"] == TREE_BALANCE
+    else:  # the probe was fitted again after the stage (--probe-only): train.sh step 6 does it with these settings
+        assert probe.info["balance"] == refit["balance"]
+        assert refit["offsets"] == bool(probe.offsets)
+        assert refit["offsets_min_recall"] == DimensionStageConfig().offsets_min_recall
+        recipe = (Path(__file__).resolve().parents[1] / "train.sh").read_text()
+        assert f"--probe-only --probe-balance {refit['balance']}" + (" --probe-offsets" if refit["offsets"] else "") in recipe
     assert sorted(probe.info.get("base_rate_only", [])) == sorted(set(probe.dimensions) - set(record["selection"]["kept"]))
 
 
@@ -236,3 +258,53 @@ def test_cv_inputs_pick_the_set_that_tells_a_dimension_apart_and_record_why():
     assert isinstance(fixed, DimensionProbe)
     with pytest.raises(ValueError, match="probe_inputs"):
         DimensionStageConfig(probe_inputs="tokens")
+
+
+def test_level_offsets_find_the_rare_level_a_fit_leaves_under_the_common_one():
+    """Probabilities that rank the rare level right but never let it win: the offsets move its threshold so
+    balanced accuracy rises, while the floor on the majority level's recall holds."""
+    from llmvqa.train.dimension_stage import _offset_probs, tune_level_offsets
+
+    rng = np.random.default_rng(0)
+    n = 400
+    rare = rng.random(n) < 0.1
+    reference = ["poor" if r else "excellent" for r in rare]
+    p_poor = np.clip(np.where(rare, 0.35, 0.12) + rng.normal(0, 0.06, n), 0.01, 0.49)
+    probs = np.zeros((n, 5))
+    probs[:, 3], probs[:, 0] = p_poor, 1 - p_poor  # argmax: always excellent
+    before = level_margin(estimate_of(probs), reference)
+    assert before == pytest.approx(0.0)
+    for floor in (0.9, 0.97):
+        off = tune_level_offsets(probs, reference, min_recall=floor)
+        assert off[1] == off[2] == off[4] == 0.0  # levels the reference lacks are left alone
+        est = estimate_of(_offset_probs(probs, off))
+        kept = np.mean([level_of_score(e) == "excellent" for e, r in zip(est, rare, strict=True) if not r])
+        assert kept >= floor
+        assert level_margin(est, reference) > 0.3
+    assert tune_level_offsets(probs, ["excellent"] * n) == [0.0] * 5
+
+
+def test_probe_offsets_move_the_levels_keep_the_fit_and_survive_saving(tmp_path):
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.train.dimension_stage import _fit_probe
+
+    items, feats = _sharpness_items(160)
+    pairs = [feats[it.path] for it in items]
+    levels = {"sharpness": [level_of_score(it.targets["sharpness"]) for it in items]}
+    sources = [f"s{i // 20}" for i in range(len(items))]
+    cfg = DimensionStageConfig(probe_tokens=4, folds=4)
+    plain, x = _fit_probe(pairs, levels, cfg, len(items), sources)
+    moved, _ = _fit_probe(pairs, levels, dataclasses.replace(cfg, probe_offsets=True), len(items), sources)
+    assert plain.offsets == {} and set(moved.offsets) == {"sharpness"} and len(moved.offsets["sharpness"]) == 5
+    shift = np.asarray(moved.offsets["sharpness"])
+    q = plain.probs_inputs(x)[:, 0] * np.exp(shift)[None]  # the same fit, its level logits moved by the offsets
+    assert np.allclose(moved.probs_inputs(x)[:, 0], q / q.sum(-1, keepdims=True))
+    moved.save(tmp_path)
+    back = DimensionProbe.load(tmp_path)
+    assert back.offsets == moved.offsets
+    assert np.allclose(back.probs_inputs(x), moved.probs_inputs(x))
+    assert np.allclose(back.with_offsets({"sharpness": [0.0] * 5}).probs_inputs(x), moved.probs_inputs(x))
+    with pytest.raises(ValueError, match="does not have"):
+        moved.with_offsets({"noise": [0.0] * 5})
+    with pytest.raises(ValueError, match="offsets"):
+        DimensionStageConfig(offsets_min_recall=1.5)

@@ -42,6 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("--probe-extra", action=argparse.BooleanOptionalAction, default=None,
                    help="whether the probe also reads the PROBE_STATISTICS (highlight_cast, channel_balance) for the "
                         "dimensions they are for (default: DimensionStageConfig.probe_extra; release 5: no)")
+    p.add_argument("--probe-offsets", action=argparse.BooleanOptionalAction, default=None,
+                   help="move each dimension's level thresholds after the fit, chosen on source-grouped cross-fitting "
+                        "of the training clips for balanced accuracy (default: DimensionStageConfig.probe_offsets)")
+    p.add_argument("--offsets-min-recall", type=float, default=None,
+                   help="with --probe-offsets: the share of the majority level's clips that must keep their level "
+                        "(default: DimensionStageConfig.offsets_min_recall)")
     p.add_argument("--select-split", default="val",
                    help="after training, keep in the probe the dimensions whose answers beat the majority level by "
                         "--min-margin balanced accuracy on this manifest split (default val; '' keeps every one)")
@@ -82,6 +88,7 @@ def run(args) -> int:
 
     given = {"steps": args.steps, "probe_balance": args.probe_balance, "probe_kind": args.probe_kind,
              "probe_inputs": args.probe_inputs, "probe_extra": args.probe_extra,
+             "probe_offsets": args.probe_offsets, "offsets_min_recall": args.offsets_min_recall,
              "read_steps": args.read_steps,
              "data_steps": args.data_steps, "read_estimates": args.read_estimates}
     settings = {"seed": args.seed, **{k: v for k, v in given.items() if v is not None}}

@@ -21,6 +21,7 @@ Stored in a checkpoint as ``dimension_probe.safetensors``. Fitting uses scikit-l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -193,6 +194,30 @@ class DimensionProbe:
         info = {**self.info, "base_rate_only": sorted(set(keys) & set(self.dimensions))}
         trees = None if self.trees is None else self.trees.without(reduced, bias[reduced])
         return DimensionProbe(self.mean, self.scale, weights, bias, self.dimensions, info, self.basis, trees)
+
+    @property
+    def offsets(self) -> dict[str, list[float]]:
+        """{dimension key: 5 logit offsets (LEVELS order)} added to its levels' logits (``with_offsets``; none for a
+        probe fitted without them)."""
+        return dict(self.info.get("level_offsets", {}))
+
+    def with_offsets(self, offsets: Mapping[str, Sequence[float]]) -> DimensionProbe:
+        """This probe with ``offsets`` ({dimension key: 5 values, LEVELS order}) added to the logits of the named
+        dimensions' levels — a per-level threshold move that leaves the fit itself as it was (a level the fitting data
+        never had stays impossible). Recorded in ``info["level_offsets"]`` (summed with any offsets it had)."""
+        unknown = set(offsets) - set(self.dimensions)
+        if unknown:
+            raise ValueError(f"offsets for dimensions the probe does not have: {sorted(unknown)}")
+        bias, had = self.bias.copy(), self.offsets
+        for key, off in offsets.items():
+            off = np.asarray(off, np.float64)
+            if off.shape != (len(LEVELS),):
+                raise ValueError(f"{key}: {off.shape[0] if off.ndim else 0} offsets for {len(LEVELS)} levels")
+            bias[self.dimensions.index(key)] += off
+            had[key] = (np.asarray(had.get(key, np.zeros(len(LEVELS)))) + off).round(6).tolist()
+        trees = None if self.trees is None else dataclasses.replace(self.trees, baseline=bias.copy())
+        return DimensionProbe(self.mean, self.scale, self.weights, bias, self.dimensions,
+                              {**self.info, "level_offsets": had}, self.basis, trees)
 
     def probs_inputs(self, x: np.ndarray) -> np.ndarray:
         """(N, S) → (N, K, 5) level probabilities per dimension."""

@@ -136,6 +136,17 @@ class DimensionStageConfig:
     probe_extra: bool = False
     """The probe also reads the encoders' ``PROBE_STATISTICS`` (highlight_cast, channel_balance; feature version 4);
     False: only the statistics of the stats token, as release 5's probe."""
+    probe_offsets: bool = False
+    """Move each dimension's level thresholds after the fit: per-level logit offsets (``DimensionProbe.with_offsets``)
+    chosen on the probe's source-grouped cross-fitted probabilities of the training clips to maximize balanced
+    accuracy (``tune_level_offsets``), keeping at least ``offsets_min_recall`` of the clips of the dimension's
+    majority level at that level."""
+    offsets_min_recall: float = 0.85
+    """See ``probe_offsets``: how many of the majority level's clips (mostly clean ones, "excellent") must keep
+    their level — the false alarms the threshold move may add on clean footage are capped at 1 − this (on the
+    training clips' cross-fitting). Session 14 (balance 1.0), dimensions of the probe alone past +0.15 on the train
+    cross-fitting / val split: no floor 10 / 10 (the majority level kept in 75% / 62% of its clips at worst), 0.85
+    10 / 10 (85% / 76%), 0.9 8 / 10, 0.95 8 / 9: 0.85 is the highest floor that keeps every dimension on both."""
     folds: int = 5
     """Source-grouped folds of the cross-fitted estimates the data steps use."""
     mse_weight: float = 1.0
@@ -157,6 +168,8 @@ class DimensionStageConfig:
             raise ValueError("probe_kind is 'linear' or 'trees', probe_tokens ≥ 0")
         if self.probe_inputs not in (*INPUT_SETS, "cv"):
             raise ValueError(f"probe_inputs is one of {(*INPUT_SETS, 'cv')}, got {self.probe_inputs!r}")
+        if not 0.0 <= self.offsets_min_recall <= 1.0:
+            raise ValueError("offsets_min_recall is a share: 0–1")
         if self.read_steps + self.data_steps < 1 or self.folds < 2:
             raise ValueError("a dimension-stage cycle needs a reading or data step, and at least 2 folds")
 
@@ -219,7 +232,8 @@ def tune_dimensions(model_dir: str | Path, items: Sequence[DimensionItem], featu
         + (f" (cross-fitted margins {probe.info['inputs_cv']})" if "inputs_cv" in probe.info else ""))
     dims = [d for d in dims if d in probe.dimensions]
     oof = _cross_fitted(x, levels, [it.source for it in items], cfg, probe.dimensions, probe.basis,
-                        probe_masks(x.shape[1], probe.basis, probe.extra, probe.info["inputs"]))  # (N, K)
+                        probe_masks(x.shape[1], probe.basis, probe.extra, probe.info["inputs"]),
+                        probe.offsets)  # (N, K)
     base_stats = [model.input_stats(f, ps) for f, ps in feats]  # the human prior's slots, as at rating time
     base_none = [model.input_stats(f, None) for f, _ in feats] if cfg.no_prompt_share > 0 else base_stats
     slot_of = {d: PRIOR_OF_STREAM[spec[d].group] for d in dims}
@@ -304,8 +318,11 @@ def refit_probe(model_dir: str | Path, items: Sequence[DimensionItem], features_
     probe, _ = _fit_probe([features_of(it) for it in items], levels, cfg, len(items), [it.source for it in items])
     probe.save(model_dir)
     state = read_json(model_dir / "dimension_stage.json")
+    if "selection" in state:  # made on the probe replaced here: select again (--select-only)
+        state["selection_before_refit"] = state.pop("selection")
     state["probe_refit"] = {"kind": cfg.probe_kind, "tokens": cfg.probe_tokens, "c": cfg.probe_c,
-                            "balance": probe.info.get("balance"), "clips": len(items)}
+                            "balance": probe.info.get("balance"), "clips": len(items),
+                            "offsets": cfg.probe_offsets, "offsets_min_recall": cfg.offsets_min_recall}
     (model_dir / "dimension_stage.json").write_text(json.dumps(state, indent=2, default=list), encoding="utf-8")
     return model_dir
 
@@ -393,8 +410,14 @@ def _fit_probe(feats, levels: dict[str, list[str]], cfg: DimensionStageConfig, n
     else:
         choice = {d: cfg.probe_inputs for d in dims}
     info["inputs"] = choice
+    masks = probe_masks(x.shape[1], basis, extra, choice)
     probe = DimensionProbe.fit(x, levels, cfg.probe_c, info=info, balance=cfg.probe_balance, kind=cfg.probe_kind,
-                               basis=basis, seed=cfg.seed, inputs=probe_masks(x.shape[1], basis, extra, choice))
+                               basis=basis, seed=cfg.seed, inputs=masks)
+    if cfg.probe_offsets:
+        sources = list(sources) if sources is not None else [""] * len(x)
+        oof = _cross_fitted_probs(x, levels, sources, cfg, probe.dimensions, basis, masks)
+        probe = probe.with_offsets({d: tune_level_offsets(oof[:, k], levels[d], cfg.offsets_min_recall)
+                                    for k, d in enumerate(probe.dimensions)})
     return probe, x
 
 
@@ -432,25 +455,92 @@ def level_margin(estimates: np.ndarray, reference: Sequence[str]) -> float:
     return balanced_accuracy([level_of_score(float(e)) for e in estimates], list(reference)) - 1.0 / len(set(reference))
 
 
-def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
-                  dims: Sequence[str], basis=None, masks: dict | None = None) -> np.ndarray:
-    """(N, K) probe estimates of each clip from a probe fitted without its source's fold (K = ``dims``)."""
+def _cross_fitted_probs(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
+                        dims: Sequence[str], basis=None, masks: dict | None = None) -> np.ndarray:
+    """(N, K, 5) level probabilities of each clip from a probe fitted without its source's fold (K = ``dims``;
+    certain "excellent" where a fold's fit lacks the dimension)."""
     from llmvqa.model.dimension_probe import DimensionProbe
     from llmvqa.train.human_data import prompt_folds
 
     groups = [src or f"#{i}" for i, src in enumerate(sources)]  # clips of no known source: each its own group
     folds = prompt_folds(groups, cfg.folds, cfg.seed)
-    out = np.full((len(x), len(dims)), 5.0)
+    out = np.zeros((len(x), len(dims), len(LEVELS)))
+    out[..., 0] = 1.0
     for f in np.unique(folds):
         test = folds == f
         fitted = DimensionProbe.fit(x[~test], {d: [lv for lv, t in zip(levels[d], test, strict=True) if not t]
                                                for d in dims}, cfg.probe_c, balance=cfg.probe_balance,
                                 kind=cfg.probe_kind, basis=basis, seed=cfg.seed, inputs=masks)
-        est = fitted.estimates_inputs(x[test])
+        p = fitted.probs_inputs(x[test])
         for k, d in enumerate(dims):
             if d in fitted.dimensions:
-                out[test, k] = est[:, fitted.dimensions.index(d)]
+                out[test, k] = p[:, fitted.dimensions.index(d)]
     return out
+
+
+def _cross_fitted(x: np.ndarray, levels: dict[str, list[str]], sources: Sequence[str], cfg: DimensionStageConfig,
+                  dims: Sequence[str], basis=None, masks: dict | None = None,
+                  offsets: dict[str, Sequence[float]] | None = None) -> np.ndarray:
+    """(N, K) probe estimates of each clip from a probe fitted without its source's fold (K = ``dims``), with the
+    probe's level ``offsets`` where it has them."""
+    from llmvqa.model.dimension_probe import estimate_of
+
+    p = _cross_fitted_probs(x, levels, sources, cfg, dims, basis, masks)
+    for k, d in enumerate(dims):
+        if offsets and d in offsets:
+            p[:, k] = _offset_probs(p[:, k], offsets[d])
+    return estimate_of(p.reshape(-1, len(LEVELS))).reshape(p.shape[:2])
+
+
+def _offset_probs(probs: np.ndarray, offsets: Sequence[float]) -> np.ndarray:
+    """(N, 5) probabilities with ``offsets`` added to their logits."""
+    q = np.asarray(probs, np.float64) * np.exp(np.asarray(offsets, np.float64))[None]
+    return q / q.sum(1, keepdims=True)
+
+
+OFFSET_GRID = tuple(np.round(np.linspace(-2.0, 2.0, 17), 3).tolist())
+"""Values each level's logit offset is tried at (``tune_level_offsets``)."""
+
+
+def tune_level_offsets(probs: np.ndarray, reference: Sequence[str], min_recall: float = 0.0,
+                       grid: Sequence[float] = OFFSET_GRID, rounds: int = 3) -> list[float]:
+    """5 logit offsets (LEVELS order) for a dimension's (N, 5) level probabilities that maximize the balanced
+    accuracy of their estimates' levels (``estimate_of``, the levels a rating reports) against ``reference`` level
+    words, while at least ``min_recall`` of the majority level's clips keep that level. Coordinate ascent: each
+    level's offset in turn over ``grid``, ``rounds`` times, from 0 (a change is kept only when it helps; a level
+    absent from ``reference`` keeps 0).
+
+    Why: a classifier fitted with partial class weights (``TREE_BALANCE``) still favours the common level at a
+    threshold; balanced accuracy is highest when each level's threshold is set for it. Session 14, synth corpus,
+    probe fitted on the train split, offsets from its source-grouped cross-fitting (model card, dimension stage)."""
+    from llmvqa.levels import LEVEL_CUTS
+    from llmvqa.model.dimension_probe import estimate_of
+
+    ref = np.array([LEVELS.index(r) for r in reference])
+    present = np.unique(ref)
+    if len(present) < 2:
+        return [0.0] * len(LEVELS)
+    major = int(np.bincount(ref, minlength=len(LEVELS)).argmax())
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-300, None))
+    cuts = np.asarray(LEVEL_CUTS)
+
+    def value(o: np.ndarray) -> float:
+        q = np.exp(logp + o - (logp + o).max(1, keepdims=True))
+        pred = (estimate_of(q / q.sum(1, keepdims=True))[:, None] < cuts[None]).sum(1)  # level index, as level_of_score
+        bal = float(np.mean([(pred[ref == lv] == lv).mean() for lv in present]))
+        return bal if (pred[ref == major] == major).mean() >= min_recall - 1e-12 else bal - 10.0
+
+    off = np.zeros(len(LEVELS))
+    best = value(off)
+    for _ in range(rounds):
+        for lv in present:
+            for g in grid:
+                trial = off.copy()
+                trial[lv] = g
+                v = value(trial)
+                if v > best + 1e-9:
+                    best, off = v, trial
+    return off.round(6).tolist()
 
 
 def _warm_start(model, dims, spec, example, items, cfg: DimensionStageConfig, rng) -> None:
