@@ -100,11 +100,19 @@ fi
 # ---- 6. dimension stage (where the synth corpus is present; DIMENSION_STAGE=0 skips it): a probe per dimension
 #         (boosted trees over the statistics and a token summary), read by the main model when asked that dimension,
 #         kept for the dimensions where the answers beat the majority level on the val split (llmvqa tune-dimensions;
-#         the scorer, prior and interval stay as they are). About 40 min + 15 min of val selection on 2 cores.
+#         the scorer, prior and interval stay as they are). About 40 min on 2 cores.
+#         Then (release 6) the probe is fitted again with every level weighing the same and per-level thresholds
+#         moved for balanced accuracy on source-grouped cross-fitting (--probe-only: the reading stays; ≈ 8 min), and
+#         the val selection runs on that probe (--select-only; ≈ 17 min).
 if [ "${DIMENSION_STAGE:-1}" = 1 ] && [ -f data/synth/manifest.jsonl ]; then
-  [ -f "$OUT/dimensions/dimension_stage.json" ] || python -m llmvqa.cli tune-dimensions --model "$FINAL" \
-      --synth data/synth/manifest.jsonl --out "$OUT/dimensions" --verbose
-  FINAL="$OUT/dimensions"
+  DIMS="$OUT/dimensions"
+  [ -f "$DIMS/dimension_stage.json" ] || python -m llmvqa.cli tune-dimensions --model "$FINAL" \
+      --synth data/synth/manifest.jsonl --out "$DIMS" --select-split '' --verbose
+  grep -q '"probe_refit"' "$DIMS/dimension_stage.json" || python -m llmvqa.cli tune-dimensions --model "$DIMS" \
+      --out "$DIMS" --synth data/synth/manifest.jsonl --probe-only --probe-balance 1.0 --probe-offsets
+  grep -q '"selection"' "$DIMS/dimension_stage.json" || python -m llmvqa.cli tune-dimensions --model "$DIMS" \
+      --out "$DIMS" --synth data/synth/manifest.jsonl --select-only --verbose
+  FINAL="$DIMS"
 fi
 
 # ---- 7. evaluation of the final checkpoint (when the evaluation script is present)
