@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 
 import torch
@@ -27,7 +28,12 @@ from llmvqa.prompts import aspect_forms, aspect_prefix, aspect_query, level_pref
 def _cache_argument(decoder) -> str:
     """The name of the KV-cache argument (and output field) of ``decoder.forward``: ``cache`` from
     transformers 5.2x on (where the old name is deprecated), ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    return _cache_argument_of(type(decoder))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument_of(cls: type) -> str:  # once per decoder class, not on every scoring call
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 class QueryMixin:

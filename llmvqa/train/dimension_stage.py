@@ -395,10 +395,10 @@ def _fit_probe(feats, levels: dict[str, list[str]], cfg: DimensionStageConfig, n
         basis = TokenBasis.fit(np.stack([token_summary(f) for f, _ in feats]), cfg.probe_tokens)
     extra = [st.name for st in PROBE_STATISTICS] if cfg.probe_extra else []
     x = DimensionProbe.input_matrix(feats, basis, extra)
+    sources = list(sources) if sources is not None else [""] * len(x)
     dims = list(levels)
     info: dict = {"split_clips": n_clips, "extra_stats": extra}
     if cfg.probe_inputs == "cv":
-        sources = list(sources) if sources is not None else [""] * len(x)
         margins = {}
         for name in INPUT_SETS:
             masks = probe_masks(x.shape[1], basis, extra, {d: name for d in dims})
@@ -414,7 +414,6 @@ def _fit_probe(feats, levels: dict[str, list[str]], cfg: DimensionStageConfig, n
     probe = DimensionProbe.fit(x, levels, cfg.probe_c, info=info, balance=cfg.probe_balance, kind=cfg.probe_kind,
                                basis=basis, seed=cfg.seed, inputs=masks)
     if cfg.probe_offsets:
-        sources = list(sources) if sources is not None else [""] * len(x)
         oof = _cross_fitted_probs(x, levels, sources, cfg, probe.dimensions, basis, masks)
         probe = probe.with_offsets({d: tune_level_offsets(oof[:, k], levels[d], cfg.offsets_min_recall)
                                     for k, d in enumerate(probe.dimensions)})
@@ -521,12 +520,10 @@ def tune_level_offsets(probs: np.ndarray, reference: Sequence[str], min_recall: 
     if len(present) < 2:
         return [0.0] * len(LEVELS)
     major = int(np.bincount(ref, minlength=len(LEVELS)).argmax())
-    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-300, None))
     cuts = np.asarray(LEVEL_CUTS)
 
     def value(o: np.ndarray) -> float:
-        q = np.exp(logp + o - (logp + o).max(1, keepdims=True))
-        pred = (estimate_of(q / q.sum(1, keepdims=True))[:, None] < cuts[None]).sum(1)  # level index, as level_of_score
+        pred = (estimate_of(_offset_probs(probs, o))[:, None] < cuts[None]).sum(1)  # level index, as level_of_score
         bal = float(np.mean([(pred[ref == lv] == lv).mean() for lv in present]))
         return bal if (pred[ref == major] == major).mean() >= min_recall - 1e-12 else bal - 10.0
 
