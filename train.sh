@@ -103,7 +103,9 @@ fi
 #         the scorer, prior and interval stay as they are). About 40 min on 2 cores.
 #         Then (release 6) the probe is fitted again with every level weighing the same and per-level thresholds
 #         moved for balanced accuracy on source-grouped cross-fitting (--probe-only: the reading stays; ≈ 8 min), and
-#         the val selection runs on that probe (--select-only; ≈ 17 min).
+#         the val selection runs on that probe (--select-only; ≈ 17 min). Then (release 7) the slot values are centred
+#         where the model reads them as the probe's level, measured on 300 train clips and kept per dimension where the
+#         val answers gain (--reading-centres; ≈ 35 min).
 if [ "${DIMENSION_STAGE:-1}" = 1 ] && [ -f data/synth/manifest.jsonl ]; then
   DIMS="$OUT/dimensions"
   [ -f "$DIMS/dimension_stage.json" ] || python -m llmvqa.cli tune-dimensions --model "$FINAL" \
@@ -112,6 +114,8 @@ if [ "${DIMENSION_STAGE:-1}" = 1 ] && [ -f data/synth/manifest.jsonl ]; then
       --out "$DIMS" --synth data/synth/manifest.jsonl --probe-only --probe-balance 1.0 --probe-offsets
   grep -q '"selection"' "$DIMS/dimension_stage.json" || python -m llmvqa.cli tune-dimensions --model "$DIMS" \
       --out "$DIMS" --synth data/synth/manifest.jsonl --select-only --verbose
+  grep -q '"reading_centres"' "$DIMS/dimension_stage.json" || python -m llmvqa.cli tune-dimensions --model "$DIMS" \
+      --out "$DIMS" --synth data/synth/manifest.jsonl --reading-centres --verbose
   FINAL="$DIMS"
 fi
 

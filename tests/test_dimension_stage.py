@@ -210,6 +210,15 @@ def test_the_shipped_dimension_stage_used_the_default_settings():
         recipe = (Path(__file__).resolve().parents[1] / "train.sh").read_text()
         assert f"--probe-only --probe-balance {refit['balance']}" + (" --probe-offsets" if refit["offsets"] else "") in recipe
     assert sorted(probe.info.get("base_rate_only", [])) == sorted(set(probe.dimensions) - set(record["selection"]["kept"]))
+    centred = record.get("reading_centres")
+    if centred is None:
+        assert probe.reading_centres == {}
+    else:  # the slot values centred after the selection (--reading-centres): train.sh step 6 does it
+        assert probe.reading_centres == {d: centred["measured"][d] for d in centred["kept"]}
+        for d in centred["kept"]:  # a gain one way, no loss the other
+            gains = [centred[k][d][1] - centred[k][d][0] for k in ("margins", "margins_no_prompt")]
+            assert max(gains) > 0 and min(gains) >= 0
+        assert "--reading-centres" in (Path(__file__).resolve().parents[1] / "train.sh").read_text()
 
 
 def test_probe_masks_give_each_input_set_its_columns():
@@ -308,3 +317,88 @@ def test_probe_offsets_move_the_levels_keep_the_fit_and_survive_saving(tmp_path)
         moved.with_offsets({"noise": [0.0] * 5})
     with pytest.raises(ValueError, match="offsets"):
         DimensionStageConfig(offsets_min_recall=1.5)
+
+
+def _probed_model(tmp_path, n: int = 24):
+    """A tiny model with a linear sharpness probe, saved; its items and features."""
+    from llmvqa.model.dimension_probe import DimensionProbe
+
+    model = build(_save_backbone(tmp_path / "gemma", "gemma"), lora=True)
+    perturb_lora(model)
+    items, feats = _sharpness_items(n)
+    levels = {"sharpness": [level_of_score(it.targets["sharpness"]) for it in items]}
+    model.dimension_probe = DimensionProbe.fit(DimensionProbe.input_matrix([feats[it.path] for it in items]), levels,
+                                               kind="linear", balance=1.0)
+    model._probe_slots = None
+    model.save_pretrained(tmp_path / "model")
+    return model, items, feats
+
+
+def test_reading_centres_move_what_the_model_is_given_not_the_probe_level(tmp_path):
+    from llmvqa.levels import LEVELS, WEIGHTS
+    from llmvqa.model.dimension_probe import DimensionProbe
+
+    model, items, feats = _probed_model(tmp_path)
+    probe = model.dimension_probe
+    centres = [4.6, 3.5, 3.0, 2.4, 1.0]
+    moved = probe.with_reading_centres({"sharpness": centres})
+    prefix = aspect_query("dimension:clarity", None, "v1")[1]
+    seen = set()
+    for it in items:
+        f, ps = feats[it.path]
+        own, slot = probe.estimates(f, ps)["sharpness"], moved.slot_values(f, ps)["sharpness"]
+        assert moved.estimates(f, ps)["sharpness"] == own == probe.slot_values(f, ps)["sharpness"]
+        k = LEVELS.index(level_of_score(own))
+        assert slot == pytest.approx(own - WEIGHTS[k] + centres[k])  # the same offset from its level's centre
+        seen.add(k)
+        model.dimension_probe = moved
+        assert model.query_stats(f, ps, prefix)[model.probe_slot(prefix)[1]] == pytest.approx(slot)  # what the model reads
+        model.dimension_probe = probe
+    assert len(seen) == 2  # sharp clips (excellent) and blurred ones (poor) both moved
+    (tmp_path / "saved").mkdir()
+    moved.save(tmp_path / "saved")
+    back = DimensionProbe.load(tmp_path / "saved")
+    assert back.reading_centres == {"sharpness": centres} and back.with_reading_centres({}).reading_centres == {}
+    with pytest.raises(ValueError, match="does not have"):
+        probe.with_reading_centres({"noise": centres})
+    with pytest.raises(ValueError, match="1–5"):
+        probe.with_reading_centres({"sharpness": [5.5, 4, 3, 2, 1]})
+
+
+def test_centres_move_each_level_against_its_bias_within_limits():
+    from llmvqa.train.dimension_stage import centres_from_bias
+
+    bias = {"excellent": [-1.2] * 9, "good": [0.3, 0.5] * 5, "fair": [0.5] * 3, "poor": [], "bad": [0.2] * 8}
+    # excellent: +0.8 at most, then 5 at most; good: 0.4 down; fair: too few clips; bad: 0.2 down, then 1 at least
+    assert centres_from_bias(bias) == pytest.approx([5.0, 3.6, 3.0, 2.0, 1.0])
+    assert centres_from_bias(bias, min_clips=3, max_move=0.3) == pytest.approx([5.0, 3.7, 2.7, 2.0, 1.0])
+
+
+def test_reading_centres_are_kept_only_where_the_held_out_answers_gain(tmp_path):
+    from llmvqa.model.dimension_probe import DimensionProbe
+    from llmvqa.train.dimension_stage import centres_from_bias, tune_reading_centres
+
+    _, items, feats = _probed_model(tmp_path, 48)
+    measure, select = items[:32], items[32:]  # 8 blurred clips to measure on, 4 to choose on
+    model_dir = tmp_path / "model"
+    (model_dir / "dimension_stage.json").write_text(json.dumps({"stage": "dimensions"}))
+    before = QualityLLM.from_pretrained(model_dir)
+    bias = {lv: [] for lv in ("excellent", "poor")}
+    for it in measure:
+        f, ps = feats[it.path]
+        est = before.dimension_probe.estimates(f, ps)["sharpness"]
+        got = before.score_queries(f, [aspect_query("dimension:clarity", None, "v1")], prompt_stats=ps)[0].score
+        bias[level_of_score(est)].append(got - est)
+    assert len(bias["poor"]) == 8
+    kept = tune_reading_centres(model_dir, measure, select, lambda it: feats[it.path], clips=32)
+    record = json.loads((model_dir / "dimension_stage.json").read_text())["reading_centres"]
+    assert record["clips"] == 32 and record["select_clips"] == 16
+    for lv, b in bias.items():  # the bias it measured is the model's (answer − slot) by probe level
+        assert record["bias"]["sharpness"][lv] == {"n": len(b), "mean": pytest.approx(np.mean(b), abs=1e-4)}
+    # the tiny random model answers near the middle whatever the slot says: "poor" moves (down, at most 0.8)
+    assert record["measured"]["sharpness"] == pytest.approx(centres_from_bias(bias), abs=1e-4)
+    assert record["measured"]["sharpness"][3] < 2.0
+    gains = [record[k]["sharpness"][1] - record[k]["sharpness"][0] for k in ("margins", "margins_no_prompt")]
+    assert ("sharpness" in kept) == (max(gains) > 0 and min(gains) >= 0) and record["kept"] == sorted(kept)
+    assert DimensionProbe.load(model_dir).reading_centres == kept
+    assert json.loads((model_dir / "dimension_stage.json").read_text())["stage"] == "dimensions"  # the rest kept

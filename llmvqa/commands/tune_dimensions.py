@@ -56,6 +56,12 @@ def register(subparsers) -> None:
                    help="only select the dimensions (into --model; --out must be the same folder)")
     p.add_argument("--probe-only", action="store_true",
                    help="only fit the probe again (into --model; --out must be the same folder): the model already reads it")
+    p.add_argument("--reading-centres", action="store_true",
+                   help="only centre the slot values where the model reads them as the probe's level: the reading "
+                        "measured on --reading-clips clips of --split, kept per dimension where the answers on "
+                        "--select-split gain balanced accuracy (into --model; --out must be the same folder)")
+    p.add_argument("--reading-clips", type=int, default=None,
+                   help="with --reading-centres: clips the reading is measured on (default: READ_CLIPS, 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-v", "--verbose", action="store_true", help="log the training steps")
     p.set_defaults(func=run)
@@ -66,11 +72,13 @@ def run(args) -> int:
     from llmvqa.encoders.config import EncoderConfig
     from llmvqa.encoders.pipeline import FeatureExtractor
     from llmvqa.train.dimension_stage import (
+        READ_CLIPS,
         DimensionStageConfig,
         load_synth_items,
         refit_probe,
         select_dimensions,
         tune_dimensions,
+        tune_reading_centres,
     )
 
     model = Path(args.model)
@@ -93,8 +101,17 @@ def run(args) -> int:
              "data_steps": args.data_steps, "read_estimates": args.read_estimates}
     settings = {"seed": args.seed, **{k: v for k, v in given.items() if v is not None}}
     log = (lambda m: print(m, file=sys.stderr)) if args.verbose else None
-    if (args.probe_only or args.select_only) and Path(args.out).resolve() != model.resolve():
-        raise ModelError(args.out, "--probe-only / --select-only write into --model", "pass the same folder as --out")
+    if (args.probe_only or args.select_only or args.reading_centres) and Path(args.out).resolve() != model.resolve():
+        raise ModelError(args.out, "--probe-only / --select-only / --reading-centres write into --model",
+                         "pass the same folder as --out")
+    if args.reading_centres:
+        if not args.select_split:
+            raise ModelError(args.out, "--reading-centres chooses on --select-split, which is empty",
+                             "pass --select-split val")
+        tune_reading_centres(model, items, load_synth_items(args.synth, args.select_split), features_of,
+                             args.reading_clips or READ_CLIPS, args.seed, log=log)
+        print(f"model: {model}")
+        return 0
     if args.probe_only:
         out = refit_probe(model, items, features_of, DimensionStageConfig(**settings))
     elif args.select_only:

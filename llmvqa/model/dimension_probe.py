@@ -62,12 +62,14 @@ TOKEN_COMPONENTS = 32
 """Principal directions of the token summary the trees read beside the statistics."""
 
 
-def estimate_of(probs: np.ndarray) -> np.ndarray:
+def estimate_of(probs: np.ndarray, centres: Sequence[float] | None = None) -> np.ndarray:
     """(N, 5) level probabilities (LEVELS order) → (N,) estimates: the most probable level's weight, moved by the
-    expected value's offset from it, clipped to ±SPREAD."""
+    expected value's offset from it, clipped to ±SPREAD. ``centres``: (5,) the value each level's estimate is
+    centred on instead of its weight (``DimensionProbe.reading_centres``)."""
     w = np.asarray(WEIGHTS, dtype=np.float64)
-    centre = w[np.argmax(probs, axis=1)]
-    return centre + np.clip(probs @ w - centre, -SPREAD, SPREAD)
+    top = np.argmax(probs, axis=1)
+    centre = w if centres is None else np.asarray(centres, dtype=np.float64)
+    return centre[top] + np.clip(probs @ w - w[top], -SPREAD, SPREAD)
 
 
 def extra_inputs(features: VideoFeatures, names: Sequence[str]) -> np.ndarray:
@@ -219,6 +221,31 @@ class DimensionProbe:
         return DimensionProbe(self.mean, self.scale, self.weights, bias, self.dimensions,
                               {**self.info, "level_offsets": had}, self.basis, trees)
 
+    @property
+    def reading_centres(self) -> dict[str, list[float]]:
+        """{dimension key: 5 slot values (LEVELS order)}: where the estimate of each level is centred when it goes
+        into the model's slot (``slot_values``), so the model's answer lands on the level (``with_reading_centres``;
+        the other dimensions are centred on the level weights)."""
+        return dict(self.info.get("reading_centres", {}))
+
+    def with_reading_centres(self, centres: Mapping[str, Sequence[float]]) -> DimensionProbe:
+        """This probe with ``centres`` ({dimension key: 5 values, LEVELS order}) as the named dimensions' reading
+        centres (replacing any they had; an empty mapping clears them all). The probe's own estimates and levels
+        (``estimates``) stay as they were: only what the model is given changes."""
+        unknown = set(centres) - set(self.dimensions)
+        if unknown:
+            raise ValueError(f"reading centres for dimensions the probe does not have: {sorted(unknown)}")
+        clean = {}
+        for key, c in centres.items():
+            c = np.asarray(c, np.float64)
+            if c.shape != (len(LEVELS),) or not np.all((c >= 1.0) & (c <= 5.0)):
+                raise ValueError(f"{key}: reading centres must be {len(LEVELS)} values in 1–5, got {c.tolist()}")
+            clean[key] = c.round(4).tolist()
+        info = {k: v for k, v in self.info.items() if k != "reading_centres"}
+        info |= {"reading_centres": clean} if clean else {}
+        return DimensionProbe(self.mean, self.scale, self.weights, self.bias, self.dimensions, info, self.basis,
+                              self.trees)
+
     def probs_inputs(self, x: np.ndarray) -> np.ndarray:
         """(N, S) → (N, K, 5) level probabilities per dimension."""
         z = (np.asarray(x, np.float64) - self.mean) / self.scale
@@ -236,12 +263,22 @@ class DimensionProbe:
         return estimate_of(p.reshape(-1, len(LEVELS))).reshape(p.shape[:2])
 
     def estimates(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
-        """{dimension key: 1–5 estimate} of one video."""
+        """{dimension key: 1–5 estimate} of one video (its level is the probe's level)."""
+        return dict(zip(self.dimensions, estimate_of(self._probs(features, prompt_stats)).tolist(), strict=True))
+
+    def slot_values(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None = None) -> dict[str, float]:
+        """{dimension key: the value the model's slot gets}: ``estimates`` centred on the ``reading_centres`` where a
+        dimension has them (the same numbers where it has none)."""
+        probs, centres = self._probs(features, prompt_stats), self.reading_centres
+        return {key: float(estimate_of(probs[k: k + 1], centres.get(key))[0]) for k, key in enumerate(self.dimensions)}
+
+    def _probs(self, features: VideoFeatures, prompt_stats: Mapping[str, float] | None) -> np.ndarray:
+        """(K, 5) level probabilities of one video."""
         x = self.input_matrix([(features, prompt_stats)], self.basis, self.extra)[0]
         if x.shape != self.mean.shape:
             raise ModelError("dimension probe", f"expects {self.mean.shape[0]} statistics, the features give {x.shape[0]}",
                              "use the encoders the probe was fitted with (the checkpoint's config.json)")
-        return dict(zip(self.dimensions, self.estimates_inputs(x[None])[0].tolist(), strict=True))
+        return self.probs_inputs(x[None])[0]
 
     def save(self, directory: str | Path) -> None:
         from safetensors.numpy import save_file

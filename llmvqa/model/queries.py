@@ -31,7 +31,7 @@ def _cache_argument(decoder) -> str:
     return _cache_argument_of(type(decoder))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_argument_of(cls: type) -> str:  # once per decoder class, not on every scoring call
     return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
@@ -81,13 +81,13 @@ class QueryMixin:
 
     def query_stats(self, features: VideoFeatures, prompt_stats: dict | None, answer_prefix: str | None,
                     stats: dict | None = None, estimates: dict | None = None) -> dict:
-        """The prompt-time statistics of one question: ``input_stats``, and for a dimension the probe estimates
-        (not read by the scorer) that estimate in the prior slot of its stream. ``stats`` / ``estimates``: the
-        clip's ``input_stats`` and probe estimates when already computed."""
+        """The prompt-time statistics of one question: ``input_stats``, and for a dimension the probe's slot value
+        (``DimensionProbe.slot_values``; not read by the scorer) in the prior slot of its stream. ``stats`` / ``estimates``: the
+        clip's ``input_stats`` and probe slot values when already computed."""
         stats = dict(stats if stats is not None else self.input_stats(features, prompt_stats))
         slot = None if self.reads_by_scorer(answer_prefix) else self.probe_slot(answer_prefix)
         if slot is not None:
-            estimates = estimates if estimates is not None else self.dimension_probe.estimates(features, prompt_stats)
+            estimates = estimates if estimates is not None else self.dimension_probe.slot_values(features, prompt_stats)
             stats[slot[1]] = estimates[slot[0]]
         return stats
 
@@ -162,7 +162,7 @@ class QueryMixin:
         probed = [i for i, (_, a) in enumerate(queries) if not self.reads_by_scorer(a) and self.probe_slot(a)]
         if probed:
             stats = self.input_stats(features, prompt_stats)
-            estimates = self.dimension_probe.estimates(features, prompt_stats)  # once per clip
+            estimates = self.dimension_probe.slot_values(features, prompt_stats)  # once per clip
             exs = [encode_conversation(self._user_turn(queries[i][0], "rating", prompt), features, self.template,
                                        prompt=prompt, prompt_stats=self.query_stats(features, prompt_stats,
                                                                                     queries[i][1], stats, estimates),
