@@ -402,3 +402,25 @@ def test_reading_centres_are_kept_only_where_the_held_out_answers_gain(tmp_path)
     assert ("sharpness" in kept) == (max(gains) > 0 and min(gains) >= 0) and record["kept"] == sorted(kept)
     assert DimensionProbe.load(model_dir).reading_centres == kept
     assert json.loads((model_dir / "dimension_stage.json").read_text())["stage"] == "dimensions"  # the rest kept
+
+
+def test_answer_margins_without_the_prompt_ask_as_rate_clip_asks(tmp_path):
+    model, items, feats = _probed_model(tmp_path)
+    items = [dataclasses.replace(it, prompt="a cat on a sofa") for it in items]
+    ps = {"prompt_alignment": 0.3}
+    asked = []
+    real = model.score_queries
+
+    def spy(f, queries, prompt=None, prompt_stats=None):
+        asked.append((prompt, dict(prompt_stats or {}), [q for q, _ in queries]))
+        return real(f, queries, prompt=prompt, prompt_stats=prompt_stats)
+
+    model.score_queries = spy
+    with_prompt = answer_margins(model, items, lambda it: (feats[it.path][0], ps), ["sharpness"])
+    assert all(p == "a cat on a sofa" and s == ps and "a cat on a sofa" in q[0] for p, s, q in asked)
+    asked.clear()
+    bare = answer_margins(model, items, lambda it: (feats[it.path][0], ps), ["sharpness"], with_prompt=False)
+    assert all(p is None and s == {} and "a cat on a sofa" not in q[0] for p, s, q in asked) and len(asked) == len(items)
+    plain = answer_margins(model, [dataclasses.replace(it, prompt=None) for it in items], lambda it: (feats[it.path][0], {}),
+                           ["sharpness"])
+    assert bare == plain and set(with_prompt) == {"sharpness"}
