@@ -134,6 +134,7 @@ def chain_share(prior, x, q, copies, post) -> float:
 
 
 def setting(d, q, copies: int, post: np.ndarray, weight=3.0, margin=0.35, outside=0.2) -> dict:
+    from llmvqa.evaluation.human import within_source
     from llmvqa.model.prior import PRIOR_TARGETS, HumanPrior
     from llmvqa.train.human_data import CHAIN_RATINGS
 
@@ -158,8 +159,6 @@ def setting(d, q, copies: int, post: np.ndarray, weight=3.0, margin=0.35, outsid
     prior = HumanPrior.fit_ranked(x, y, px, pm, weight=weight, outside=outside)
     est = (prior.predict_inputs(with_term(d["test_prior"], q["test"], copies))[:, :2] - post * (1 - q["test"])).mean(1)
     target, keep = d["test_overall"], ~d["test_wrong"]
-    inside = [spearmanr(est[d["test_src"] == s], target[d["test_src"] == s])[0] for s in np.unique(d["test_src"])
-              if np.ptp(target[d["test_src"] == s]) > 0]
     car = (prior.predict_inputs(with_term(d["car_prior"], q["car"], copies))[:, :2] - post * (1 - q["car"])).mean(1)
     return {"copies": copies, "technical": float(post[0]), "motion": float(post[1]),
             "static": float(spearmanr(overall, y[:, 0])[0]), "temporal": float(spearmanr(overall, y[:, 1])[0]),
@@ -167,7 +166,7 @@ def setting(d, q, copies: int, post: np.ndarray, weight=3.0, margin=0.35, outsid
             "val_chains": chain_share(prior, d["chval_prior"], q["chval"], copies, post),
             "test_chains": chain_share(prior, d["chtest_prior"], q["chtest"], copies, post),
             "synth": float(spearmanr(est, target)[0]), "synth_right_prompt": float(spearmanr(est[keep], target[keep])[0]),
-            "synth_inside_source": float(np.mean(inside)), "carphone": [float(car[0]), float(car[1])]}
+            "synth_inside_source": within_source(est, target, list(d["test_src"]))["mean_generated"], "carphone": [float(car[0]), float(car[1])]}
 
 
 def main(argv=None) -> int:

@@ -48,7 +48,7 @@ import numpy as np
 
 from llmvqa.corpus.manifest import read_manifest
 from llmvqa.errors import DataError
-from llmvqa.levels import LEVELS, level_of_score
+from llmvqa.levels import LEVELS, WEIGHTS, level_of_score
 from llmvqa.train.losses import soft_level_ce
 
 
@@ -335,19 +335,14 @@ def reading_bias(model, items: Sequence[DimensionItem], features_of: Callable,
                  dims: Sequence[str]) -> dict[str, dict[str, list[float]]]:
     """{dimension: {probe level: [answer − slot value, one per clip]}}: how far the model's answer (asked as
     ``answer_margins`` asks) lands from the value in its slot, by the level the probe gives the clip."""
-    from llmvqa.dimensions import load_dimensions
-    from llmvqa.prompts import aspect_query
-
-    version = model.cfg.prompt_version
-    names = {k: d.name for k, d in load_dimensions(version).dimensions.items()}
+    ask = _dimension_asker(model)
     probe = model.dimension_probe
     out: dict[str, dict[str, list[float]]] = {d: {lv: [] for lv in LEVELS} for d in dims}
     for it in items:
         f, ps = features_of(it)
-        own, slot = probe.estimates(f, ps), probe.slot_values(f, ps)
-        scores = model.score_queries(f, [aspect_query(f"dimension:{names[d]}", it.prompt, version) for d in dims],
-                                     prompt=it.prompt, prompt_stats=ps)
-        for d, sc in zip(dims, scores, strict=True):
+        own = probe.estimates(f, ps)
+        slot = probe.slot_values(f, ps) if probe.reading_centres else own
+        for d, sc in zip(dims, ask(f, ps, it.prompt, dims), strict=True):
             out[d][level_of_score(own[d])].append(float(sc.score) - slot[d])
     return out
 
@@ -356,8 +351,6 @@ def centres_from_bias(bias: dict[str, list[float]], min_clips: int = 8, max_move
     """5 reading centres (LEVELS order) from one dimension's ``reading_bias``: each level's weight moved against
     its clips' mean bias (at most ``max_move``, within 1–5); a level with fewer than ``min_clips`` clips keeps its
     weight."""
-    from llmvqa.levels import WEIGHTS
-
     out = []
     for lv, w in zip(LEVELS, WEIGHTS, strict=True):
         b = bias.get(lv) or []
@@ -379,7 +372,6 @@ def tune_reading_centres(model_dir: str | Path, items: Sequence[DimensionItem], 
     no less the other way (chosen with the prompt alone, the first run kept sharpness for +0.009 on val, and on the
     test split asked without a prompt it fell from +0.168 to +0.143). Writes the probe and ``dimension_stage.json``
     (``reading_centres``) into ``model_dir``; returns the kept centres."""
-    from llmvqa.levels import WEIGHTS
     from llmvqa.model.modeling import QualityLLM
 
     log = log or (lambda _m: None)
@@ -422,25 +414,37 @@ def tune_reading_centres(model_dir: str | Path, items: Sequence[DimensionItem], 
     return keep
 
 
+def _dimension_asker(model) -> Callable:
+    """``ask(features, prompt_stats, prompt, dims)`` → the model's ratings of the dimensions ``dims`` (keys), each
+    asked by its name as ``llmvqa rate`` asks, in one ``score_queries`` call."""
+    from llmvqa.dimensions import load_dimensions
+    from llmvqa.prompts import aspect_query
+
+    version = model.cfg.prompt_version
+    names = {k: d.name for k, d in load_dimensions(version).dimensions.items()}
+
+    def ask(features, prompt_stats, prompt, dims):
+        return model.score_queries(features, [aspect_query(f"dimension:{names[d]}", prompt, version) for d in dims],
+                                   prompt=prompt, prompt_stats=prompt_stats)
+
+    return ask
+
+
 def answer_margins(model, items: Sequence[DimensionItem], features_of: Callable,
                    dims: Sequence[str], with_prompt: bool = True) -> dict[str, dict]:
     """Per dimension of ``dims``: the model's answers (asked by name, as ``llmvqa rate`` asks) against the items'
     target levels — ``dimension_accuracy``'s numbers plus ``margin`` (balanced accuracy over always-the-majority-
     level's). ``with_prompt=False`` asks every clip without its text prompt (as ``llmvqa rate clip.mp4`` asks)."""
-    from llmvqa.dimensions import load_dimensions
     from llmvqa.evaluation.suite import dimension_accuracy
-    from llmvqa.prompts import aspect_query
 
-    version = model.cfg.prompt_version
-    names = {k: d.name for k, d in load_dimensions(version).dimensions.items()}
+    ask = _dimension_asker(model)
     predicted, reference = [], []
     for it in items:
         f, ps = features_of(it)
         prompt = it.prompt if with_prompt else None
         ps = ps if with_prompt else {k: v for k, v in (ps or {}).items() if k != "prompt_alignment"}
         asked = [d for d in dims if d in it.targets]
-        scores = model.score_queries(f, [aspect_query(f"dimension:{names[d]}", prompt, version) for d in asked],
-                                     prompt=prompt, prompt_stats=ps)
+        scores = ask(f, ps, prompt, asked)
         predicted.append({d: level_of_score(sc.score) for d, sc in zip(asked, scores, strict=True)})
         reference.append({d: level_of_score(it.targets[d]) for d in asked})
     acc = dimension_accuracy(predicted, reference)
