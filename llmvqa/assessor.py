@@ -125,14 +125,39 @@ def _probs(level_score: Any) -> list[float]:
     return probs
 
 
+def read_model_config(model_dir: Path) -> dict:
+    """A model directory's config.json (ModelError when it cannot be read)."""
+    try:
+        return json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(str(Path(model_dir) / "config.json"), f"unreadable model config ({err})",
+                         "re-run training or re-download the model") from err
+
+
+def build_extractor(encoder: dict | None, device: str | None = None) -> Any:
+    """The feature extractor a model was trained with (``encoder``: its config.json "encoder" section)."""
+    from llmvqa.encoders.config import EncoderConfig
+    from llmvqa.encoders.pipeline import FeatureExtractor
+
+    enc_cfg = EncoderConfig.from_dict(encoder) if encoder else None
+    extractor = FeatureExtractor(enc_cfg, device=device or "cpu")
+    if enc_cfg is not None and enc_cfg.semantic_tokens:  # trained on a Qwen-VL vision tower's semantic stream
+        from llmvqa.model.qwen_vl import QwenSemanticExtractor
+
+        extractor = QwenSemanticExtractor(extractor, enc_cfg.semantic_tokens, enc_cfg.nframes, device=device or "cpu")
+    return extractor
+
+
 class Assessor:
     """Rate and explain a video's quality; chat about it."""
 
     def __init__(self, model: Any, extractor: Any, *, name: str = "llmvqa", prompt_version: str = "v1",
                  meta: dict[str, str] | None = None):
-        """model: a QualityLLM (score / explain / chat); extractor: a FeatureExtractor (extract / prompt_stats)."""
+        """model: a QualityLLM (score / explain / chat); extractor: a FeatureExtractor (extract / prompt_stats),
+        or a callable with no arguments that builds one when first needed."""
         self.model = model
-        self.extractor = extractor
+        self._extractor = None if callable(extractor) and not hasattr(extractor, "extract") else extractor
+        self._make_extractor = extractor if self._extractor is None else None
         self.name = name
         self.prompt_version = prompt_version
         self.dimensions = load_dimensions(prompt_version)
@@ -145,16 +170,14 @@ class Assessor:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, path_or_id: str | Path | None = None, device: str | None = None) -> Assessor:
-        """Load a trained model directory (None: the shipped models/llmvqa-mini) and the encoders it names."""
+    def from_pretrained(cls, path_or_id: str | Path | None = None, device: str | None = None, *,
+                        encoders: bool = True) -> Assessor:
+        """Load a trained model directory (None: the shipped models/llmvqa-mini) and the encoders it names.
+
+        ``encoders=False`` loads the encoders only when a video is first read here (``llmvqa batch`` reads
+        videos in worker processes, each with its own encoders, and never needs them in this one)."""
         model_dir = resolve_model_dir(path_or_id)
-        try:
-            config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ModelError(str(model_dir / "config.json"), f"unreadable model config ({err})",
-                             "re-run training or re-download the model") from err
-        from llmvqa.encoders.config import EncoderConfig
-        from llmvqa.encoders.pipeline import FeatureExtractor
+        config = read_model_config(model_dir)
         from llmvqa.model.modeling import QualityLLM
 
         model = QualityLLM.from_pretrained(model_dir, device=device)  # projectors follow the backbone's device
@@ -162,14 +185,26 @@ class Assessor:
         enc = config.get("encoder") or getattr(model, "encoder_config", None)
         if enc is not None and not isinstance(enc, dict):
             enc = enc.to_dict()
-        enc_cfg = EncoderConfig.from_dict(enc) if enc else None
-        extractor = FeatureExtractor(enc_cfg, device=device or "cpu")
-        if enc_cfg is not None and enc_cfg.semantic_tokens:  # trained on a Qwen-VL vision tower's semantic stream
-            from llmvqa.model.qwen_vl import QwenSemanticExtractor
 
-            extractor = QwenSemanticExtractor(extractor, enc_cfg.semantic_tokens, enc_cfg.nframes, device=device or "cpu")
+        def make_extractor():
+            return build_extractor(enc, device)
+
         version = str(config.get("prompt_version", "v1"))
-        return cls(model, extractor, name=model_dir.name, prompt_version=version, meta={"model": str(model_dir)})
+        return cls(model, make_extractor() if encoders else make_extractor, name=model_dir.name,
+                   prompt_version=version, meta={"model": str(model_dir)})
+
+    @property
+    def extractor(self) -> Any:
+        """The feature extractor (built on first use when the Assessor was made without one)."""
+        if self._extractor is None:
+            with self._lock:
+                if self._extractor is None:
+                    self._extractor = self._make_extractor()
+        return self._extractor
+
+    @extractor.setter
+    def extractor(self, value: Any) -> None:
+        self._extractor = value
 
     # ------------------------------------------------------------------ features
     def features(self, video: str | Path) -> VideoFeatures:
@@ -219,8 +254,40 @@ class Assessor:
         prompt = prompt.strip() if prompt and prompt.strip() else None
         features = self.features(video)
         cancel.check()  # a request past its deadline stops between stages (llmvqa.cancel)
+        return self.rate_features(video, features, prompt, explain=explain, dimensions=dimensions, started=t0)
+
+    def prompt_stats(self, features: VideoFeatures, prompt: str | None) -> dict[str, float]:
+        """The prompt-time statistics (prompt alignment) of a clip's features; {} without a prompt."""
+        prompt = prompt.strip() if prompt and prompt.strip() else None
+        return {k: float(v) for k, v in self.extractor.prompt_stats(features, prompt).items()} if prompt else {}
+
+    def score_overall(self, features: list[VideoFeatures], prompts: list[str | None],
+                      prompt_stats: list[dict]) -> list[LevelRating]:
+        """The overall LevelRating of several clips in one batched pass (QualityLLM.score_batch) — the numbers
+        ``rate`` reports for each alone, to float rounding; one call per clip for a model without a batch path."""
+        prompts = [p.strip() if p and p.strip() else None for p in prompts]
+        with self._lock:
+            if hasattr(self.model, "score_batch"):
+                scored = self.model.score_batch(features, prompts, prompt_stats)
+            else:
+                scored = [self.model.score(f, prompt=p, question=None, prompt_stats=ps, answer_prefix=None)
+                          for f, p, ps in zip(features, prompts, prompt_stats, strict=True)]
+        return [LevelRating.from_probs("overall", _probs(s)) for s in scored]
+
+    def rate_features(self, video: str | Path, features: VideoFeatures, prompt: str | None = None, *,
+                      explain: bool = True, dimensions: bool = True, prompt_stats: dict | None = None,
+                      overall: LevelRating | None = None, started: float | None = None) -> RatingResult:
+        """``rate`` of a clip whose features are already extracted (by a worker process, say).
+
+        ``prompt_stats``: its prompt-time statistics when already computed; ``overall``: its overall rating from
+        ``score_overall`` (used only when neither an explanation nor dimensions are asked for, where it is the
+        whole score)."""
+        t0 = started if started is not None else time.perf_counter()
+        prompt = prompt.strip() if prompt and prompt.strip() else None
         timings = {"features": time.perf_counter() - t0}
-        prompt_stats = {k: float(v) for k, v in self.extractor.prompt_stats(features, prompt).items()} if prompt else {}
+        if prompt_stats is None:
+            prompt_stats = self.prompt_stats(features, prompt)
+        prompt_stats = {k: float(v) for k, v in prompt_stats.items()} if prompt else {}
         stats = {**{k: float(v) for k, v in features.stats.items()}, **prompt_stats}
         prior = getattr(self.model, "prior", None)
         if prior is not None:  # the human prior's estimates (1–5) the scorer reads
@@ -232,10 +299,13 @@ class Assessor:
         if dimensions or explain:  # a justification states the levels of the groups and dimensions
             aspects += [("group", g) for g in STREAMS]
             aspects += [("dimension", d.name) for d in self.dimensions if prompt or not d.needs_prompt]
-        with self._lock:
-            t = time.perf_counter()
-            level_score, *scored = self._score_many(features, prompt, prompt_stats, [("overall", ""), *aspects])
-            timings["score"] = time.perf_counter() - t
+        if overall is not None and not aspects:  # scored already, in a batch
+            level_score, scored = overall, []
+        else:
+            with self._lock:
+                t = time.perf_counter()
+                level_score, *scored = self._score_many(features, prompt, prompt_stats, [("overall", ""), *aspects])
+                timings["score"] = time.perf_counter() - t
         cancel.check()
         overall = LevelRating.from_probs("overall", _probs(level_score))
         by_name = {d.name: d for d in self.dimensions}

@@ -27,7 +27,7 @@ def fake_cli(monkeypatch):
     assessor = make_assessor()
     loaded = []
 
-    def from_pretrained(path_or_id=None, device=None):
+    def from_pretrained(path_or_id=None, device=None, encoders=True):
         loaded.append(path_or_id)
         return assessor
 
@@ -92,7 +92,7 @@ def test_batch_command(fake_cli, clip, tmp_path, capsys):
     listing = tmp_path / "list.csv"
     listing.write_text(f"video,prompt\n{clip},a cat\nmissing.mp4,\n", encoding="utf-8")
     out = tmp_path / "r.csv"
-    assert llmvqa.cli.main(["batch", str(listing), "--out", str(out), "--no-progress"]) == 1
+    assert llmvqa.cli.main(["batch", str(listing), "--out", str(out), "--no-progress", "--workers", "0"]) == 1
     err = capsys.readouterr().err
     assert "1 failed" in err and "missing.mp4" in err
     rows = list(csv.DictReader(out.open()))

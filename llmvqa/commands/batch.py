@@ -9,8 +9,11 @@ one video and a row torn by the kill is removed on the next run; Parquet: a part
 rows); running the same command again skips the (video file, prompt) pairs already rated in
 --out, however the path was typed, and tries the ones that failed again. A video that fails gets
 status "error" and its message; the run carries on, and exits 1 while any listed video's last
-row is an error. ``--engine ray`` spreads the videos over model replicas on a local Ray or a
-cluster (``--ray-address``), with the same rows (llmvqa.engines.ray_batch; extra: llmvqa[ray]).
+row is an error. The local engine reads (decodes and encodes) videos in ``--workers`` processes while this one
+scores the clips already read, score-only clips in batches (llmvqa.engines.local); ``--workers 0``
+does everything in this process, one video at a time. ``--engine ray`` spreads the videos over
+model replicas on a local Ray or a cluster (``--ray-address``), with the same rows
+(llmvqa.engines.ray_batch; extra: llmvqa[ray]).
 """
 
 from __future__ import annotations
@@ -62,7 +65,13 @@ def register(subparsers) -> None:
     add_dimensions_arg(p, True)  # a <name>_score and <name>_level column per group and dimension
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process; ray: Ray Data over model replicas (pip install 'llmvqa[ray]')")
+                   help="local: this machine (feature workers + this process); ray: Ray Data over model replicas "
+                        "(pip install 'llmvqa[ray]')")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local engine: processes that decode and encode videos while this one scores (default: one "
+                        "per CPU score-only, one per CPU but one with dimensions or --explain; 0: all in this process)")
+    p.add_argument("--batch-size", type=int, default=8, help="local engine: most clips scored in one pass (default 8)")
+    p.add_argument("--worker-threads", type=int, default=1, help="local engine: torch threads per worker (default 1)")
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster to join (e.g. auto, or ray://head:10001); default: start a local Ray")
     p.add_argument("--replicas", type=int, default=None,
@@ -150,11 +159,18 @@ def run(args: argparse.Namespace) -> int:
         summary = run_ray_batch(jobs, args.out, model=args.model, device=args.device, explain=args.explain,
                                 dimensions=args.dimensions, options=options, progress=args.progress)
     else:
-        from llmvqa.assessor import Assessor
+        from functools import partial
 
-        assessor = Assessor.from_pretrained(args.model, device=args.device)
-        summary = run_batch(assessor, jobs, args.out, explain=args.explain, dimensions=args.dimensions,
-                            progress=args.progress)
+        from llmvqa.assessor import Assessor, resolve_model_dir
+        from llmvqa.engines.local import LocalOptions, load_worker_extractor, run_local_batch
+
+        options = LocalOptions(workers=args.workers, batch_size=args.batch_size, threads=args.worker_threads)
+        model_dir = str(resolve_model_dir(args.model))
+        # encoders=False: workers read the videos; with --workers 0 the encoders load here at the first video
+        summary = run_local_batch(partial(Assessor.from_pretrained, model_dir, args.device, encoders=False),
+                                  jobs, args.out, explain=args.explain, dimensions=args.dimensions, options=options,
+                                  progress=args.progress, make_extractor=partial(load_worker_extractor, model_dir,
+                                                                                 args.device))
     print(summary.text(), file=sys.stderr)
     print(f"results: {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0

@@ -137,8 +137,7 @@ class QueryMixin:
         if any(e.level_pos < 0 for e in exs):
             raise ValueError(f"answer_prefix {prefix!r} does not end where a level word follows (answers.yaml)")
         with self.scoring() if self.reads_by_scorer(prefix) else contextlib.nullcontext():
-            out = self.forward(self.collator(exs))
-        return [LevelRating.from_probs("", p.tolist()) for p in out["level_probs"].cpu()]
+            return self._score_examples(exs)  # the clips' common start (system text ...) runs once
 
     def score(self, features: VideoFeatures, prompt: str | None = None, question: str | None = None, *,
               prompt_stats: dict | None = None, answer_prefix: str | None = None) -> LevelRating:
@@ -188,7 +187,7 @@ class QueryMixin:
                                      for q, a in queries])
 
     def _score_examples(self, exs: list) -> list[LevelRating]:
-        """Score-mode answers of conversations about one video. Their common start — the same tokens with the same
+        """Score-mode answers of conversations (about one video, or one question about several). Their common start — the same tokens with the same
         embeddings, feature and statistics tokens included — runs once with a KV cache, then every conversation's
         own rest runs in one batch on copies of that cache: the numbers of one forward per conversation, at a
         fraction of the cost (a dimension's own statistics token ends the common start there)."""

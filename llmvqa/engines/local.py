@@ -1,0 +1,328 @@
+"""`llmvqa batch` on one machine: videos are read in worker processes while this one scores.
+
+Decoding and the three encoders take most of a clip's time and need no model: ``workers`` processes
+(each with its own encoders and ``threads`` torch threads) extract the features of the next videos
+while this process scores the ones already extracted. Score-only runs score every group of ready
+clips in one batched LLM pass (``Assessor.score_overall`` → ``QualityLLM.score_batch``); with
+dimensions or an explanation each clip is rated as ``Assessor.rate`` rates it. Rows are written in
+the order of the list, as soon as they are scored: the same rows as the one-process loop (scores
+equal to float rounding), the same resume rules and failure rows (``llmvqa.commands.batch``).
+
+A worker that dies (a decoder crash, the out-of-memory killer) takes the videos it had in flight
+with it: the pool is restarted and those videos are tried again once; a video in flight at two
+crashes gets an error row, and the run carries on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from llmvqa.commands.batch_io import Job
+from llmvqa.errors import LlmvqaError
+
+_EXTRACTOR: Any = None
+"""The worker process's feature extractor (built once by ``_start_worker``)."""
+_START_ERROR: str | None = None
+"""Why the worker could not build its extractor (every job then answers "fatal" with it)."""
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    workers: int | None = None
+    """Feature-extraction processes; 0 reads every video in this process (the plain loop); None: ``auto_workers``."""
+    batch_size: int = 8
+    """The most ready clips scored in one batched pass."""
+    threads: int = 1
+    """Torch threads of each worker."""
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 0:
+            raise LlmvqaError("--workers", f"must be 0 or more, got {self.workers}")
+        if self.batch_size < 1:
+            raise LlmvqaError("--batch-size", f"must be at least 1, got {self.batch_size}")
+        if self.threads < 1:
+            raise LlmvqaError("--worker-threads", f"must be at least 1, got {self.threads}")
+
+
+def auto_workers(cpus: int, explain: bool, dimensions: bool) -> int:
+    """Score only: one single-threaded worker per CPU (this process scores batches in their gaps: a tenth of a
+    CPU-second per clip against six tenths to read one). With dimensions or an explanation this process spends
+    longer on each clip than a worker reading it: on 2 CPUs the one-process loop is fastest (measured, see
+    eval/bench_batch.py), with more one worker reads ahead while this process keeps the other CPUs."""
+    if cpus < 2:
+        return 0
+    if explain or dimensions:
+        return 0 if cpus <= 2 else 1
+    return cpus
+
+
+def load_worker_extractor(model: str | None, device: str | None) -> Any:
+    """The extractor of a model directory's encoders (the worker-side half of ``Assessor.from_pretrained``)."""
+    from llmvqa.assessor import build_extractor, read_model_config, resolve_model_dir
+
+    return build_extractor(read_model_config(resolve_model_dir(model)).get("encoder"), device)
+
+
+def _start_worker(make_extractor: Callable[[], Any], threads: int) -> None:
+    global _EXTRACTOR, _START_ERROR
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        _EXTRACTOR = make_extractor()
+    except Exception as err:  # reported by every job, and the run stops with it
+        _START_ERROR = error_text(err)
+
+
+def _started() -> str | None:
+    """(in a worker) None once its extractor is built, else why it could not be."""
+    return _START_ERROR
+
+
+def error_text(err: BaseException) -> str:
+    """A failed video's error column: the message of an LlmvqaError, else the type and message on one line."""
+    if isinstance(err, LlmvqaError):
+        return str(err)
+    return f"{type(err).__name__}: {err}".replace("\n", " ")
+
+
+def extract_job(path: str, prompt: str | None) -> tuple:
+    """(in a worker) ("ok", features, prompt_stats, seconds) or ("error", message, seconds); never raises."""
+    from llmvqa.assessor import resolve_video
+
+    t = time.perf_counter()
+    if _START_ERROR is not None:
+        return "fatal", _START_ERROR, 0.0
+    try:
+        features = _EXTRACTOR.extract(resolve_video(path))
+        stats = {k: float(v) for k, v in _EXTRACTOR.prompt_stats(features, prompt).items()} if prompt else {}
+        return "ok", features, stats, time.perf_counter() - t
+    except Exception as err:  # one bad file is one error row
+        return "error", error_text(err), time.perf_counter() - t
+
+
+class _Pending:
+    __slots__ = ("job", "future", "crashes")
+
+    def __init__(self, job: Job, future: Future, crashes: int = 0):
+        self.job, self.future, self.crashes = job, future, crashes
+
+
+def _prompt(job: Job) -> str | None:
+    return job.prompt.strip() if job.prompt and job.prompt.strip() else None
+
+
+def _error_row(job: Job, message: str, seconds: float) -> dict[str, Any]:
+    return {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "error", "error": message,
+            "seconds": f"{seconds:.3f}"}
+
+
+def score_ready(assessor: Any, ready: list[tuple[Job, tuple]], explain: bool, dimensions: bool) -> list[dict]:
+    """Output rows of extracted clips (``extract_job`` results), in order; score-only clips in one batched pass."""
+    from llmvqa.commands.batch import result_row
+
+    rows: list[dict | None] = [None] * len(ready)
+    ok = [i for i, (_, r) in enumerate(ready) if r[0] == "ok"]
+    for i, (job, r) in enumerate(ready):
+        if r[0] != "ok":
+            rows[i] = _error_row(job, r[1], r[2])
+    overall: dict[int, Any] = {}
+    t = time.perf_counter()
+    if ok and not (explain or dimensions):
+        try:
+            scored = assessor.score_overall([ready[i][1][1] for i in ok], [_prompt(ready[i][0]) for i in ok],
+                                            [ready[i][1][2] for i in ok])
+            overall = dict(zip(ok, scored, strict=True))
+        except Exception:  # noqa: BLE001 - scored one by one below, so the failure lands on its own clip
+            overall = {}
+    shared = (time.perf_counter() - t) / max(1, len(ok))
+    for i in ok:
+        job, (_, features, stats, seconds) = ready[i]
+        t = time.perf_counter()
+        try:
+            result = assessor.rate_features(job.path, features, _prompt(job), explain=explain, dimensions=dimensions,
+                                            prompt_stats=stats, overall=overall.get(i))
+            row = result_row(job, result)
+            row["seconds"] = f"{seconds + shared + time.perf_counter() - t:.3f}"
+        except Exception as err:  # a bug on one clip must not lose a long batch; it is reported
+            row = _error_row(job, error_text(err), seconds + time.perf_counter() - t)
+        rows[i] = row
+    return rows  # type: ignore[return-value]
+
+
+class FeaturePool:
+    """Worker processes that extract features of submitted jobs; restarted when one dies."""
+
+    def __init__(self, make_extractor: Callable[[], Any], workers: int, threads: int):
+        self.make_extractor, self.workers, self.threads = make_extractor, workers, threads
+        self.worked = False
+        """Whether any worker has ever finished a job (a pool that breaks before that cannot start at all)."""
+        self.executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        import multiprocessing
+
+        # spawn: a forked child of a process whose torch already ran threads can deadlock in OpenMP
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(self.make_extractor, self.threads))
+
+    def start(self, workers: int = 1) -> None:
+        """Spawn ``workers`` workers now (each builds its extractor while this process loads the model); the others
+        start with the first jobs (on 2 CPUs, starting every worker at once slows the first result by seconds)."""
+        for _ in range(min(workers, self.workers)):
+            self.executor.submit(_started).add_done_callback(self._note)
+
+    def submit(self, job: Job) -> Future:
+        """The job's future; on a pool already broken, a future holding BrokenProcessPool (met when waited for)."""
+        try:
+            future = self.executor.submit(extract_job, job.path, _prompt(job))
+        except BrokenProcessPool as err:
+            future = Future()
+            future.set_exception(err)
+            return future
+        future.add_done_callback(self._note)
+        return future
+
+    def _note(self, future: Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.worked = True
+
+    def restart(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = self._new()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain: bool = False,
+                    dimensions: bool = False, options: LocalOptions | None = None, progress: bool = True,
+                    make_extractor: Callable[[], Any] | None = None):
+    """Rate ``jobs`` into ``out`` with feature workers (see the module); returns the BatchSummary.
+
+    ``assessor``: an Assessor, or a callable with no arguments that loads one (called once the workers have
+    started, so that they build their encoders while it loads the model). ``make_extractor``: a picklable
+    callable each worker calls once to build its extractor (default: the encoders of the assessor's model
+    directory). ``options.workers == 0`` runs the one-process loop (``llmvqa.commands.batch.run_batch``)."""
+    from tqdm import tqdm
+
+    from llmvqa.commands.batch import dimension_names, plan_batch, record, run_batch
+
+    options = options or LocalOptions()
+    workers = options.workers if options.workers is not None else auto_workers(cpu_count(), explain, dimensions)
+    workers = min(workers, len(jobs))
+    if workers == 0:
+        assessor = assessor if hasattr(assessor, "rate") else assessor()
+        return run_batch(assessor, jobs, out, explain=explain, dimensions=dimensions, progress=progress)
+    import torch
+
+    # this process scores while the workers read: the CPUs they leave (at least one thread)
+    torch.set_num_threads(max(1, cpu_count() - workers * options.threads))
+    pool = None
+    if make_extractor is not None:  # the workers start first, while the model loads here
+        pool = FeaturePool(make_extractor, workers, options.threads)
+        pool.start()
+    try:
+        assessor = assessor if hasattr(assessor, "rate") else assessor()
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+    if pool is None:
+        pool = FeaturePool(partial(load_worker_extractor, assessor.meta.get("model"), None), workers, options.threads)
+    try:
+        sink, todo, summary = plan_batch(jobs, out, dimension_names(assessor, dimensions))
+    except BaseException:
+        pool.close()
+        raise
+    t0 = time.perf_counter()
+    window = 2 * workers + options.batch_size  # videos in flight: workers never wait for this process
+    pending: deque[_Pending] = deque()
+    queue = iter(todo)
+    bar = tqdm(total=len(todo), desc="rating", unit="video", disable=not progress, file=sys.stderr)
+
+    suspects: deque[Job] = deque()  # in flight when a worker died: tried again one at a time
+
+    def fill() -> None:
+        if suspects:  # alone in the pool, a video that kills its worker again is the one to blame
+            if not pending:
+                job = suspects.popleft()
+                pending.append(_Pending(job, pool.submit(job), crashes=1))
+            return
+        while len(pending) < window:
+            job = next(queue, None)
+            if job is None:
+                return
+            pending.append(_Pending(job, pool.submit(job)))
+
+    def crashed() -> None:
+        """A worker died: restart the pool; alone, the video that was being read gets an error row, else every
+        video in flight is tried again, one at a time."""
+        if not pool.worked:
+            raise LlmvqaError("feature workers", "the worker processes stopped before reading any video",
+                              "run with --workers 0 to read the videos in this process (and see why); a script that "
+                              "calls run_local_batch must guard its entry point with if __name__ == '__main__'")
+        pool.restart()
+        if pending[0].crashes:
+            message = ("the worker reading this video stopped (a decoder crash, or killed for memory); check the "
+                       "file, or run with --workers 0 to read it in this process")
+            record(summary, sink, _error_row(pending.popleft().job, message, 0.0))
+            bar.update()
+        suspects.extendleft(reversed([p.job for p in pending]))
+        pending.clear()
+        fill()
+
+    batched = not (explain or dimensions)  # score only: clips are scored together, so worth waiting for
+    first = True
+    try:
+        fill()
+        while pending:
+            try:
+                head = pending[0].future.result()
+            except BrokenProcessPool:
+                crashed()
+                continue
+            if head[0] == "fatal":
+                raise LlmvqaError("feature workers", f"cannot load the encoders ({head[1]})",
+                                  "check the model directory, or run with --workers 0 to see the full error")
+            ready = [(pending.popleft().job, head)]
+            # the first clip alone (the first result comes soon); then, score only, a batch of the next clips in
+            # order, waiting for them while the workers read on (the window keeps them busy); else the ones done
+            while pending and not first and len(ready) < options.batch_size and (batched or pending[0].future.done()):
+                try:
+                    nxt = pending[0].future.result()
+                except BrokenProcessPool:
+                    break  # met at the head of the queue on the next turn
+                if nxt[0] == "fatal":
+                    break
+                ready.append((pending.popleft().job, nxt))
+                fill()
+            first = False
+            fill()  # the workers read on while this process scores
+            for row in score_ready(assessor, ready, explain, dimensions):
+                record(summary, sink, row)
+                bar.update()
+    finally:
+        bar.close()
+        pool.close()
+        sink.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,117 @@
+"""`llmvqa batch`'s local engine: feature workers (spawned processes) and batched scoring, against the
+one-process loop; a worker that dies, encoders that cannot load; the real model's rows."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import pytest
+from test_assessor import make_assessor
+from test_batch import PickyExtractor, make_videos, read_rows
+
+from llmvqa.commands.batch import run_batch
+from llmvqa.commands.batch_io import collect_jobs
+from llmvqa.engines.local import LocalOptions, auto_workers, run_local_batch
+from llmvqa.errors import LlmvqaError
+
+
+# ---- extractors built inside the worker processes (module-level: a spawned worker imports them by name)
+def picky_extractor():
+    return PickyExtractor()
+
+
+class CrashingExtractor(PickyExtractor):
+    """Kills its own process on a file named crash*, as a segfaulting decoder or the OOM killer would."""
+
+    def extract(self, path):
+        if os.path.basename(str(path)).startswith("crash"):
+            os._exit(9)
+        return super().extract(path)
+
+
+def crashing_extractor():
+    return CrashingExtractor()
+
+
+def broken_extractor():
+    raise OSError("weights file truncated")
+
+
+def test_workers_give_the_rows_of_the_one_process_loop_in_order(tmp_path):
+    make_videos(tmp_path / "v", n=7)
+    jobs = collect_jobs(tmp_path / "v")
+    serial = make_assessor()
+    serial.extractor = PickyExtractor()
+    run_batch(serial, jobs, tmp_path / "serial.csv", progress=False)
+    a = make_assessor()
+    s = run_local_batch(a, jobs, tmp_path / "workers.csv", options=LocalOptions(workers=2, batch_size=3),
+                        progress=False, make_extractor=picky_extractor)
+    assert s.done == 7 and [v for v, _ in s.failed] == [str(tmp_path / "v" / "c_bad.mp4")]
+    mine, theirs = read_rows(tmp_path / "workers.csv"), read_rows(tmp_path / "serial.csv")
+    assert [r["video"] for r in mine] == [r["video"] for r in theirs] == [j.video for j in jobs]
+    for m, t in zip(mine, theirs, strict=True):
+        assert (m["status"], m["score"], m["level"], m["error"]) == (t["status"], t["score"], t["level"], t["error"])
+    assert a.extractor.calls == 0  # every video was read in a worker
+    again = run_local_batch(a, jobs, tmp_path / "workers.csv", options=LocalOptions(workers=2), progress=False,
+                            make_extractor=picky_extractor)
+    assert again.skipped == 7 and again.retried == 1 and again.done == 0  # resumes: only the failure again
+
+
+def test_a_worker_that_dies_costs_only_its_own_video(tmp_path):
+    make_videos(tmp_path / "v", n=5, bad=())
+    (tmp_path / "v" / "crash.mp4").write_bytes(b"takes its reader down")
+    jobs = collect_jobs(tmp_path / "v")
+    s = run_local_batch(make_assessor(), jobs, tmp_path / "r.csv", options=LocalOptions(workers=2, batch_size=2),
+                        progress=False, make_extractor=crashing_extractor)
+    rows = {os.path.basename(r["video"]): r for r in read_rows(tmp_path / "r.csv")}
+    assert len(rows) == 6 and s.done == 5
+    assert rows["crash.mp4"]["status"] == "error" and "worker reading this video stopped" in rows["crash.mp4"]["error"]
+    assert all(r["status"] == "ok" for name, r in rows.items() if name != "crash.mp4")
+
+
+def test_encoders_that_cannot_load_stop_the_run_with_the_reason(tmp_path):
+    make_videos(tmp_path / "v", n=2, bad=())
+    with pytest.raises(LlmvqaError, match="cannot load the encoders.*weights file truncated"):
+        run_local_batch(make_assessor(), collect_jobs(tmp_path / "v"), tmp_path / "r.csv",
+                        options=LocalOptions(workers=1), progress=False, make_extractor=broken_extractor)
+
+
+def test_worker_counts_and_options():
+    assert auto_workers(1, False, False) == 0 and auto_workers(2, False, False) == 2
+    assert auto_workers(2, False, True) == 0 and auto_workers(8, True, True) == 1
+    for bad in ({"workers": -1}, {"batch_size": 0}, {"threads": 0}):
+        with pytest.raises(LlmvqaError):
+            LocalOptions(**bad)
+
+
+def test_real_model_rows_match_the_one_process_loop(tmp_path):
+    from conftest import moving_scene
+
+    from llmvqa.assessor import Assessor
+    from llmvqa.video.writer import write_video
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    for i in range(3):
+        write_video(root / f"clip{i}.mp4", moving_scene(16, 96, seed=i), fps=8)
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    listing = tmp_path / "list.csv"
+    with listing.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "prompt"])
+        w.writerows([[str(root / "clip0.mp4"), "a red ball"], [str(root / "clip1.mp4"), ""],
+                     [str(root / "broken.mp4"), ""], [str(root / "clip2.mp4"), "waves on a beach"]])
+    jobs = collect_jobs(listing)
+    assessor = Assessor.from_pretrained()
+    run_batch(assessor, jobs, tmp_path / "serial.csv", progress=False)
+    s = run_local_batch(Assessor.from_pretrained(encoders=False), jobs, tmp_path / "workers.csv",
+                        options=LocalOptions(workers=2, batch_size=4), progress=False)
+    assert s.done == 3 and len(s.failed) == 1
+    mine, theirs = read_rows(tmp_path / "workers.csv"), read_rows(tmp_path / "serial.csv")
+    assert [r["status"] for r in mine] == [r["status"] for r in theirs] == ["ok", "ok", "error", "ok"]
+    for m, t in zip(mine, theirs, strict=True):
+        if t["status"] == "ok":  # one batched pass over three clips against one pass each
+            assert float(m["score"]) == pytest.approx(float(t["score"]), abs=1e-4) and m["level"] == t["level"]
+        else:
+            assert m["error"] == t["error"] and "broken.mp4" in m["error"]
