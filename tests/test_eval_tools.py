@@ -113,6 +113,16 @@ def test_time_process_sees_the_first_row_and_the_exit(tmp_path):
     assert t["first_row_s"] is not None and 0.5 <= t["first_row_s"] < t["wall_s"] - 0.5
     assert t["peak_rss_mib"] > 1
     assert list(csv.DictReader(out.open())) == [{"status": "ok"}]
+    assert [n for _, n in t["row_times"]] == [1] and t["row_times"][0][0] == t["first_row_s"]
+
+
+def test_steady_rate_is_the_rate_over_the_second_half_of_the_rows():
+    from llmvqa.evaluation.benchkit import steady_rate
+
+    # a slow start (2 rows in 10 s), then 1 row per 0.5 s: the second half sees the fast rate only
+    times = [[8.0, 1], [10.0, 2], [10.5, 3], [11.0, 4], [11.5, 5], [12.0, 6], [12.5, 7], [13.0, 8]]
+    assert steady_rate(times) == pytest.approx(2.0)
+    assert steady_rate([[3.0, 1]]) is None and steady_rate([]) is None
 
 
 def test_synthetic_features_shapes_seed_and_statistics():

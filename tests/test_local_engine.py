@@ -12,7 +12,7 @@ from test_batch import PickyExtractor, make_videos, read_rows
 
 from llmvqa.commands.batch import run_batch
 from llmvqa.commands.batch_io import collect_jobs
-from llmvqa.engines.local import LocalOptions, auto_workers, run_local_batch
+from llmvqa.engines.local import LocalOptions, ModelSpec, auto_workers, run_local_batch
 from llmvqa.errors import LlmvqaError
 
 
@@ -105,7 +105,7 @@ def test_real_model_rows_match_the_one_process_loop(tmp_path):
     jobs = collect_jobs(listing)
     assessor = Assessor.from_pretrained()
     run_batch(assessor, jobs, tmp_path / "serial.csv", progress=False)
-    s = run_local_batch(Assessor.from_pretrained(encoders=False), jobs, tmp_path / "workers.csv",
+    s = run_local_batch(ModelSpec(), jobs, tmp_path / "workers.csv",  # as the CLI runs it: loads the shipped model
                         options=LocalOptions(workers=2, batch_size=4), progress=False)
     assert s.done == 3 and len(s.failed) == 1
     mine, theirs = read_rows(tmp_path / "workers.csv"), read_rows(tmp_path / "serial.csv")

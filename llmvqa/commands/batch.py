@@ -159,18 +159,14 @@ def run(args: argparse.Namespace) -> int:
         summary = run_ray_batch(jobs, args.out, model=args.model, device=args.device, explain=args.explain,
                                 dimensions=args.dimensions, options=options, progress=args.progress)
     else:
-        from functools import partial
-
-        from llmvqa.assessor import Assessor, resolve_model_dir
-        from llmvqa.engines.local import LocalOptions, load_worker_extractor, run_local_batch
+        from llmvqa.assessor import resolve_model_dir
+        from llmvqa.engines.local import LocalOptions, ModelSpec, run_local_batch
 
         options = LocalOptions(workers=args.workers, batch_size=args.batch_size, threads=args.worker_threads)
-        model_dir = str(resolve_model_dir(args.model))
-        # encoders=False: workers read the videos; with --workers 0 the encoders load here at the first video
-        summary = run_local_batch(partial(Assessor.from_pretrained, model_dir, args.device, encoders=False),
-                                  jobs, args.out, explain=args.explain, dimensions=args.dimensions, options=options,
-                                  progress=args.progress, make_extractor=partial(load_worker_extractor, model_dir,
-                                                                                 args.device))
+        # the model loads after the feature workers have their first videos (with --workers 0: here, first)
+        model = ModelSpec(str(resolve_model_dir(args.model)), args.device)
+        summary = run_local_batch(model, jobs, args.out, explain=args.explain, dimensions=args.dimensions,
+                                  options=options, progress=args.progress)
     print(summary.text(), file=sys.stderr)
     print(f"results: {args.out}", file=sys.stderr)
     return 1 if summary.failed else 0

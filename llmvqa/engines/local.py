@@ -92,11 +92,6 @@ def _start_worker(make_extractor: Callable[[], Any], threads: int) -> None:
         _START_ERROR = error_text(err)
 
 
-def _started() -> str | None:
-    """(in a worker) None once its extractor is built, else why it could not be."""
-    return _START_ERROR
-
-
 def error_text(err: BaseException) -> str:
     """A failed video's error column: the message of an LlmvqaError, else the type and message on one line."""
     if isinstance(err, LlmvqaError):
@@ -184,12 +179,6 @@ class FeaturePool:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=(self.make_extractor, self.threads))
 
-    def start(self, workers: int = 1) -> None:
-        """Spawn ``workers`` workers now (each builds its extractor while this process loads the model); the others
-        start with the first jobs (on 2 CPUs, starting every worker at once slows the first result by seconds)."""
-        for _ in range(min(workers, self.workers)):
-            self.executor.submit(_started).add_done_callback(self._note)
-
     def submit(self, job: Job) -> Future:
         """The job's future; on a pool already broken, a future holding BrokenProcessPool (met when waited for)."""
         try:
@@ -213,47 +202,72 @@ class FeaturePool:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to load in this process (``Assessor.from_pretrained(model, device, encoders=False)``) once the
+    workers are busy: they read the first videos while it loads."""
+
+    model: str | None = None
+    device: str | None = None
+
+    def load(self) -> Any:
+        from llmvqa.assessor import Assessor
+
+        return Assessor.from_pretrained(self.model, self.device, encoders=False)
+
+    def dimension_names(self, dimensions: bool) -> list[str]:
+        """The result columns' group and dimension names, from the model's config (nothing loaded)."""
+        from llmvqa.assessor import load_dimensions, read_model_config, resolve_model_dir
+        from llmvqa.statistics import STREAMS
+
+        if not dimensions:
+            return []
+        version = str(read_model_config(resolve_model_dir(self.model)).get("prompt_version", "v1"))
+        return [*STREAMS, *(d.key for d in load_dimensions(version))]
+
+    def extractor_factory(self) -> Callable[[], Any]:
+        return partial(load_worker_extractor, self.model, self.device)
+
+
+EARLY_JOBS = 1
+"""Videos handed to the workers before this process loads the model: one, so one worker starts and has the first
+video read by the time the model is loaded (on 2 CPUs, starting every worker at once delays the first result by
+about 2.5 s: measured 7.4 s against 10.0 s); the others start with the next videos."""
+
+
 def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain: bool = False,
                     dimensions: bool = False, options: LocalOptions | None = None, progress: bool = True,
                     make_extractor: Callable[[], Any] | None = None):
     """Rate ``jobs`` into ``out`` with feature workers (see the module); returns the BatchSummary.
 
-    ``assessor``: an Assessor, or a callable with no arguments that loads one (called once the workers have
-    started, so that they build their encoders while it loads the model). ``make_extractor``: a picklable
-    callable each worker calls once to build its extractor (default: the encoders of the assessor's model
+    ``assessor``: an Assessor, or a ModelSpec to load once the workers have their first videos. ``make_extractor``:
+    a picklable callable each worker calls once to build its extractor (default: the encoders of the model's
     directory). ``options.workers == 0`` runs the one-process loop (``llmvqa.commands.batch.run_batch``)."""
     from tqdm import tqdm
 
     from llmvqa.commands.batch import dimension_names, plan_batch, record, run_batch
 
     options = options or LocalOptions()
+    spec = assessor if isinstance(assessor, ModelSpec) else None
     workers = options.workers if options.workers is not None else auto_workers(cpu_count(), explain, dimensions)
-    workers = min(workers, len(jobs))
     if workers == 0:
-        assessor = assessor if hasattr(assessor, "rate") else assessor()
-        return run_batch(assessor, jobs, out, explain=explain, dimensions=dimensions, progress=progress)
+        return run_batch(spec.load() if spec else assessor, jobs, out, explain=explain, dimensions=dimensions,
+                         progress=progress)
+    if make_extractor is None:
+        make_extractor = spec.extractor_factory() if spec else partial(load_worker_extractor,
+                                                                       assessor.meta.get("model"), None)
+    names = spec.dimension_names(dimensions) if spec else dimension_names(assessor, dimensions)
+    sink, todo, summary = plan_batch(jobs, out, names)
+    t0 = time.perf_counter()
+    if not todo:
+        sink.close()
+        return summary
     import torch
 
+    workers = min(workers, len(todo))
     # this process scores while the workers read: the CPUs they leave (at least one thread)
     torch.set_num_threads(max(1, cpu_count() - workers * options.threads))
-    pool = None
-    if make_extractor is not None:  # the workers start first, while the model loads here
-        pool = FeaturePool(make_extractor, workers, options.threads)
-        pool.start()
-    try:
-        assessor = assessor if hasattr(assessor, "rate") else assessor()
-    except BaseException:
-        if pool is not None:
-            pool.close()
-        raise
-    if pool is None:
-        pool = FeaturePool(partial(load_worker_extractor, assessor.meta.get("model"), None), workers, options.threads)
-    try:
-        sink, todo, summary = plan_batch(jobs, out, dimension_names(assessor, dimensions))
-    except BaseException:
-        pool.close()
-        raise
-    t0 = time.perf_counter()
+    pool = FeaturePool(make_extractor, workers, options.threads)
     window = 2 * workers + options.batch_size  # videos in flight: workers never wait for this process
     pending: deque[_Pending] = deque()
     queue = iter(todo)
@@ -261,13 +275,13 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
 
     suspects: deque[Job] = deque()  # in flight when a worker died: tried again one at a time
 
-    def fill() -> None:
+    def fill(limit: int | None = None) -> None:
         if suspects:  # alone in the pool, a video that kills its worker again is the one to blame
             if not pending:
                 job = suspects.popleft()
                 pending.append(_Pending(job, pool.submit(job), crashes=1))
             return
-        while len(pending) < window:
+        while len(pending) < (window if limit is None else limit):
             job = next(queue, None)
             if job is None:
                 return
@@ -293,6 +307,9 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     batched = not (explain or dimensions)  # score only: clips are scored together, so worth waiting for
     first = True
     try:
+        fill(EARLY_JOBS if spec else None)  # the workers start on their first videos ...
+        if spec:
+            assessor = spec.load()  # ... while the model loads here
         fill()
         while pending:
             try:

@@ -150,24 +150,48 @@ def synthetic_features(dims: Mapping[str, int], seed: int = 0, frames: int = 16)
     return VideoFeatures(tokens=tokens, stats=stats, meta={"content_hash": f"bench{seed}"})
 
 
+def _rows(path: Path) -> int:
+    """Complete CSV rows in ``path`` (header excluded; 0 when absent)."""
+    import csv
+
+    if not path.is_file():
+        return 0
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        return max(0, sum(1 for _ in csv.reader(f)) - 1)
+
+
 def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.1) -> dict:
     """Run ``cmd`` (stdout discarded), sampling every ``interval`` s: "wall_s", "first_row_s" (seconds until
-    ``rows_file`` holds a header and one row; None if never), "peak_rss_mib" (the process tree's),
-    "returncode", "stderr_tail" (its last 300 characters)."""
+    ``rows_file`` holds a header and one row; None if never), "row_times" ([seconds, rows] each time the row count
+    changed), "peak_rss_mib" (the process tree's), "returncode", "stderr_tail" (its last 300 characters)."""
     rows_file = Path(rows_file)
     t0 = time.perf_counter()
     proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first, peak = None, 0.0
-    while proc.poll() is None:
-        peak = max(peak, rss_mib(proc.pid, tree=True))
-        if first is None and rows_file.is_file():
-            with rows_file.open() as f:
-                if sum(1 for _ in f) >= 2:
-                    first = time.perf_counter() - t0
+    first, peak, seen = None, 0.0, []
+    while True:
+        done = proc.poll() is not None
+        peak = max(peak, rss_mib(proc.pid, tree=True)) if not done else peak
+        n = _rows(rows_file)
+        if n and (not seen or seen[-1][1] != n):
+            seen.append([time.perf_counter() - t0, n])
+            first = seen[0][0] if first is None else first
+        if done:
+            break
         time.sleep(interval)
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "first_row_s": first, "peak_rss_mib": peak, "returncode": proc.returncode,
-            "stderr_tail": proc.stderr.read().decode(errors="replace")[-300:]}
+    return {"wall_s": wall, "first_row_s": first, "row_times": seen, "peak_rss_mib": peak,
+            "returncode": proc.returncode, "stderr_tail": proc.stderr.read().decode(errors="replace")[-300:]}
+
+
+def steady_rate(row_times: Sequence[Sequence[float]]) -> float | None:
+    """Rows per second over the second half of a run's rows (from ``time_process``'s "row_times"): the rate once
+    start-up and any ramp (workers still loading) are past; None with too few samples."""
+    if len(row_times) < 2:
+        return None
+    total = row_times[-1][1]
+    t_half, n_half = next((t, n) for t, n in row_times if n >= total / 2)
+    t_end = row_times[-1][0]
+    return (total - n_half) / (t_end - t_half) if t_end > t_half and total > n_half else None
 
 
 def time_rate(assessor, clips: Sequence[Path], **kwargs) -> dict:
