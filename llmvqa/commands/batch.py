@@ -93,16 +93,26 @@ def result_row(job: Job, result: Any) -> dict[str, Any]:
     return row
 
 
+def error_text(err: BaseException) -> str:
+    """A failed video's error column: the message of an LlmvqaError, else the type and message on one line."""
+    if isinstance(err, LlmvqaError):
+        return str(err)
+    return f"{type(err).__name__}: {err}".replace("\n", " ")
+
+
+def error_row(job: Job, message: str, seconds: float) -> dict[str, Any]:
+    """The output row of a video that failed."""
+    return {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "error", "error": message,
+            "seconds": f"{seconds:.3f}"}
+
+
 def rate_job(assessor: Any, job: Job, explain: bool, dimensions: bool) -> dict[str, Any]:
     """The output row of one video: its rating, or status "error" and the message (never raises for one video)."""
     t = time.perf_counter()
     try:
         row = result_row(job, assessor.rate(job.path, prompt=job.prompt, explain=explain, dimensions=dimensions))
-    except LlmvqaError as err:
-        row = {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "error", "error": str(err)}
-    except Exception as err:  # a bug on one file must not lose a long batch; it is reported
-        row = {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "error",
-               "error": f"{type(err).__name__}: {err}".replace("\n", " ")}
+    except Exception as err:  # a bad file, or a bug on one file: either must not lose a long batch; it is reported
+        return error_row(job, error_text(err), time.perf_counter() - t)
     row["seconds"] = f"{time.perf_counter() - t:.3f}"
     return row
 

@@ -89,19 +89,16 @@ def _start_worker(make_extractor: Callable[[], Any], threads: int) -> None:
     try:
         _EXTRACTOR = make_extractor()
     except Exception as err:  # reported by every job, and the run stops with it
+        from llmvqa.commands.batch import error_text
+
         _START_ERROR = error_text(err)
 
 
-def error_text(err: BaseException) -> str:
-    """A failed video's error column: the message of an LlmvqaError, else the type and message on one line."""
-    if isinstance(err, LlmvqaError):
-        return str(err)
-    return f"{type(err).__name__}: {err}".replace("\n", " ")
-
-
 def extract_job(path: str, prompt: str | None) -> tuple:
-    """(in a worker) ("ok", features, prompt_stats, seconds) or ("error", message, seconds); never raises."""
+    """(in a worker) ("ok", features, prompt_stats, seconds), ("error", message, seconds), or ("fatal", why the
+    extractor could not be built, 0); never raises."""
     from llmvqa.assessor import resolve_video
+    from llmvqa.commands.batch import error_text
 
     t = time.perf_counter()
     if _START_ERROR is not None:
@@ -125,20 +122,15 @@ def _prompt(job: Job) -> str | None:
     return job.prompt.strip() if job.prompt and job.prompt.strip() else None
 
 
-def _error_row(job: Job, message: str, seconds: float) -> dict[str, Any]:
-    return {"video": job.video, "path": job.key[0], "prompt": job.prompt or "", "status": "error", "error": message,
-            "seconds": f"{seconds:.3f}"}
-
-
 def score_ready(assessor: Any, ready: list[tuple[Job, tuple]], explain: bool, dimensions: bool) -> list[dict]:
     """Output rows of extracted clips (``extract_job`` results), in order; score-only clips in one batched pass."""
-    from llmvqa.commands.batch import result_row
+    from llmvqa.commands.batch import error_row, error_text, result_row
 
     rows: list[dict | None] = [None] * len(ready)
     ok = [i for i, (_, r) in enumerate(ready) if r[0] == "ok"]
     for i, (job, r) in enumerate(ready):
         if r[0] != "ok":
-            rows[i] = _error_row(job, r[1], r[2])
+            rows[i] = error_row(job, r[1], r[2])
     overall: dict[int, Any] = {}
     t = time.perf_counter()
     if ok and not (explain or dimensions):
@@ -158,7 +150,7 @@ def score_ready(assessor: Any, ready: list[tuple[Job, tuple]], explain: bool, di
             row = result_row(job, result)
             row["seconds"] = f"{seconds + shared + time.perf_counter() - t:.3f}"
         except Exception as err:  # a bug on one clip must not lose a long batch; it is reported
-            row = _error_row(job, error_text(err), seconds + time.perf_counter() - t)
+            row = error_row(job, error_text(err), seconds + time.perf_counter() - t)
         rows[i] = row
     return rows  # type: ignore[return-value]
 
@@ -245,7 +237,7 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     directory). ``options.workers == 0`` runs the one-process loop (``llmvqa.commands.batch.run_batch``)."""
     from tqdm import tqdm
 
-    from llmvqa.commands.batch import dimension_names, plan_batch, record, run_batch
+    from llmvqa.commands.batch import dimension_names, error_row, plan_batch, record, run_batch
 
     options = options or LocalOptions()
     spec = assessor if isinstance(assessor, ModelSpec) else None
@@ -298,7 +290,7 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
         if pending[0].crashes:
             message = ("the worker reading this video stopped (a decoder crash, or killed for memory); check the "
                        "file, or run with --workers 0 to read it in this process")
-            record(summary, sink, _error_row(pending.popleft().job, message, 0.0))
+            record(summary, sink, error_row(pending.popleft().job, message, 0.0))
             bar.update()
         suspects.extendleft(reversed([p.job for p in pending]))
         pending.clear()
