@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-LIBRARIES = ("bitsandbytes", "transformers", "peft", "accelerate", "deepspeed", "timm", "torch", "huggingface_hub")
+LIBRARIES = ("bitsandbytes", "transformers", "peft", "accelerate", "deepspeed", "timm", "torch", "huggingface_hub",
+             "kernels")  # kernels: "Skipping publisher trust check ..." on every load under HF_HUB_OFFLINE=1
 
 
 def silence_libraries() -> None:

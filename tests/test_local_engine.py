@@ -115,3 +115,41 @@ def test_real_model_rows_match_the_one_process_loop(tmp_path):
             assert float(m["score"]) == pytest.approx(float(t["score"]), abs=1e-4) and m["level"] == t["level"]
         else:
             assert m["error"] == t["error"] and "broken.mp4" in m["error"]
+
+
+def test_ctrl_c_stops_the_batch_and_its_workers_quietly(tmp_path):
+    """Ctrl-C reaches the whole process group: the command says it was interrupted (exit 130), no worker prints a
+    traceback, every row written stays, and no worker outlives it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import moving_scene
+
+    from llmvqa.video.writer import write_video
+
+    for i in range(12):
+        write_video(tmp_path / "v" / f"clip{i:02d}.mp4", moving_scene(16, 96, seed=i), fps=8)
+    out = tmp_path / "r.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "llmvqa", "batch", str(tmp_path / "v"), "--out", str(out),
+                             "--no-dimensions", "--no-progress", "--workers", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (out.exists() and len(read_rows(out)) >= 1):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    err = err.decode()
+    assert proc.returncode == 130 and "llmvqa batch: interrupted" in err and "Traceback" not in err, err
+    rows = read_rows(out)
+    assert 1 <= len(rows) < 12 and all(r["status"] == "ok" for r in rows)
+    for _ in range(100):  # the workers finish the clip in hand and exit
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a feature worker outlived the interrupted batch")

@@ -15,8 +15,11 @@ crashes gets an error row, and the run carries on.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -81,10 +84,29 @@ def load_worker_extractor(model: str | None, device: str | None) -> Any:
     return build_extractor(read_model_config(resolve_model_dir(model)).get("encoder"), device)
 
 
-def _start_worker(make_extractor: Callable[[], Any], threads: int) -> None:
+def _quiet_settings() -> tuple[dict[str, int], list]:
+    """This process's logging levels of the libraries the CLI silences, and its warning filters (a worker copies
+    them: without --verbose a worker prints nothing either)."""
+    import logging
+    import warnings
+
+    from llmvqa.cli import LIBRARIES
+
+    return {name: logging.getLogger(name).level for name in LIBRARIES}, list(warnings.filters)
+
+
+def _start_worker(make_extractor: Callable[[], Any], threads: int, quiet: tuple[dict[str, int], list]) -> None:
     global _EXTRACTOR, _START_ERROR
+    import logging
+    import warnings
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (it stops the pool)
+    levels, filters = quiet
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    warnings.filters[:] = filters
     torch.set_num_threads(threads)
     try:
         _EXTRACTOR = make_extractor()
@@ -155,6 +177,20 @@ def score_ready(assessor: Any, ready: list[tuple[Job, tuple]], explain: bool, di
     return rows  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def _ctrl_c_not_inherited():
+    """SIGINT ignored while workers may be spawned, so that they start ignoring it (Ctrl-C reaches the whole process
+    group; a worker interrupted while it imports prints a traceback): this process handles it and stops them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class FeaturePool:
     """Worker processes that extract features of submitted jobs; restarted when one dies."""
 
@@ -169,12 +205,14 @@ class FeaturePool:
 
         # spawn: a forked child of a process whose torch already ran threads can deadlock in OpenMP
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(self.make_extractor, self.threads))
+                                   initializer=_start_worker,
+                                   initargs=(self.make_extractor, self.threads, _quiet_settings()))
 
     def submit(self, job: Job) -> Future:
         """The job's future; on a pool already broken, a future holding BrokenProcessPool (met when waited for)."""
         try:
-            future = self.executor.submit(extract_job, job.path, _prompt(job))
+            with _ctrl_c_not_inherited():  # a worker spawned here ignores Ctrl-C: this process stops the pool
+                future = self.executor.submit(extract_job, job.path, _prompt(job))
         except BrokenProcessPool as err:
             future = Future()
             future.set_exception(err)
