@@ -119,6 +119,22 @@ def test_lite0_embed_shapes_and_batching(lite0):
         lite0.embed(images.astype(np.float32))
 
 
+def test_lite0_optimized_for_inference_gives_the_same_features_at_any_size():
+    backbone = load_vision_backbone("efficientnet_lite0")  # its own copy: the module's fixture stays eager
+    rng = np.random.default_rng(0)
+    sets = [np.concatenate([_photo("chelsea"), _photo("coffee"), _photo("astronaut")]),
+            rng.integers(0, 255, (2, 256, 320, 3), dtype=np.uint8), rng.integers(0, 255, (1, 96, 160, 3), dtype=np.uint8)]
+    eager = [backbone.embed(images) for images in sets]
+    assert backbone.optimize_for_inference() and backbone.optimized
+    assert not backbone.optimize_for_inference()  # once
+    for images, want in zip(sets, eager, strict=True):
+        got = backbone.embed(images)
+        assert got.shape == want.shape and got.dtype == torch.float32
+        assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    probs = backbone.class_probs(sets[0])  # the classifier head reads the same features
+    assert abs(float(probs.sum(-1).mean()) - 1) < 1e-4
+
+
 def test_timm_without_torchvision_is_a_clear_error():
     try:
         import timm  # noqa: F401

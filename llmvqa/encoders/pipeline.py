@@ -53,6 +53,14 @@ class FeatureExtractor:
         _ = self.semantic.text_encoder  # loads lazily otherwise: pay (and time) it here
         self.load_seconds = time.perf_counter() - t0
 
+    def optimize_for_inference(self) -> bool:
+        """Faster encoders for a long run of videos (``VisionBackbone.optimize_for_inference``: the same features to
+        float rounding, seconds to build); True when a backbone changed. ``llmvqa batch``'s feature workers call it."""
+        changed = self.technical.backbone.optimize_for_inference()
+        if not self.shared_backbone:
+            changed = self.semantic.backbone.optimize_for_inference() or changed
+        return changed
+
     def extract(self, path: str | os.PathLike, content_hash_: str | None = None) -> VideoFeatures:
         """Features of the video at ``path`` (raises VideoError for a bad video)."""
         digest = content_hash_ or content_hash(path)

@@ -77,11 +77,15 @@ def auto_workers(cpus: int, explain: bool, dimensions: bool) -> int:
     return cpus
 
 
-def load_worker_extractor(model: str | None, device: str | None) -> Any:
-    """The extractor of a model directory's encoders (the worker-side half of ``Assessor.from_pretrained``)."""
+def load_worker_extractor(model: str | None, device: str | None, optimize: bool = True) -> Any:
+    """The extractor of a model directory's encoders (the worker-side half of ``Assessor.from_pretrained``), with
+    its backbones optimized for a long run when it offers it (``FeatureExtractor.optimize_for_inference``)."""
     from llmvqa.assessor import build_extractor, read_model_config, resolve_model_dir
 
-    return build_extractor(read_model_config(resolve_model_dir(model)).get("encoder"), device)
+    extractor = build_extractor(read_model_config(resolve_model_dir(model)).get("encoder"), device)
+    if optimize and hasattr(extractor, "optimize_for_inference"):
+        extractor.optimize_for_inference()
+    return extractor
 
 
 def _quiet_settings() -> tuple[dict[str, int], list]:
@@ -259,6 +263,10 @@ class ModelSpec:
         return partial(load_worker_extractor, self.model, self.device)
 
 
+OPTIMIZE_FROM = 16
+"""With ``workers=0``, a list of at least this many videos is read with optimized encoders
+(``FeatureExtractor.optimize_for_inference``: 1.6 s to build, 0.13 s less per video); workers always use them."""
+
 EARLY_JOBS = 1
 """Videos handed to the workers before this process loads the model: one, so one worker starts and has the first
 video read by the time the model is loaded (on 2 CPUs, starting every worker at once delays the first result by
@@ -281,8 +289,10 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     spec = assessor if isinstance(assessor, ModelSpec) else None
     workers = options.workers if options.workers is not None else auto_workers(cpu_count(), explain, dimensions)
     if workers == 0:
-        return run_batch(spec.load() if spec else assessor, jobs, out, explain=explain, dimensions=dimensions,
-                         progress=progress)
+        assessor = spec.load() if spec else assessor
+        if len(jobs) >= OPTIMIZE_FROM:  # the faster encoders pay for their 1.6 s after a dozen videos
+            getattr(assessor.extractor, "optimize_for_inference", bool)()
+        return run_batch(assessor, jobs, out, explain=explain, dimensions=dimensions, progress=progress)
     if make_extractor is None:
         make_extractor = spec.extractor_factory() if spec else partial(load_worker_extractor,
                                                                        assessor.meta.get("model"), None)
