@@ -88,6 +88,18 @@ def test_ray_engine_gives_the_rows_of_the_local_engine_and_resumes(listing, tmp_
                 assert "broken.mp4" in theirs[video]["error"] or theirs[video]["error"]
         again = run_ray_batch(jobs, tmp_path / "ray.parquet", dimensions=True, options=options, progress=False)
         assert again.skipped == 2 and again.retried == 1 and again.done == 0  # only the failure is tried again
+        # score only: a replica scores its batch of clips in one pass; the rows are the local loop's
+        run_batch(Assessor.from_pretrained(), jobs, tmp_path / "local_scores.csv", dimensions=False, progress=False)
+        only = RayOptions(num_cpus=2, replicas=1, batch_size=3)
+        scores = run_ray_batch(jobs, tmp_path / "scores.parquet", dimensions=False, options=only, progress=False)
+        assert scores.done == 2 and len(scores.failed) == 1
+        with (tmp_path / "local_scores.csv").open(newline="") as f:
+            want = {r["video"]: r for r in csv.DictReader(f)}
+        for row in read_results(tmp_path / "scores.parquet"):
+            assert row["status"] == want[row["video"]]["status"]
+            if row["status"] == "ok":
+                assert row["score"] == pytest.approx(float(want[row["video"]]["score"]), abs=1e-4)
+                assert row["level"] == want[row["video"]]["level"] and "sharpness_score" not in row
     finally:
         ray.shutdown()
 
@@ -96,6 +108,8 @@ def test_replicas_fill_the_cluster_unless_given():
     from llmvqa.engines.ray_batch import RayOptions, replica_count
     from llmvqa.errors import LlmvqaError
 
+    with pytest.raises(LlmvqaError, match="batch-size"):
+        RayOptions(batch_size=0)
     assert replica_count(RayOptions(), {"CPU": 8.0}) == 8
     assert replica_count(RayOptions(cpus_per_replica=3), {"CPU": 8.0}) == 2
     assert replica_count(RayOptions(gpus_per_replica=1), {"CPU": 64.0, "GPU": 4.0}) == 4

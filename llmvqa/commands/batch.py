@@ -70,7 +70,8 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="local engine: processes that decode and encode videos while this one scores (default: one "
                         "per CPU score-only, one per CPU but one with dimensions or --explain; 0: all in this process)")
-    p.add_argument("--batch-size", type=int, default=8, help="local engine: most clips scored in one pass (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="most clips scored in one pass (local engine), videos a Ray replica takes at a time "
+                        "(default 8)")
     p.add_argument("--worker-threads", type=int, default=1, help="local engine: torch threads per worker (default 1)")
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster to join (e.g. auto, or ray://head:10001); default: start a local Ray")
@@ -165,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         from llmvqa.engines.ray_batch import RayOptions, run_ray_batch
 
         options = RayOptions(address=args.ray_address, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
-                             gpus_per_replica=args.gpus_per_replica)
+                             gpus_per_replica=args.gpus_per_replica, batch_size=args.batch_size)
         summary = run_ray_batch(jobs, args.out, model=args.model, device=args.device, explain=args.explain,
                                 dimensions=args.dimensions, options=options, progress=args.progress)
     else:

@@ -40,16 +40,22 @@ class RayOptions:
     gpus_per_replica: float = 0.0
     num_cpus: int | None = None
     """CPUs of a local Ray started here (None: all of the machine's)."""
+    batch_size: int = 8
+    """Videos a replica takes at a time (score-only ones are scored together); rows come back a batch at a time."""
 
     def __post_init__(self) -> None:
         if self.cpus_per_replica <= 0 or self.gpus_per_replica < 0:
             raise LlmvqaError("--cpus-per-replica / --gpus-per-replica", "must be > 0 and ≥ 0")
+        if self.batch_size < 1:
+            raise LlmvqaError("--batch-size", f"must be at least 1, got {self.batch_size}")
         if self.replicas is not None and self.replicas < 1:
             raise LlmvqaError("--replicas", f"must be at least 1, got {self.replicas}")
 
 
 class RaterReplica:
-    """One model replica (a Ray Data actor): rates one batch of rows {video, path, prompt} at a time."""
+    """One model replica (a Ray Data actor): rates one batch of rows {video, path, prompt} at a time — each clip read
+    here (optimized encoders: a replica lives for many videos), score-only clips scored together in one pass, as the
+    local engine scores them (``llmvqa.engines.local.score_ready``)."""
 
     def __init__(self, model: str | None, device: str | None, explain: bool, dimensions: bool, threads: int):
         import torch
@@ -58,13 +64,24 @@ class RaterReplica:
 
         torch.set_num_threads(max(1, threads))
         self.assessor = Assessor.from_pretrained(model, device=device)
+        getattr(self.assessor.extractor, "optimize_for_inference", bool)()
         self.explain, self.dimensions = explain, dimensions
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from llmvqa.commands.batch import rate_job
+        from llmvqa.commands.batch import error_text
+        from llmvqa.engines.local import score_ready
 
-        rows = [rate_job(self.assessor, Job(str(v), str(p), str(q) or None), self.explain, self.dimensions)
-                for v, p, q in zip(batch["video"], batch["path"], batch["prompt"], strict=True)]
+        ready = []
+        for v, p, q in zip(batch["video"], batch["path"], batch["prompt"], strict=True):
+            job = Job(str(v), str(p), str(q) or None)
+            t = time.perf_counter()
+            try:
+                features = self.assessor.features(job.path)
+                stats = self.assessor.prompt_stats(features, job.prompt)
+                ready.append((job, ("ok", features, stats, time.perf_counter() - t)))
+            except Exception as err:  # one bad file is one error row
+                ready.append((job, ("error", error_text(err), time.perf_counter() - t)))
+        rows = score_ready(self.assessor, ready, self.explain, self.dimensions)
         names = sorted({k for r in rows for k in r})
         return {k: [str(r.get(k, "")) for r in rows] for k in names}
 
@@ -128,7 +145,8 @@ def run_ray_batch(jobs: list[Job], out: str | Path, *, model: str | None = None,
             gpus = {"num_gpus": options.gpus_per_replica} if options.gpus_per_replica > 0 else {}
             with warnings.catch_warnings():  # max_restarts=0: a replica is not restarted (so its constructor
                 warnings.simplefilter("ignore")  # arguments need not outlive the object store; Ray warns otherwise)
-                ds = ds.map_batches(RaterReplica, batch_size=1, compute=ray.data.ActorPoolStrategy(size=replicas),
+                ds = ds.map_batches(RaterReplica, batch_size=options.batch_size,
+                                    compute=ray.data.ActorPoolStrategy(size=replicas),
                                     num_cpus=options.cpus_per_replica, batch_format="numpy", max_restarts=0, **gpus,
                                     fn_constructor_kwargs={"model": model_dir, "device": device, "explain": explain,
                                                        "dimensions": dimensions, "threads": threads})
