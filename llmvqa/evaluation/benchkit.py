@@ -183,6 +183,15 @@ def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.
             "returncode": proc.returncode, "stderr_tail": proc.stderr.read().decode(errors="replace")[-300:]}
 
 
+def after_first_rate(row_times: Sequence[Sequence[float]]) -> float | None:
+    """Rows per second from the first row written to the last (``time_process``'s "row_times"): rows that arrive
+    together with the first (a batch) are not counted, nor is the time after the last row (shutting down)."""
+    if len(row_times) < 2:
+        return None
+    (t0, n0), (t1, n1) = row_times[0], row_times[-1]
+    return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+
+
 def steady_rate(row_times: Sequence[Sequence[float]]) -> float | None:
     """Rows per second over the second half of a run's rows (from ``time_process``'s "row_times"): the rate once
     start-up and any ramp (workers still loading) are past; None with too few samples."""
@@ -275,5 +284,5 @@ def reference_seconds(assessor) -> float:
 
 
 __all__ = ["ENCODERS", "PHOTOS", "bench_clip", "footage_clips", "load_assessor", "panned_photo", "peak_rss_mib",
-           "photo_clips", "reference_seconds", "rss_mib", "synthetic_features", "time_process", "time_rate",
+           "after_first_rate", "photo_clips", "reference_seconds", "rss_mib", "synthetic_features", "time_process", "time_rate",
            "time_stages", "write_clips", "write_photo_clip"]
