@@ -123,6 +123,11 @@ def test_steady_rate_is_the_rate_over_the_second_half_of_the_rows():
     times = [[8.0, 1], [10.0, 2], [10.5, 3], [11.0, 4], [11.5, 5], [12.0, 6], [12.5, 7], [13.0, 8]]
     assert steady_rate(times) == pytest.approx(2.0)
     assert steady_rate([[3.0, 1]]) is None and steady_rate([]) is None
+    from llmvqa.evaluation.benchkit import after_first_rate
+
+    assert after_first_rate(times) == pytest.approx(7 / 5)  # 7 rows after the first, in 5 s
+    assert after_first_rate([[20.0, 8], [24.0, 16], [28.0, 32]]) == pytest.approx(6.0)  # a first burst of 8 is not counted
+    assert after_first_rate([[3.0, 1]]) is None
 
 
 def test_synthetic_features_shapes_seed_and_statistics():
