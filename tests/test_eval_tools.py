@@ -126,7 +126,7 @@ def test_steady_rate_is_the_rate_over_the_second_half_of_the_rows():
     from llmvqa.evaluation.benchkit import after_first_rate
 
     assert after_first_rate(times) == pytest.approx(7 / 5)  # 7 rows after the first, in 5 s
-    assert after_first_rate([[20.0, 8], [24.0, 16], [28.0, 32]]) == pytest.approx(6.0)  # a first burst of 8 is not counted
+    assert after_first_rate([[20.0, 8], [24.0, 16], [28.0, 32]]) == pytest.approx(3.0)  # 24 rows after a first burst of 8, in 8 s
     assert after_first_rate([[3.0, 1]]) is None
 
 
