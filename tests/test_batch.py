@@ -54,6 +54,7 @@ def test_folder_batch_writes_rows_and_failures(tmp_path):
         assert row["status"] == "ok"
         assert float(row["score"]) == pytest.approx(expected_overall(p), abs=1e-4)
     assert "1 failed" in s.text() and "c_bad.mp4" in s.text()
+    assert s.text().count("c_bad.mp4") == 1  # the message names the file; the summary does not say it twice
 
 
 def test_batch_resumes_and_skips_done_videos(tmp_path):

@@ -49,7 +49,7 @@ class BatchSummary:
                  + (f" ({self.retried} earlier failure(s) tried again)" if self.retried else "")]
         if self.repaired:
             lines.append("  removed a row torn by an interrupted run from the end of the output")
-        lines += [f"  failed: {video}: {error}" for video, error in self.failed]
+        lines += [f"  failed: {error if error.startswith(video) else f'{video}: {error}'}" for video, error in self.failed]
         return "\n".join(lines)
 
 
