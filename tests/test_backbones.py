@@ -133,6 +133,11 @@ def test_lite0_optimized_for_inference_gives_the_same_features_at_any_size():
         assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
     probs = backbone.class_probs(sets[0])  # the classifier head reads the same features
     assert abs(float(probs.sum(-1).mean()) - 1) < 1e-4
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:  # the server reads videos in several threads
+        for got, want in zip(pool.map(backbone.embed, sets * 2), eager * 2, strict=True):
+            assert torch.allclose(got, want, atol=1e-4)
 
 
 def test_timm_without_torchvision_is_a_clear_error():
