@@ -153,3 +153,46 @@ def test_ctrl_c_stops_the_batch_and_its_workers_quietly(tmp_path):
         time.sleep(0.1)
     else:
         pytest.fail("a feature worker outlived the interrupted batch")
+
+
+class CountingExtractor(PickyExtractor):
+    """Appends each file it reads to a log (the test reads it back: workers are other processes)."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def extract(self, path):
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.write(os.path.basename(str(path)) + "\n")
+        return super().extract(path)
+
+
+def counting_extractor(log):
+    return CountingExtractor(log)
+
+
+def test_a_file_listed_with_several_prompts_is_read_once(tmp_path):
+    from functools import partial
+
+    make_videos(tmp_path / "v", n=3, bad=())
+    listing = tmp_path / "list.csv"
+    rows = [("a.mp4", "a red fox"), ("b.mp4", ""), ("a.mp4", "a blue boat"), ("c.mp4", "x"), ("a.mp4", ""),
+            ("b.mp4", "a dog")]
+    listing.write_text("video,prompt\n" + "".join(f"v/{v},{p}\n" for v, p in rows), encoding="utf-8")
+    jobs = collect_jobs(listing)
+    serial = make_assessor()
+    run_batch(serial, jobs, tmp_path / "serial.csv", progress=False)
+    log = tmp_path / "reads.log"
+    a = make_assessor()
+    s = run_local_batch(a, jobs, tmp_path / "workers.csv", options=LocalOptions(workers=2, batch_size=2),
+                        progress=False, make_extractor=partial(counting_extractor, str(log)))
+    assert s.done == 6
+    # each clip was scored with its own prompt's statistics (the fake extractor's: 0.01 per character)
+    seen = sorted((p or "", round(st.get("prompt_alignment", 0.0), 6)) for _, _, p, st in a.model.scored)
+    assert seen == sorted((p, round(0.01 * len(p), 6)) for _, p in rows)
+    assert sorted(log.read_text().split()) == ["a.mp4", "b.mp4", "c.mp4"]  # each file once, whatever its prompts
+    mine, theirs = read_rows(tmp_path / "workers.csv"), read_rows(tmp_path / "serial.csv")
+    assert [(r["video"], r["prompt"]) for r in mine] == [(r["video"], r["prompt"]) for r in theirs]
+    for m, t in zip(mine, theirs, strict=True):
+        assert (m["score"], m["level"]) == (t["score"], t["level"])

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -120,9 +120,10 @@ def _start_worker(make_extractor: Callable[[], Any], threads: int, quiet: tuple[
         _START_ERROR = error_text(err)
 
 
-def extract_job(path: str, prompt: str | None) -> tuple:
-    """(in a worker) ("ok", features, prompt_stats, seconds), ("error", message, seconds), or ("fatal", why the
-    extractor could not be built, 0); never raises."""
+def extract_job(path: str, prompts: tuple[str | None, ...]) -> tuple:
+    """(in a worker) ("ok", features, {prompt: prompt_stats} for each of ``prompts``, seconds), ("error", message,
+    seconds), or ("fatal", why the extractor could not be built, 0); never raises. A video listed with several
+    prompts is read once."""
     from llmvqa.assessor import resolve_video
     from llmvqa.commands.batch import error_text
 
@@ -131,17 +132,27 @@ def extract_job(path: str, prompt: str | None) -> tuple:
         return "fatal", _START_ERROR, 0.0
     try:
         features = _EXTRACTOR.extract(resolve_video(path))
-        stats = {k: float(v) for k, v in _EXTRACTOR.prompt_stats(features, prompt).items()} if prompt else {}
+        stats = {prompt: {k: float(v) for k, v in _EXTRACTOR.prompt_stats(features, prompt).items()} if prompt else {}
+                 for prompt in prompts}
         return "ok", features, stats, time.perf_counter() - t
     except Exception as err:  # one bad file is one error row
         return "error", error_text(err), time.perf_counter() - t
 
 
 class _Pending:
-    __slots__ = ("job", "future", "crashes")
+    __slots__ = ("job", "future", "crashes", "owner")
 
-    def __init__(self, job: Job, future: Future, crashes: int = 0):
+    def __init__(self, job: Job, future: Future, crashes: int = 0, owner: bool = True):
         self.job, self.future, self.crashes = job, future, crashes
+        self.owner = owner
+        """Whether this job's submission read the video (a further prompt of the same file reuses the reading)."""
+
+    def result(self) -> tuple:
+        """This job's ``extract_job`` result: its own prompt's statistics; raises BrokenProcessPool."""
+        r = self.future.result()
+        if r[0] != "ok":
+            return r
+        return "ok", r[1], r[2][_prompt(self.job)], r[3] if self.owner else 0.0
 
 
 def _prompt(job: Job) -> str | None:
@@ -198,8 +209,19 @@ def _ctrl_c_not_inherited():
 class FeaturePool:
     """Worker processes that extract features of submitted jobs; restarted when one dies."""
 
-    def __init__(self, make_extractor: Callable[[], Any], workers: int, threads: int):
+    def __init__(self, make_extractor: Callable[[], Any], workers: int, threads: int, jobs: list[Job] = ()):
         self.make_extractor, self.workers, self.threads = make_extractor, workers, threads
+        self.prompts: dict[str, list[str | None]] = {}
+        """Per file (``Job.key[0]``), the prompts it is listed with: read once, scored with each."""
+        self.left: Counter[str] = Counter()
+        """Per file, its jobs that have not taken their result yet."""
+        for job in jobs:
+            listed = self.prompts.setdefault(job.key[0], [])
+            if _prompt(job) not in listed:
+                listed.append(_prompt(job))
+            self.left[job.key[0]] += 1
+        self.reading: OrderedDict[str, Future] = OrderedDict()
+        """Per file still to be scored with another prompt, the future of its reading (at most ``KEEP_READINGS``)."""
         self.worked = False
         """Whether any worker has ever finished a job (a pool that breaks before that cannot start at all)."""
         self.executor = self._new()
@@ -212,11 +234,34 @@ class FeaturePool:
                                    initializer=_start_worker,
                                    initargs=(self.make_extractor, self.threads, _quiet_settings()))
 
+    def pending(self, job: Job, crashes: int = 0) -> _Pending:
+        """The job, with the reading of its file: submitted now, or the one already submitted for another prompt."""
+        key = job.key[0]
+        if key in self.reading:
+            return _Pending(job, self.reading[key], crashes, owner=False)
+        future = self.submit(job)
+        if self.left[key] > 1:  # listed again with another prompt: keep the reading for it
+            self.reading[key] = future
+            while len(self.reading) > KEEP_READINGS:
+                self.reading.popitem(last=False)  # read again if its turn comes (bounded memory)
+        return _Pending(job, future, crashes)
+
+    def taken(self, job: Job) -> None:
+        """The job has its result: its file's reading is dropped with the file's last job."""
+        key = job.key[0]
+        self.left[key] -= 1
+        if self.left[key] <= 0:
+            self.reading.pop(key, None)
+
     def submit(self, job: Job) -> Future:
-        """The job's future; on a pool already broken, a future holding BrokenProcessPool (met when waited for)."""
+        """The future of reading the job's file; on a pool already broken, a future holding BrokenProcessPool (met when
+        waited for)."""
+        prompts = tuple(self.prompts.get(job.key[0]) or [_prompt(job)])
+        if _prompt(job) not in prompts:
+            prompts += (_prompt(job),)
         try:
             with _ctrl_c_not_inherited():  # a worker spawned here ignores Ctrl-C: this process stops the pool
-                future = self.executor.submit(extract_job, job.path, _prompt(job))
+                future = self.executor.submit(extract_job, job.path, prompts)
         except BrokenProcessPool as err:
             future = Future()
             future.set_exception(err)
@@ -231,6 +276,7 @@ class FeaturePool:
     def restart(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.executor = self._new()
+        self.reading.clear()  # every reading in flight died with the pool
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -266,6 +312,9 @@ class ModelSpec:
 OPTIMIZE_FROM = 16
 """With ``workers=0``, a list of at least this many videos is read with optimized encoders
 (``FeatureExtractor.optimize_for_inference``: 1.6 s to build, 0.13 s less per video); workers always use them."""
+
+KEEP_READINGS = 256
+"""Readings (features) kept for files listed again further on with another prompt; past it a file is read again."""
 
 EARLY_JOBS = 1
 """Videos handed to the workers before this process loads the model: one, so one worker starts and has the first
@@ -307,7 +356,7 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     workers = min(workers, len(todo))
     # this process scores while the workers read: the CPUs they leave (at least one thread)
     torch.set_num_threads(max(1, cpu_count() - workers * options.threads))
-    pool = FeaturePool(make_extractor, workers, options.threads)
+    pool = FeaturePool(make_extractor, workers, options.threads, todo)
     window = 2 * workers + options.batch_size  # videos in flight: workers never wait for this process
     pending: deque[_Pending] = deque()
     queue = iter(todo)
@@ -318,14 +367,13 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     def fill(limit: int | None = None) -> None:
         if suspects:  # alone in the pool, a video that kills its worker again is the one to blame
             if not pending:
-                job = suspects.popleft()
-                pending.append(_Pending(job, pool.submit(job), crashes=1))
+                pending.append(pool.pending(suspects.popleft(), crashes=1))
             return
         while len(pending) < (window if limit is None else limit):
             job = next(queue, None)
             if job is None:
                 return
-            pending.append(_Pending(job, pool.submit(job)))
+            pending.append(pool.pending(job))
 
     def crashed() -> None:
         """A worker died: restart the pool; alone, the video that was being read gets an error row, else every
@@ -338,7 +386,9 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
         if pending[0].crashes:
             message = ("the worker reading this video stopped (a decoder crash, or killed for memory); check the "
                        "file, or run with --workers 0 to read it in this process")
-            record(summary, sink, error_row(pending.popleft().job, message, 0.0))
+            job = pending.popleft().job
+            pool.taken(job)
+            record(summary, sink, error_row(job, message, 0.0))
             bar.update()
         suspects.extendleft(reversed([p.job for p in pending]))
         pending.clear()
@@ -353,7 +403,7 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
         fill()
         while pending:
             try:
-                head = pending[0].future.result()
+                head = pending[0].result()
             except BrokenProcessPool:
                 crashed()
                 continue
@@ -361,16 +411,18 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
                 raise LlmvqaError("feature workers", f"cannot load the encoders ({head[1]})",
                                   "check the model directory, or run with --workers 0 to see the full error")
             ready = [(pending.popleft().job, head)]
+            pool.taken(ready[-1][0])
             # the first clip alone (the first result comes soon); then, score only, a batch of the next clips in
             # order, waiting for them while the workers read on (the window keeps them busy); else the ones done
             while pending and not first and len(ready) < options.batch_size and (batched or pending[0].future.done()):
                 try:
-                    nxt = pending[0].future.result()
+                    nxt = pending[0].result()
                 except BrokenProcessPool:
                     break  # met at the head of the queue on the next turn
                 if nxt[0] == "fatal":
                     break
                 ready.append((pending.popleft().job, nxt))
+                pool.taken(ready[-1][0])
                 fill()
             first = False
             fill()  # the workers read on while this process scores
