@@ -8,9 +8,13 @@ dimensions or an explanation each clip is rated as ``Assessor.rate`` rates it. R
 the order of the list, as soon as they are scored: the same rows as the one-process loop (scores
 equal to float rounding), the same resume rules and failure rows (``llmvqa.commands.batch``).
 
-A worker that dies (a decoder crash, the out-of-memory killer) takes the videos it had in flight
-with it: the pool is restarted and those videos are tried again once; a video in flight at two
-crashes gets an error row, and the run carries on.
+Workers run optimized encoders (``FeatureExtractor.optimize_for_inference``: the same features to
+float rounding) and read a file listed with several prompts once. The model loads here after the
+first video is handed to a worker (``ModelSpec``), so the first result is ready when the model is.
+
+A worker that dies (a decoder crash, the out-of-memory killer) takes the videos in flight with it:
+the pool is restarted and they are tried again one at a time, so the video that kills its worker
+alone gets an error row, and the run carries on. Workers ignore Ctrl-C; this process stops them.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class LocalOptions:
 
 def auto_workers(cpus: int, explain: bool, dimensions: bool) -> int:
     """Score only: one single-threaded worker per CPU (this process scores batches in their gaps: a tenth of a
-    CPU-second per clip against six tenths to read one). With dimensions or an explanation this process spends
+    CPU-second per clip against about half a second to read one). With dimensions or an explanation this process spends
     longer on each clip than a worker reading it: on 2 CPUs the one-process loop is fastest (measured, see
     eval/bench_batch.py), with more one worker reads ahead while this process keeps the other CPUs."""
     if cpus < 2:
