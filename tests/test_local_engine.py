@@ -80,6 +80,7 @@ def test_encoders_that_cannot_load_stop_the_run_with_the_reason(tmp_path):
 def test_worker_counts_and_options():
     assert auto_workers(1, False, False) == 0 and auto_workers(2, False, False) == 2
     assert auto_workers(2, False, True) == 0 and auto_workers(8, True, True) == 1
+    assert auto_workers(64, False, False) == 8  # each worker holds its own encoders
     for bad in ({"workers": -1}, {"batch_size": 0}, {"threads": 0}):
         with pytest.raises(LlmvqaError):
             LocalOptions(**bad)

@@ -69,8 +69,8 @@ def register(subparsers) -> None:
                         "(pip install 'llmvqa[ray]')")
     p.add_argument("--workers", type=int, default=None,
                    help="local engine: processes that decode and encode videos while this one scores (default: one "
-                        "per CPU score only; with dimensions or --explain none on 2 CPUs, else one; 0: all in this "
-                        "process)")
+                        "per CPU score only, at most 8; with dimensions or --explain none on 2 CPUs, else one; 0: all "
+                        "in this process)")
     p.add_argument("--batch-size", type=int, default=8, help="most clips scored in one pass (local engine), videos a Ray replica takes at a time "
                         "(default 8)")
     p.add_argument("--worker-threads", type=int, default=1, help="local engine: torch threads per worker (default 1)")

@@ -78,7 +78,12 @@ def auto_workers(cpus: int, explain: bool, dimensions: bool) -> int:
         return 0
     if explain or dimensions:
         return 0 if cpus <= 2 else 1
-    return cpus
+    return min(cpus, MAX_AUTO_WORKERS)
+
+
+MAX_AUTO_WORKERS = 8
+"""The most workers ``auto_workers`` starts: each holds its own encoders (about 0.7 GiB resident); ask for more
+with ``--workers``."""
 
 
 def load_worker_extractor(model: str | None, device: str | None, optimize: bool = True) -> Any:
