@@ -125,6 +125,11 @@ def _probs(level_score: Any) -> list[float]:
     return probs
 
 
+def clean_prompt(prompt: str | None) -> str | None:
+    """A text prompt without surrounding blanks; None for a missing or blank one."""
+    return prompt.strip() if prompt and prompt.strip() else None
+
+
 def read_model_config(model_dir: Path) -> dict:
     """A model directory's config.json (ModelError when it cannot be read)."""
     try:
@@ -251,21 +256,21 @@ class Assessor:
              dimensions: bool = True) -> RatingResult:
         """Score (1–5 and 0–100), level distribution, per-group/dimension levels, statistics, justification."""
         t0 = time.perf_counter()
-        prompt = prompt.strip() if prompt and prompt.strip() else None
+        prompt = clean_prompt(prompt)
         features = self.features(video)
         cancel.check()  # a request past its deadline stops between stages (llmvqa.cancel)
         return self.rate_features(video, features, prompt, explain=explain, dimensions=dimensions, started=t0)
 
     def prompt_stats(self, features: VideoFeatures, prompt: str | None) -> dict[str, float]:
         """The prompt-time statistics (prompt alignment) of a clip's features; {} without a prompt."""
-        prompt = prompt.strip() if prompt and prompt.strip() else None
+        prompt = clean_prompt(prompt)
         return {k: float(v) for k, v in self.extractor.prompt_stats(features, prompt).items()} if prompt else {}
 
     def score_overall(self, features: list[VideoFeatures], prompts: list[str | None],
                       prompt_stats: list[dict]) -> list[LevelRating]:
         """The overall LevelRating of several clips in one batched pass (QualityLLM.score_batch) — the numbers
         ``rate`` reports for each alone, to float rounding; one call per clip for a model without a batch path."""
-        prompts = [p.strip() if p and p.strip() else None for p in prompts]
+        prompts = [clean_prompt(p) for p in prompts]
         with self._lock:
             if hasattr(self.model, "score_batch"):
                 scored = self.model.score_batch(features, prompts, prompt_stats)
@@ -283,7 +288,7 @@ class Assessor:
         ``score_overall`` (used only when neither an explanation nor dimensions are asked for, where it is the
         whole score)."""
         t0 = started if started is not None else time.perf_counter()
-        prompt = prompt.strip() if prompt and prompt.strip() else None
+        prompt = clean_prompt(prompt)
         timings = {"features": time.perf_counter() - t0}
         if prompt_stats is None:
             prompt_stats = self.prompt_stats(features, prompt)
@@ -365,7 +370,7 @@ class Assessor:
         The conversation starts from the clip's rating: its evidence, levels and justification (rated
         once per video and prompt, then reused for every further turn)."""
         check_messages(messages)
-        prompt = prompt.strip() if prompt and prompt.strip() else None
+        prompt = clean_prompt(prompt)
         features = self.features(video)
         with self._lock:
             rated = self._ratings.get((features.meta.get("content_hash") or features.meta.get("path"), prompt))

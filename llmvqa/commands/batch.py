@@ -71,8 +71,8 @@ def register(subparsers) -> None:
                    help="local engine: processes that decode and encode videos while this one scores (default: one "
                         "per CPU score only, at most 8; with dimensions or --explain none on 2 CPUs, else one; 0: all "
                         "in this process)")
-    p.add_argument("--batch-size", type=int, default=8, help="most clips scored in one pass (local engine), videos a Ray replica takes at a time "
-                        "(default 8)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="most clips scored in one pass (local engine), videos a Ray replica takes at a time (default 8)")
     p.add_argument("--worker-threads", type=int, default=1, help="local engine: torch threads per worker (default 1)")
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster to join (e.g. auto, or ray://head:10001); default: start a local Ray")

@@ -129,23 +129,38 @@ def _start_worker(make_extractor: Callable[[], Any], threads: int, quiet: tuple[
         _START_ERROR = error_text(err)
 
 
-def extract_job(path: str, prompts: tuple[str | None, ...]) -> tuple:
-    """(in a worker) ("ok", features, {prompt: prompt_stats} for each of ``prompts``, seconds), ("error", message,
-    seconds), or ("fatal", why the extractor could not be built, 0); never raises. A video listed with several
-    prompts is read once."""
-    from llmvqa.assessor import resolve_video
+def read_clip(extract: Callable[[str], Any], prompt_stats: Callable[[Any, str], dict], path: str,
+              prompts: tuple[str | None, ...]) -> tuple:
+    """("ok", features, {prompt: prompt_stats} for each of ``prompts``, seconds) or ("error", message, seconds): a
+    clip read once for all the prompts it is listed with; never raises."""
     from llmvqa.commands.batch import error_text
 
     t = time.perf_counter()
-    if _START_ERROR is not None:
-        return "fatal", _START_ERROR, 0.0
     try:
-        features = _EXTRACTOR.extract(resolve_video(path))
-        stats = {prompt: {k: float(v) for k, v in _EXTRACTOR.prompt_stats(features, prompt).items()} if prompt else {}
+        features = extract(path)
+        stats = {prompt: {k: float(v) for k, v in prompt_stats(features, prompt).items()} if prompt else {}
                  for prompt in prompts}
         return "ok", features, stats, time.perf_counter() - t
     except Exception as err:  # one bad file is one error row
         return "error", error_text(err), time.perf_counter() - t
+
+
+def for_prompt(result: tuple, prompt: str | None, reading_seconds: bool = True) -> tuple:
+    """A ``read_clip`` result as one job sees it: ("ok", features, its prompt's statistics, seconds) or the error
+    (``reading_seconds`` False: the reading was another job's, so none of its seconds)."""
+    if result[0] != "ok":
+        return result
+    return "ok", result[1], result[2][prompt], result[3] if reading_seconds else 0.0
+
+
+def extract_job(path: str, prompts: tuple[str | None, ...]) -> tuple:
+    """(in a worker) ``read_clip`` with the worker's extractor, or ("fatal", why the extractor could not be built,
+    0); never raises."""
+    from llmvqa.assessor import resolve_video
+
+    if _START_ERROR is not None:
+        return "fatal", _START_ERROR, 0.0
+    return read_clip(lambda p: _EXTRACTOR.extract(resolve_video(p)), _EXTRACTOR.prompt_stats, path, prompts)
 
 
 class _Pending:
@@ -158,14 +173,13 @@ class _Pending:
 
     def result(self) -> tuple:
         """This job's ``extract_job`` result: its own prompt's statistics; raises BrokenProcessPool."""
-        r = self.future.result()
-        if r[0] != "ok":
-            return r
-        return "ok", r[1], r[2][_prompt(self.job)], r[3] if self.owner else 0.0
+        return for_prompt(self.future.result(), _prompt(self.job), self.owner)
 
 
 def _prompt(job: Job) -> str | None:
-    return job.prompt.strip() if job.prompt and job.prompt.strip() else None
+    from llmvqa.assessor import clean_prompt
+
+    return clean_prompt(job.prompt)
 
 
 def score_ready(assessor: Any, ready: list[tuple[Job, tuple]], explain: bool, dimensions: bool) -> list[dict]:

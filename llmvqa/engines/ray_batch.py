@@ -16,7 +16,6 @@ sees them under the same path (shared storage), start Ray (``ray start --head`` 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -68,19 +67,14 @@ class RaterReplica:
         self.explain, self.dimensions = explain, dimensions
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        from llmvqa.commands.batch import error_text
-        from llmvqa.engines.local import score_ready
+        from llmvqa.assessor import clean_prompt
+        from llmvqa.engines.local import for_prompt, read_clip, score_ready
 
         ready = []
         for v, p, q in zip(batch["video"], batch["path"], batch["prompt"], strict=True):
-            job = Job(str(v), str(p), str(q) or None)
-            t = time.perf_counter()
-            try:
-                features = self.assessor.features(job.path)
-                stats = self.assessor.prompt_stats(features, job.prompt)
-                ready.append((job, ("ok", features, stats, time.perf_counter() - t)))
-            except Exception as err:  # one bad file is one error row
-                ready.append((job, ("error", error_text(err), time.perf_counter() - t)))
+            job, prompt = Job(str(v), str(p), str(q) or None), clean_prompt(str(q))
+            read = read_clip(self.assessor.features, self.assessor.prompt_stats, job.path, (prompt,))
+            ready.append((job, for_prompt(read, prompt)))
         rows = score_ready(self.assessor, ready, self.explain, self.dimensions)
         names = sorted({k for r in rows for k in r})
         return {k: [str(r.get(k, "")) for r in rows] for k in names}
@@ -119,15 +113,13 @@ def run_ray_batch(jobs: list[Job], out: str | Path, *, model: str | None = None,
                   explain: bool = False, dimensions: bool = True, options: RayOptions | None = None,
                   progress: bool = True):
     """Rate ``jobs`` into ``out`` on Ray; returns the BatchSummary (the local engine's rules and rows)."""
-    from llmvqa.assessor import load_dimensions, resolve_model_dir
+    from llmvqa.assessor import resolve_model_dir
     from llmvqa.commands.batch import plan_batch, record
-    from llmvqa.statistics import STREAMS
+    from llmvqa.engines.local import ModelSpec
 
     options = options or RayOptions()
     model_dir = str(resolve_model_dir(model))  # a clear error here, before any replica starts
-    version = str(json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("prompt_version", "v1"))
-    names = [*STREAMS, *(d.key for d in load_dimensions(version))] if dimensions else []
-    sink, todo, summary = plan_batch(jobs, out, names)
+    sink, todo, summary = plan_batch(jobs, out, ModelSpec(model_dir).dimension_names(dimensions))
     t0 = time.perf_counter()
     try:
         if todo:

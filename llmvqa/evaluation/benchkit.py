@@ -283,6 +283,6 @@ def reference_seconds(assessor) -> float:
     return time.perf_counter() - t
 
 
-__all__ = ["ENCODERS", "PHOTOS", "bench_clip", "footage_clips", "load_assessor", "panned_photo", "peak_rss_mib",
-           "after_first_rate", "photo_clips", "reference_seconds", "rss_mib", "synthetic_features", "time_process", "time_rate",
-           "time_stages", "write_clips", "write_photo_clip"]
+__all__ = ["ENCODERS", "PHOTOS", "after_first_rate", "bench_clip", "footage_clips", "load_assessor", "panned_photo",
+           "peak_rss_mib", "photo_clips", "reference_seconds", "rss_mib", "steady_rate", "synthetic_features",
+           "time_process", "time_rate", "time_stages", "write_clips", "write_photo_clip"]
