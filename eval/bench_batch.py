@@ -4,7 +4,9 @@
 
 Writes ``--clips`` clips (real footage: 4 s windows of the bundled bikes clip at 512², 8 fps), then runs
 ``llmvqa batch FOLDER --out results.csv`` as a subprocess, side by side in the same run: score only
-(``--no-dimensions``) in one process (``--workers 0``, the loop before feature workers) and with the default
+(``--no-dimensions``) with the command as it was when the throughput issue was filed (``--baseline REV``, default
+74d373c: one video at a time, features and model in series; that revision's code and shipped model, exported with
+``git archive`` and run with this Python), in one process (``--workers 0``, the loop before feature workers) and with the default
 feature workers; score + every group and dimension in one process and with one feature worker; and with
 ``--ray`` also ``--engine ray`` score only (a local Ray, ``--replicas`` model replicas of one CPU each). For each run: wall time of the process, time to the first
 result row (start-up and model loading included), clips per second after the first row, peak RSS of the
@@ -13,23 +15,49 @@ writes report.json.
 
     python eval/bench_batch.py --clips 16 --ray --replicas 2 --out eval/reports/batch
     python eval/bench_batch.py --from-report eval/reports/batch/report.json   # the saved table again
+    python eval/bench_batch.py --baseline none      # without the old revision (e.g. a clone without history)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+# `llmvqa batch` when the throughput issue was filed: one video at a time in one process, features then model
+ISSUE_LOOP_REV = "74d373c"
+BASELINE = "score only, the command when the issue was filed"
+LOOP = "score only, one process (--workers 0: the loop before feature workers)"
+WORKERS = "score only, --no-dimensions (default: feature workers, batched scoring)"
 
-def run_batch(folder: Path, out: Path, extra: list[str]) -> dict:
-    """``llmvqa batch FOLDER --out OUT EXTRA...`` as a subprocess, timed (``benchkit.time_process``)."""
+
+def export_revision(rev: str, into: Path) -> Path | None:
+    """The source tree of git revision ``rev`` of this repository, written under ``into`` (``git archive``);
+    None, with the reason on stderr, when it cannot be had (no git, a clone without that commit)."""
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(into)], input=archive, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        reason = getattr(e, "stderr", b"") or str(e).encode()
+        print(f"note: revision {rev} not timed: {reason.decode(errors='replace').strip()}", file=sys.stderr)
+        return None
+    return into
+
+
+def run_batch(folder: Path, out: Path, extra: list[str], code: Path | None = None) -> dict:
+    """``llmvqa batch FOLDER --out OUT EXTRA...`` as a subprocess, timed (``benchkit.time_process``); with
+    ``code``, that source tree's llmvqa (run from it, so its own shipped model is the default)."""
     from llmvqa.evaluation.benchkit import time_process
 
     cmd = [sys.executable, "-m", "llmvqa.cli", "batch", str(folder), "--out", str(out), "--no-progress", *extra]
-    t = time_process(cmd, out)
+    env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
+    t = time_process(cmd, out, cwd=code, env=env)
     rows = list(csv.DictReader(out.open())) if out.is_file() else []
     return {"command": " ".join(["llmvqa", *cmd[3:]]), "returncode": t["returncode"], "clips": len(rows),
             "ok": sum(r["status"] == "ok" for r in rows), "wall_s": t["wall_s"], "first_result_s": t["first_row_s"],
@@ -55,13 +83,18 @@ def render(runs: dict, clips: int) -> str:
         lines.append(f"| {name} | {r['ok']}/{r['clips']} | {r['wall_s']:.1f} | {num(r['first_result_s'], '.1f')} | "
                      f"{num(r['clips_per_s_after_first'], '.2f')} | {num(r['clips_per_s_second_half'], '.2f')} | "
                      f"{r['peak_rss_mib']:.0f} |")
-    loop, workers = (runs[name] for name in list(runs)[:2])
+    names = list(runs)
+    baseline = runs[names[0]] if names[0].startswith(BASELINE) else None
+    loop, workers = runs[LOOP], runs[WORKERS]
     lines.append("")
     for key, what in (("clips_per_s_after_first", "after the first result"),
                       ("clips_per_s_second_half", "over the second half of the rows")):
-        if loop[key] and workers[key]:
-            lines.append(f"score only, {what}: feature workers {workers[key]:.2f} clips/s, the one-process loop "
-                         f"{loop[key]:.2f} (×{workers[key] / loop[key]:.2f})")
+        if workers[key] and baseline and baseline[key]:
+            lines.append(f"score only, {what}: feature workers {workers[key]:.2f} clips/s, the command when the issue "
+                         f"was filed {baseline[key]:.2f} (×{workers[key] / baseline[key]:.2f})")
+        if workers[key] and loop[key]:
+            lines.append(f"score only, {what}: feature workers {workers[key]:.2f} clips/s, today's one-process loop "
+                         f"(--workers 0) {loop[key]:.2f} (×{workers[key] / loop[key]:.2f})")
     lines.append(f"first result: {num(workers['first_result_s'], '.1f')} s with feature workers, "
                  f"{num(loop['first_result_s'], '.1f')} s in one process; targets: ≥ 3 clips/s, ≥ ×2, first result < 8 s")
     return "\n".join(lines)
@@ -73,6 +106,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--ray", action="store_true", help="also time --engine ray (score only)")
     ap.add_argument("--replicas", type=int, default=2, help="model replicas of the Ray run (one CPU each)")
+    ap.add_argument("--baseline", default=ISSUE_LOOP_REV, metavar="REV",
+                    help="also time this git revision's `llmvqa batch --no-dimensions` (default %(default)s: the "
+                         "command when the throughput issue was filed); none: skip it")
     ap.add_argument("--from-report", default=None, help="print a saved report.json's table again (no run)")
     args = ap.parse_args(argv)
 
@@ -90,15 +126,16 @@ def main(argv=None) -> int:
         folder = Path(tmp) / "clips"
         folder.mkdir()
         write_clips(folder, footage_clips(args.clips, size=512, length=32), 8.0, name="clip_{i:03d}")
-        variants = [("score only, one process (--workers 0: the loop before feature workers)",
-                     ["--no-dimensions", "--workers", "0"]),
-                    ("score only, --no-dimensions (default: feature workers, batched scoring)", ["--no-dimensions"]),
-                    ("score + dimensions, one process (--workers 0)", ["--workers", "0"]),
-                    ("score + dimensions, 1 feature worker (--workers 1)", ["--workers", "1"])]
+        code = None if args.baseline == "none" else export_revision(args.baseline, Path(tmp) / "baseline")
+        variants = [(f"{BASELINE} ({args.baseline}, one video at a time)", ["--no-dimensions"], code)] if code else []
+        variants += [(LOOP, ["--no-dimensions", "--workers", "0"], None), (WORKERS, ["--no-dimensions"], None),
+                     ("score + dimensions, one process (--workers 0)", ["--workers", "0"], None),
+                     ("score + dimensions, 1 feature worker (--workers 1)", ["--workers", "1"], None)]
         if args.ray:
             variants.append((f"score only, --engine ray, {args.replicas} replicas × 1 CPU",
-                             ["--no-dimensions", "--engine", "ray", "--replicas", str(args.replicas)]))
-        runs = {name: run_batch(folder, Path(tmp) / f"run{i}.csv", extra) for i, (name, extra) in enumerate(variants)}
+                             ["--no-dimensions", "--engine", "ray", "--replicas", str(args.replicas)], None))
+        runs = {name: run_batch(folder, Path(tmp) / f"run{i}.csv", extra, code)
+                for i, (name, extra, code) in enumerate(variants)}
     text = render(runs, args.clips)
     print(text)
     if args.out:

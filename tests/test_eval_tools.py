@@ -399,3 +399,25 @@ def test_level_tally_counts_flagged_dimensions():
     assert level_tally(rows) == {"clips": 3, "affected_flagged": 0.667,
                                  "flagged": {"noise": 0.667, "sharpness": 0.333, "smoothness": 0.333}}
     assert level_tally([{"kind": "noise", "levels": {}}]) == {}
+
+
+def test_time_process_runs_in_its_folder_with_its_environment_and_a_long_stderr_does_not_block(tmp_path):
+    from llmvqa.evaluation.benchkit import time_process
+
+    out = tmp_path / "rows.csv"
+    # 200 kB on stderr: more than a pipe holds, so a process whose stderr nobody reads until the end would hang
+    code = ("import os, sys; sys.stderr.write('x' * 200_000 + 'end'); "
+            "open('rows.csv', 'w').write('status\\n' + os.environ['ROW'] + '\\n')")
+    t = time_process([sys.executable, "-c", code], out, interval=0.05, cwd=tmp_path, env={**os.environ, "ROW": "ok"})
+    assert t["returncode"] == 0 and t["stderr_tail"].endswith("end") and len(t["stderr_tail"]) == 300
+    assert list(csv.DictReader(out.open())) == [{"status": "ok"}]
+
+
+def test_bench_batch_exports_an_old_revision_or_says_why_not(tmp_path, capsys):
+    bench_batch = _load_script("bench_batch")
+    assert bench_batch.export_revision("no-such-revision-here", tmp_path / "x") is None
+    assert "no-such-revision-here not timed" in capsys.readouterr().err
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", "HEAD^{commit}"], capture_output=True).returncode:
+        pytest.skip("no git history in this checkout")
+    code = bench_batch.export_revision("HEAD", tmp_path / "head")
+    assert (code / "llmvqa" / "cli.py").is_file()

@@ -160,13 +160,18 @@ def _rows(path: Path) -> int:
         return max(0, sum(1 for _ in csv.reader(f)) - 1)
 
 
-def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.1) -> dict:
-    """Run ``cmd`` (stdout discarded), sampling every ``interval`` s: "wall_s", "first_row_s" (seconds until
-    ``rows_file`` holds a header and one row; None if never), "row_times" ([seconds, rows] each time the row count
-    changed), "peak_rss_mib" (the process tree's), "returncode", "stderr_tail" (its last 300 characters)."""
+def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.1, *, cwd: str | Path | None = None,
+                 env: dict | None = None) -> dict:
+    """Run ``cmd`` (in ``cwd``, with ``env``; stdout discarded), sampling every ``interval`` s: "wall_s",
+    "first_row_s" (seconds until ``rows_file`` holds a header and one row; None if never), "row_times" ([seconds,
+    rows] each time the row count changed), "peak_rss_mib" (the process tree's), "returncode", "stderr_tail" (its
+    last 300 characters; stderr goes to a temporary file, so a chatty process never blocks on a full pipe)."""
+    import tempfile
+
     rows_file = Path(rows_file)
+    err = tempfile.TemporaryFile()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=env)
     first, peak, seen = None, 0.0, []
     while True:
         done = proc.poll() is not None
@@ -180,7 +185,14 @@ def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.
         time.sleep(interval)
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "first_row_s": first, "row_times": seen, "peak_rss_mib": peak,
-            "returncode": proc.returncode, "stderr_tail": proc.stderr.read().decode(errors="replace")[-300:]}
+            "returncode": proc.returncode, "stderr_tail": _tail(err, 300)}
+
+
+def _tail(f, n: int) -> str:
+    """The last ``n`` characters written to the open binary file ``f`` (which is closed)."""
+    with f:
+        f.seek(0)
+        return f.read().decode(errors="replace")[-n:]
 
 
 def after_first_rate(row_times: Sequence[Sequence[float]]) -> float | None:
