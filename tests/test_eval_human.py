@@ -415,3 +415,55 @@ def test_directions_markdown_words_the_assumed_direction():
         "| statistic | stream | assumed | static | temporal | alignment | verdict |", "|---|---|---|---|---|---|---|",
         "| noise | technical | lower better | 0.25 | -0.50 | nan | against |",
         "| brightness | technical | — | 0.00 | 0.00 | 0.00 | no direction assumed |"]
+
+
+# ---------------------------------------------------------------------------- eval/prior_residual.py
+def _prior_residual():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "eval" / "prior_residual.py"
+    spec = importlib.util.spec_from_file_location("eval_prior_residual", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ranked_problem(seed=0, n=40, p=30, tokens=4):
+    from llmvqa.model.prior import STAT_INPUTS
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, tokens + STAT_INPUTS))
+    y = np.stack([x[:, 0] + 3, x[:, 1] + 3, x[:, 2] + 3], 1) + 0.3 * rng.normal(size=(n, 3))
+    better = rng.normal(size=(p, tokens + STAT_INPUTS))
+    worse = better.copy()
+    worse[:, tokens + 1] += 2.0  # the degradation moves one statistic far outside the rated clips' range
+    gap = np.tile([1.0, 0.0, np.nan], (p, 1))  # static must drop by margin × 1, temporal must not rise
+    return x, y, np.stack([better, worse], 1), gap
+
+
+def test_torch_prior_without_a_residual_is_fit_ranked():
+    from llmvqa.model.prior import HumanPrior
+
+    x, y, pair_x, gap = _ranked_problem()
+    mod = _prior_residual()
+    ours = mod.TorchPrior(x, y, pair_x, gap, alpha=10.0, weight=3.0, margin=0.5, outside=0.2, iters=500)
+    ref = HumanPrior.fit_ranked(x, y, pair_x, gap * 0.5, alpha=10.0, weight=3.0, outside=0.2)
+    probe = np.concatenate([x, pair_x[:, 1]])
+    # static and temporal carry the pairs; the same convex objective, solved two ways
+    assert np.abs(ours.predict(probe)[:, :2] - ref.predict_inputs(probe)[:, :2]).max() < 1e-3
+    drop = ours.predict(pair_x[:, 0])[:, 0] - ours.predict(pair_x[:, 1])[:, 0]
+    assert np.median(drop) > 0.25  # the pairs pull the degraded clips down
+
+
+def test_torch_prior_anchored_residual_stays_off_the_rated_clips():
+    x, y, pair_x, gap = _ranked_problem(seed=1)
+    mod = _prior_residual()
+    linear = mod.TorchPrior(x, y, pair_x, gap, alpha=10.0)
+    anchored = mod.TorchPrior(x, y, pair_x, gap, alpha=10.0, hidden=8, decay=1.0, anchor=100.0)
+    free = mod.TorchPrior(x, y, pair_x, gap, alpha=10.0, hidden=8, decay=1.0)
+    on_rated = lambda p: np.abs(p.predict(x) - linear.predict(x))[:, 0].mean()  # noqa: E731
+    assert on_rated(anchored) < on_rated(free)
+    assert mod.parse_setting("hidden=16,decay=10") == {"hidden": 16, "decay": 10.0}
+    with pytest.raises(SystemExit, match="expected linear"):
+        mod.parse_setting("hidden")
