@@ -12,6 +12,8 @@ degradation chains of the synth train split (squared hinge). This script refits 
   where the rated clips are not (a non-linear range hinge); ``penalty=1`` makes it a non-positive penalty;
 - ``emb=E`` / ``stat=S``: the ridge penalty of the token part / the statistics part × E / S (a prior that must
   rank the chains with the statistics rather than with content);
+- ``hinges_only=1``: the ranking pairs move only the weights of the range hinges (and the residual); the tokens'
+  and the statistics' own weights are fitted to the rated clips alone;
 - ``weight``, ``margin``, ``alpha``, ``outside`` as in ``fit_ranked``.
 Each setting is scored as eval/prior_pairs.py scores one: fetv_dev in prompt-grouped folds (SRCC of the held-out
 overall estimate with static and temporal ratings, of the alignment estimate with alignment), the share of
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-INT_KEYS = ("hidden", "penalty", "full", "seed", "iters")
+INT_KEYS = ("hidden", "penalty", "full", "seed", "iters", "hinges_only")
 
 
 class TorchPrior:
@@ -40,7 +42,7 @@ class TorchPrior:
     def __init__(self, x: np.ndarray, y: np.ndarray, pair_x: np.ndarray, pair_gap: np.ndarray, *, alpha: float = 1000.0,
                  weight: float = 3.0, margin: float = 0.35, outside: float = 0.2, hidden: int = 0, decay: float = 1.0,
                  anchor: float = 0.0, penalty: int = 0, full: int = 0, emb: float = 1.0, stat: float = 1.0,
-                 seed: int = 0, iters: int = 300):
+                 hinges_only: int = 0, seed: int = 0, iters: int = 300):
         from llmvqa.model.prior import OUTSIDE_POSITIONS, STAT_INPUTS, outside_inputs
 
         torch.manual_seed(seed)
@@ -60,6 +62,7 @@ class TorchPrior:
         constrained = ~torch.isnan(gap)
         gap = torch.nan_to_num(gap)
         d = z.shape[1]
+        n_hinges = 2 * len(OUTSIDE_POSITIONS)
         ridge = torch.cat([torch.full((d - self.nstat, 1), emb), torch.full((self.nstat, 1), stat)]).double()
         self.w = torch.zeros(d, 3, dtype=torch.float64, requires_grad=True)
         self.bias = torch.tensor(y.mean(0)).requires_grad_(True)
@@ -77,7 +80,10 @@ class TorchPrior:
         def closure():
             opt.zero_grad()
             loss = ((self._f(z) - target) ** 2).sum() + alpha * (ridge * self.w ** 2).sum()
-            short = torch.clamp(gap - (self._f(zp[:, 0]) - self._f(zp[:, 1])), min=0) * constrained
+            w = self.w
+            if hinges_only:  # the pairs move only the range hinges' weights (and the residual)
+                w = torch.cat([self.w[:d - n_hinges].detach(), self.w[d - n_hinges:]])
+            short = torch.clamp(gap - (self._f(zp[:, 0], w) - self._f(zp[:, 1], w)), min=0) * constrained
             loss = loss + weight * (short ** 2).sum()
             if self.net is not None:
                 loss = loss + anchor * (self._g(z) ** 2).sum()
@@ -91,8 +97,8 @@ class TorchPrior:
         h = self.net(z if self.full else z[:, -self.nstat:])
         return -torch.nn.functional.softplus(h) if self.penalty else h
 
-    def _f(self, z: torch.Tensor) -> torch.Tensor:
-        out = z @ self.w + self.bias
+    def _f(self, z: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        out = z @ (self.w if w is None else w) + self.bias
         return out if self.net is None else out + self._g(z)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -206,7 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-chains", type=int, default=240)
     ap.add_argument("--folds", type=int, default=6)
     ap.add_argument("--grid", nargs="+", default=["linear", "hidden=16,decay=10,anchor=10", "hidden=16,decay=10",
-                                                  "emb=10"])
+                                                  "emb=10", "hinges_only=1", "hinges_only=1,weight=30"])
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     settings = [parse_setting(s) for s in args.grid]
