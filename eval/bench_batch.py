@@ -2,7 +2,7 @@
 
     python eval/bench_batch.py --clips 8 --out eval/reports/batch
 
-Writes ``--clips`` clips (real footage: 4 s windows of the bundled bikes clip at 512², 8 fps), then runs
+Writes ``--clips`` clips (real footage: 4 s windows of the bundled bikes clip at 512², ``--fps`` 8), then runs
 ``llmvqa batch FOLDER --out results.csv`` as a subprocess, side by side in the same run: score only
 (``--no-dimensions``) with the command as it was when the throughput issue was filed (``--baseline REV``, default
 74d373c: one video at a time, features and model in series; that revision's code and shipped model, exported with
@@ -76,7 +76,9 @@ def render(runs: dict, clips: int) -> str:
     def num(v, fmt):
         return "—" if v is None else format(v, fmt)
 
-    lines = [f"`llmvqa batch` over {clips} clips of 4 s at 512² (bikes footage), whole process, 2 CPU threads", "",
+    run = next(iter(runs.values()))  # reports before --fps: 8 fps on 2 CPUs
+    lines = [f"`llmvqa batch` over {clips} clips of 4 s at 512², {run.get('fps', 8)} fps (bikes footage), whole "
+             f"process, {run.get('cpus', 2)} CPUs", "",
              "| run | clips ok | wall s | first result s | clips/s after the first | clips/s, second half of the rows | "
              "peak RSS MiB (process tree) |", "|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
@@ -104,6 +106,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--fps", type=int, default=8, help="frame rate of the 4 s clips (default %(default)s; T2V models "
+                                                       "write 8 to 30)")
+    ap.add_argument("--score-only", action="store_true", help="time only the score-only runs")
     ap.add_argument("--ray", action="store_true", help="also time --engine ray (score only)")
     ap.add_argument("--replicas", type=int, default=2, help="model replicas of the Ray run (one CPU each)")
     ap.add_argument("--baseline", default=ISSUE_LOOP_REV, metavar="REV",
@@ -125,17 +130,23 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         folder = Path(tmp) / "clips"
         folder.mkdir()
-        write_clips(folder, footage_clips(args.clips, size=512, length=32), 8.0, name="clip_{i:03d}")
+        frames = 4 * args.fps
+        write_clips(folder, footage_clips(args.clips, size=512, length=frames, pool=max(64, 2 * frames)), args.fps,
+                    name="clip_{i:03d}")
         code = None if args.baseline == "none" else export_revision(args.baseline, Path(tmp) / "baseline")
         variants = [(f"{BASELINE} ({args.baseline}, one video at a time)", ["--no-dimensions"], code)] if code else []
         variants += [(LOOP, ["--no-dimensions", "--workers", "0"], None), (WORKERS, ["--no-dimensions"], None),
                      ("score + dimensions, one process (--workers 0)", ["--workers", "0"], None),
                      ("score + dimensions, 1 feature worker (--workers 1)", ["--workers", "1"], None)]
+        if args.score_only:
+            variants = [v for v in variants if v[0].startswith("score only")]
         if args.ray:
             variants.append((f"score only, --engine ray, {args.replicas} replicas × 1 CPU",
                              ["--no-dimensions", "--engine", "ray", "--replicas", str(args.replicas)], None))
         runs = {name: run_batch(folder, Path(tmp) / f"run{i}.csv", extra, code)
                 for i, (name, extra, code) in enumerate(variants)}
+    for r in runs.values():
+        r.update(fps=args.fps, cpus=os.cpu_count())
     text = render(runs, args.clips)
     print(text)
     if args.out:
