@@ -14,6 +14,8 @@ degradation chains of the synth train split (squared hinge). This script refits 
   rank the chains with the statistics rather than with content);
 - ``hinges_only=1``: the ranking pairs move only the weights of the range hinges (and the residual); the tokens'
   and the statistics' own weights are fitted to the rated clips alone;
+- ``source=W``: the synth train split's within-source pairs join (``human_data.source_pairs``: every degraded clip
+  below each undegraded clip of its source by margin × the corpus' drop), weight W each;
 - ``weight``, ``margin``, ``alpha``, ``outside`` as in ``fit_ranked``.
 Each setting is scored as eval/prior_pairs.py scores one: fetv_dev in prompt-grouped folds (SRCC of the held-out
 overall estimate with static and temporal ratings, of the alignment estimate with alignment), the share of
@@ -42,7 +44,8 @@ class TorchPrior:
     def __init__(self, x: np.ndarray, y: np.ndarray, pair_x: np.ndarray, pair_gap: np.ndarray, *, alpha: float = 1000.0,
                  weight: float = 3.0, margin: float = 0.35, outside: float = 0.2, hidden: int = 0, decay: float = 1.0,
                  anchor: float = 0.0, penalty: int = 0, full: int = 0, emb: float = 1.0, stat: float = 1.0,
-                 hinges_only: int = 0, seed: int = 0, iters: int = 300):
+                 hinges_only: int = 0, source: float = 0.0, chain_pairs: int | None = None, seed: int = 0,
+                 iters: int = 300):
         from llmvqa.model.prior import OUTSIDE_POSITIONS, STAT_INPUTS, outside_inputs
 
         torch.manual_seed(seed)
@@ -59,6 +62,10 @@ class TorchPrior:
         zp = torch.tensor((pa - self.mean) / self.scale).reshape(p, 2, -1)
         target = torch.tensor(y)
         gap = torch.tensor(pair_gap) * margin
+        # the chains' pairs weigh ``weight``; within-source pairs (rows from ``chain_pairs`` on) ``source`` each
+        pair_weight = torch.full((p,), float(weight), dtype=torch.float64)
+        if chain_pairs is not None and chain_pairs < p:
+            pair_weight[chain_pairs:] = float(source)
         constrained = ~torch.isnan(gap)
         gap = torch.nan_to_num(gap)
         d = z.shape[1]
@@ -84,7 +91,7 @@ class TorchPrior:
             if hinges_only:  # the pairs move only the range hinges' weights (and the residual)
                 w = torch.cat([self.w[:d - n_hinges].detach(), self.w[d - n_hinges:]])
             short = torch.clamp(gap - (self._f(zp[:, 0], w) - self._f(zp[:, 1], w)), min=0) * constrained
-            loss = loss + weight * (short ** 2).sum()
+            loss = loss + (pair_weight * (short ** 2).sum(1)).sum()
             if self.net is not None:
                 loss = loss + anchor * (self._g(z) ** 2).sum()
                 loss = loss + decay * sum((v ** 2).sum() for n, v in self.net.named_parameters() if "weight" in n)
@@ -134,6 +141,10 @@ def score_setting(data: dict, setting: dict) -> dict:
     """One row: the setting's prior cross-fitted on fetv_dev's prompt folds, then fitted on every rated clip."""
     x, y, folds = data["x"], data["y"], data["folds"]
     pairs = data["train_pairs"]
+    if setting.get("source"):
+        sx, sg = data["source_pairs"]
+        setting = {**setting, "chain_pairs": len(pairs[0])}
+        pairs = (np.concatenate([pairs[0], sx]), np.concatenate([pairs[1], sg]))
     oof = np.zeros_like(y)
     for f in np.unique(folds):
         held = folds == f
@@ -174,6 +185,10 @@ def load_data(args) -> dict:
         data[f"{split}_chains"] = chain_inputs(build_chains(extractor, args.synth, split, 72, 0, cache=cache))
     data["carphone"] = np.stack([prior_input(extractor.extract(resolve_video(f"example:{n}")))
                                  for n in ("carphone_pristine", "carphone_distorted")])
+    if args.source_pairs:
+        from llmvqa.train.human_data import source_pairs
+
+        data["source_pairs"] = source_pairs(synth_inputs(extractor, cache, args.synth, "train"), 1.0)
     rows = synth_inputs(extractor, cache, args.synth, "test")
     data["synth"] = (np.stack([v for _, v in rows]), np.array([float(r["scores"]["overall"]) for r, _ in rows]),
                      np.array([bool(r.get("twin_of")) or any(d["name"] == WRONG_PROMPT for d in r.get("degradations") or [])
@@ -216,6 +231,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     settings = [parse_setting(s) for s in args.grid]
+    args.source_pairs = any(st.get("source") for st in settings)
     if not Path(args.synth).is_file():
         raise SystemExit(f"error: {args.synth}: no synth manifest; build it with `bash train.sh` (step 0)")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
