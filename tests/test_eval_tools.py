@@ -421,3 +421,17 @@ def test_bench_batch_exports_an_old_revision_or_says_why_not(tmp_path, capsys):
         pytest.skip("no git history in this checkout")
     code = bench_batch.export_revision("HEAD", tmp_path / "head")
     assert (code / "llmvqa" / "cli.py").is_file()
+
+
+def test_bench_commands_repeats_rated_rows_with_a_generator_column(tmp_path):
+    bench = _load_script("bench_commands")
+    src = tmp_path / "results.csv"
+    src.write_text("video,status,score\na.mp4,ok,3.5\nbad.mp4,error,\nb.mp4,ok,2.0\n")
+    assert bench.repeat_rows(src, tmp_path / "many.csv", 7) == 7
+    rows = list(csv.DictReader((tmp_path / "many.csv").open()))
+    assert [r["score"] for r in rows] == ["3.5", "2.0"] * 3 + ["3.5"]  # error rows are not repeated
+    assert [r["generator"] for r in rows[:6]] == [*bench.GENERATORS, bench.GENERATORS[0]]
+    assert len({r["video"] for r in rows}) == 7
+    (tmp_path / "none.csv").write_text("video,status,score\nbad.mp4,error,\n")
+    with pytest.raises(SystemExit, match="no rated rows"):
+        bench.repeat_rows(tmp_path / "none.csv", tmp_path / "x.csv", 3)
