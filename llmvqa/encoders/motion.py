@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from scipy.signal import savgol_filter
 
 from llmvqa.errors import ConfigError, ModelError, VideoError
 from llmvqa.statistics import stats_of_stream
@@ -295,6 +294,8 @@ def _path_jitter(steps: np.ndarray, window: int) -> float:
     win = min(window, n if n % 2 else n - 1)
     if win <= 2:
         return 0.0
+    from scipy.signal import savgol_filter  # here: scipy.signal takes 0.5 s to import, and a model load needs none
+
     smooth = savgol_filter(path, win, polyorder=min(2, win - 1), axis=0, mode="interp")  # (P+1, 2)
     return float(np.sqrt(((path - smooth) ** 2).sum(axis=1).mean()))
 
