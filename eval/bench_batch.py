@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--from-report", default=None, help="print a saved report.json's table again (no run)")
     args = ap.parse_args(argv)
 
-    from llmvqa.evaluation.report import save_report
+    from llmvqa.evaluation.report import print_report
 
     if args.from_report:
         import json
@@ -147,10 +147,7 @@ def main(argv=None) -> int:
                 for i, (name, extra, code) in enumerate(variants)}
     for r in runs.values():
         r.update(fps=args.fps, cpus=os.cpu_count())
-    text = render(runs, args.clips)
-    print(text)
-    if args.out:
-        save_report(args.out, runs, markdown=text)
+    print_report(render(runs, args.clips), args.out, runs)
     return 0
 
 

@@ -110,12 +110,9 @@ def main(argv=None) -> int:
         report["report_rows"] = repeat_rows(tmp / "results.csv", tmp / "many.csv", args.rows)
         report["report"] = timed(["report", str(tmp / "many.csv"), "--by", "generator", "--out", str(tmp / "page")])
         report["api"] = in_process_compare(clips[0], clips[1], prompt, args.repeats)
-    text = render(report)
-    print(text, end="")
-    if args.out:
-        from llmvqa.evaluation.report import save_report
+    from llmvqa.evaluation.report import print_report
 
-        save_report(args.out, report, markdown=text)
+    print_report(render(report), args.out, report)
     return 0
 
 

@@ -240,12 +240,9 @@ def main(argv=None) -> int:
     for text, setting in zip(args.grid, settings, strict=True):
         rows.append({"setting": text, **score_setting(data, setting)})
         print(json.dumps({k: rows[-1][k] for k in ("setting", "static", "temporal", "test_chains")}), file=sys.stderr)
-    md = markdown(rows, args.train_chains)
-    print(md, end="")
-    if args.out:
-        from llmvqa.evaluation.report import save_report
+    from llmvqa.evaluation.report import print_report
 
-        save_report(args.out, rows, markdown=md)
+    print_report(markdown(rows, args.train_chains), args.out, rows)
     return 0
 
 

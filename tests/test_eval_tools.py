@@ -435,3 +435,14 @@ def test_bench_commands_repeats_rated_rows_with_a_generator_column(tmp_path):
     (tmp_path / "none.csv").write_text("video,status,score\nbad.mp4,error,\n")
     with pytest.raises(SystemExit, match="no rated rows"):
         bench.repeat_rows(tmp_path / "none.csv", tmp_path / "x.csv", 3)
+
+
+def test_print_report_prints_the_table_and_saves_it_only_when_asked(tmp_path, capsys):
+    from llmvqa.evaluation.report import print_report
+
+    print_report("| a |\n|---|", None, {"a": 1})
+    assert capsys.readouterr().out == "| a |\n|---|\n" and not list(tmp_path.iterdir())
+    print_report("| a |\n", tmp_path / "r", [{"a": 1}])
+    assert capsys.readouterr().out == "| a |\n"
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == [{"a": 1}]
+    assert (tmp_path / "r" / "report.md").read_text() == "| a |\n"

@@ -141,6 +141,14 @@ def save_report(out: str | Path, report: Mapping | list, *, markdown: str | None
     return paths
 
 
+def print_report(text: str, out: str | Path | None, report: Mapping | list) -> None:
+    """An evaluation script's ending: its Markdown ``text`` on stdout and, with ``out``, ``save_report(out, report,
+    markdown=text)``."""
+    print(text, end="" if text.endswith("\n") else "\n")
+    if out:
+        save_report(out, report, markdown=text)
+
+
 def write_report(report: Mapping, out_dir: str | Path) -> dict[str, Path]:
     """An ``llmvqa evaluate`` report: report.json, report.md and (when something is labelled) scatter.png."""
     paths = save_report(out_dir, report, markdown=markdown(report))
@@ -150,4 +158,4 @@ def write_report(report: Mapping, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["correlation_table", "markdown", "save_report", "scatter_plot", "write_report"]
+__all__ = ["correlation_table", "markdown", "print_report", "save_report", "scatter_plot", "write_report"]
