@@ -171,7 +171,11 @@ def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.
     rows_file = Path(rows_file)
     err = tempfile.TemporaryFile()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=env)
+    try:
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=env)
+    except OSError:
+        err.close()
+        raise
     first, peak, seen = None, 0.0, []
     while True:
         done = proc.poll() is not None
