@@ -29,7 +29,7 @@ def timed(cmd: list[str]) -> dict:
     """Run ``python -m llmvqa.cli CMD...`` (``benchkit.time_process``): wall s, peak RSS MiB, exit code."""
     from llmvqa.evaluation.benchkit import time_process
 
-    t = time_process([sys.executable, "-m", "llmvqa.cli", *cmd], Path(tempfile.gettempdir()) / "no-rows")
+    t = time_process([sys.executable, "-m", "llmvqa.cli", *cmd], None)
     if t["returncode"]:
         raise SystemExit(f"error: llmvqa {' '.join(cmd)} exited {t['returncode']}: {t['stderr_tail']}")
     return {"command": "llmvqa " + " ".join(cmd), "wall_s": t["wall_s"], "peak_rss_mib": t["peak_rss_mib"]}

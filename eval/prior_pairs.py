@@ -70,15 +70,7 @@ def main(argv=None) -> int:
                          for n in ("carphone_pristine", "carphone_distorted")])
     settings = [parse_setting(s) for s in args.grid]
     source_rows = synth_inputs(extractor, cache, args.synth, "train") if any(s[3] > 0 for s in settings) else []
-    synth_test = None
-    if not args.no_synth_test:
-        test_rows = synth_inputs(extractor, cache, args.synth, "test")
-        synth_test = SynthCheck(np.stack([x_ for _, x_ in test_rows]),
-                                np.array([float(r["scores"]["overall"]) for r, _ in test_rows]),
-                                [str(r.get("source") or "") for r, _ in test_rows],
-                                np.array([bool(r.get("twin_of")) or any(d["name"] == WRONG_PROMPT
-                                                                          for d in r.get("degradations") or [])
-                                          for r, _ in test_rows]))
+    synth_test = None if args.no_synth_test else synth_split(extractor, cache, args.synth, "test")
     rows = []
     for setting, (weight, margin, outside, source_weight, source_margin) in zip(args.grid, settings, strict=True):
         rows.append(prior_setting(x, y, folds, args.alpha, weight, margin, train, test, carphone, outside, val,
@@ -99,6 +91,16 @@ def parse_setting(text: str) -> tuple[float, float, float | None, float, float]:
         raise SystemExit(f"--grid {text!r}: expected weight:margin[:outside[:source_weight:source_margin]]")
     outside = v[2] if len(v) > 2 and v[2] >= 0 else None
     return v[0], v[1], outside, (v[3] if len(v) == 5 else 0.0), (v[4] if len(v) == 5 else 0.0)
+
+
+def synth_split(extractor, cache, manifest: str, split: str) -> SynthCheck:
+    """One synth split as the prior check reads it (``human.SynthCheck``): prior inputs, the corpus' overall target,
+    each clip's source, and whether it carries a wrong prompt."""
+    rows = synth_inputs(extractor, cache, manifest, split)
+    return SynthCheck(np.stack([x for _, x in rows]), np.array([float(r["scores"]["overall"]) for r, _ in rows]),
+                      [str(r.get("source") or "") for r, _ in rows],
+                      np.array([bool(r.get("twin_of")) or any(d["name"] == WRONG_PROMPT
+                                                                for d in r.get("degradations") or []) for r, _ in rows]))
 
 
 def synth_inputs(extractor, cache, manifest: str, split: str) -> list[tuple[dict, np.ndarray]]:

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from llmvqa.evaluation.human import chain_order, synth_check
+
 INT_KEYS = ("hidden", "penalty", "full", "seed", "iters", "hinges_only")
 
 
@@ -113,28 +115,7 @@ class TorchPrior:
         with torch.no_grad():
             return np.clip(self._f(torch.tensor((self._hinged(x) - self.mean) / self.scale)).numpy(), 1.0, 5.0)
 
-
-def chain_inputs(chains) -> list[tuple[str, np.ndarray]]:
-    """(degradation, (steps, D) prior inputs) of each chain whose degradation changed its clip."""
-    from llmvqa.corpus.chains import ranked_chains
-    from llmvqa.model.prior import prior_input
-
-    return [(ch.degradation, np.stack([prior_input(f, ps) for f, ps in
-                                       zip(ch.features, ch.prompt_stats or [{}] * len(ch.features), strict=True)]))
-            for ch in ranked_chains(list(chains))]
-
-
-def chain_order(prior: TorchPrior, chains: list[tuple[str, np.ndarray]]) -> tuple[float, dict[str, float]]:
-    """Share of chain pairs whose stronger degradation gets the strictly lower overall estimate, and by kind."""
-    from llmvqa.corpus.chains import ordered_pairs
-
-    kinds: dict[str, list[int]] = {}
-    for kind, xs in chains:
-        g, t = ordered_pairs(list(prior.predict(xs)[:, :2].mean(1)))
-        k = kinds.setdefault(kind, [0, 0])
-        k[0], k[1] = k[0] + g, k[1] + t
-    good, total = sum(k[0] for k in kinds.values()), sum(k[1] for k in kinds.values())
-    return good / total, {k: v[0] / v[1] for k, v in sorted(kinds.items())}
+    predict_inputs = predict  # HumanPrior's name: human.chain_order and synth_check score either
 
 
 def score_setting(data: dict, setting: dict) -> dict:
@@ -152,25 +133,20 @@ def score_setting(data: dict, setting: dict) -> dict:
     overall = oof[:, :2].mean(1)
     prior = TorchPrior(x, y, *pairs, **setting)
     test, by_kind = chain_order(prior, data["test_chains"])
-    sx, target, wrong = data["synth"]
-    est = prior.predict(sx)[:, :2].mean(1)
     car = prior.predict(data["carphone"])[:, :2].mean(1)
     return {"static": float(spearmanr(overall, y[:, 0])[0]), "temporal": float(spearmanr(overall, y[:, 1])[0]),
             "alignment": float(spearmanr(oof[:, 2], y[:, 2])[0]),
             "val_chains": chain_order(prior, data["val_chains"])[0], "test_chains": test, "by_kind": by_kind,
-            "synth_srcc": float(spearmanr(est, target)[0]),
-            "synth_srcc_right_prompt": float(spearmanr(est[~wrong], target[~wrong])[0]),
-            "carphone": [float(car[0]), float(car[1])]}
+            "synth": synth_check(prior, data["synth"]), "carphone": [float(car[0]), float(car[1])]}
 
 
 def load_data(args) -> dict:
-    from prior_pairs import synth_inputs
+    from prior_pairs import synth_inputs, synth_split
 
     from llmvqa.assessor import resolve_video
     from llmvqa.corpus.chains import build_chains
     from llmvqa.encoders.cache import FeatureCache
     from llmvqa.encoders.pipeline import FeatureExtractor
-    from llmvqa.evaluation.datasets import WRONG_PROMPT
     from llmvqa.evaluation.human import prior_data
     from llmvqa.model.prior import prior_input
     from llmvqa.train.human_data import chain_pairs, features_from_cache, load_rated, prompt_folds
@@ -182,17 +158,14 @@ def load_data(args) -> dict:
     train = build_chains(extractor, args.synth, "train", args.train_chains, 0, cache=cache)
     data["train_pairs"] = chain_pairs(train, 1.0)  # margins per unit of strength gap; × the setting's margin
     for split in ("val", "test"):
-        data[f"{split}_chains"] = chain_inputs(build_chains(extractor, args.synth, split, 72, 0, cache=cache))
+        data[f"{split}_chains"] = build_chains(extractor, args.synth, split, 72, 0, cache=cache)
     data["carphone"] = np.stack([prior_input(extractor.extract(resolve_video(f"example:{n}")))
                                  for n in ("carphone_pristine", "carphone_distorted")])
     if args.source_pairs:
         from llmvqa.train.human_data import source_pairs
 
         data["source_pairs"] = source_pairs(synth_inputs(extractor, cache, args.synth, "train"), 1.0)
-    rows = synth_inputs(extractor, cache, args.synth, "test")
-    data["synth"] = (np.stack([v for _, v in rows]), np.array([float(r["scores"]["overall"]) for r, _ in rows]),
-                     np.array([bool(r.get("twin_of")) or any(d["name"] == WRONG_PROMPT for d in r.get("degradations") or [])
-                               for r, _ in rows]))
+    data["synth"] = synth_split(extractor, cache, args.synth, "test")
     return data
 
 
@@ -214,8 +187,8 @@ def markdown(rows: list[dict], train_chains: int) -> str:
     for r in rows:
         kinds = ", ".join(f"{k} {v:.0%}" for k, v in r["by_kind"].items())
         lines.append(f"| {r['setting']} | {r['static']:.3f} | {r['temporal']:.3f} | {r['alignment']:.3f} | "
-                     f"{r['val_chains']:.1%} / {r['test_chains']:.1%} | {r['synth_srcc']:.3f} / "
-                     f"{r['synth_srcc_right_prompt']:.3f} | {r['carphone'][0]:.2f} / {r['carphone'][1]:.2f} | {kinds} |")
+                     f"{r['val_chains']:.1%} / {r['test_chains']:.1%} | {r['synth']['srcc']:.3f} / "
+                     f"{r['synth']['srcc_right_prompt']:.3f} | {r['carphone'][0]:.2f} / {r['carphone'][1]:.2f} | {kinds} |")
     return "\n".join(lines) + "\n"
 
 

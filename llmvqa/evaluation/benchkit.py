@@ -160,15 +160,16 @@ def _rows(path: Path) -> int:
         return max(0, sum(1 for _ in csv.reader(f)) - 1)
 
 
-def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.1, *, cwd: str | Path | None = None,
-                 env: dict | None = None) -> dict:
+def time_process(cmd: Sequence[str], rows_file: str | Path | None, interval: float = 0.1, *,
+                 cwd: str | Path | None = None, env: dict | None = None) -> dict:
     """Run ``cmd`` (in ``cwd``, with ``env``; stdout discarded), sampling every ``interval`` s: "wall_s",
-    "first_row_s" (seconds until ``rows_file`` holds a header and one row; None if never), "row_times" ([seconds,
-    rows] each time the row count changed), "peak_rss_mib" (the process tree's), "returncode", "stderr_tail" (its
-    last 300 characters; stderr goes to a temporary file, so a chatty process never blocks on a full pipe)."""
+    "first_row_s" (seconds until ``rows_file`` holds a header and one row; None if never, or without a rows file),
+    "row_times" ([seconds, rows] each time the row count changed), "peak_rss_mib" (the process tree's),
+    "returncode", "stderr_tail" (its last 300 characters; stderr goes to a temporary file, so a chatty process never
+    blocks on a full pipe)."""
     import tempfile
 
-    rows_file = Path(rows_file)
+    rows_file = None if rows_file is None else Path(rows_file)
     err = tempfile.TemporaryFile()
     t0 = time.perf_counter()
     try:
@@ -180,7 +181,7 @@ def time_process(cmd: Sequence[str], rows_file: str | Path, interval: float = 0.
     while True:
         done = proc.poll() is not None
         peak = max(peak, rss_mib(proc.pid, tree=True)) if not done else peak
-        n = _rows(rows_file)
+        n = _rows(rows_file) if rows_file is not None else 0
         if n and (not seen or seen[-1][1] != n):
             seen.append([time.perf_counter() - t0, n])
             first = seen[0][0] if first is None else first
