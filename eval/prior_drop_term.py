@@ -78,6 +78,7 @@ def load(args) -> dict:
     d["fetv_prior"], d["fetv_y"] = prior_data(fe, clips)
     d["fetv_probe"] = probe_x(fe)
     d["fetv_folds"] = prompt_folds([c.prompt for c in clips], args.folds, 0)
+    d["fetv_source"] = np.array([c.source for c in clips])
     car = [ex.extract(resolve_video(f"example:{n}")) for n in ("carphone_pristine", "carphone_distorted")]
     d["car_prior"], d["car_probe"] = np.stack([prior_input(f) for f in car]), probe_x([(f, {}) for f in car])
     source_of = {r["id"]: r.get("source") or "" for r in read_manifest(args.synth)}
@@ -90,6 +91,7 @@ def load(args) -> dict:
                                           for ch in chains])
         d[f"ch{split}_group"] = np.array([ch.group for ch in chains])
         d[f"ch{split}_src"] = np.array([source_of[ch.clip] for ch in chains])
+        d[f"ch{split}_kind"] = np.array([ch.degradation for ch in chains])
     return d
 
 
@@ -133,22 +135,30 @@ def chain_share(prior, x, q, copies, post) -> float:
     return good / total
 
 
-def setting(d, q, copies: int, post: np.ndarray, weight=3.0, margin=0.35, outside=0.2) -> dict:
-    from llmvqa.evaluation.human import within_source
-    from llmvqa.model.prior import PRIOR_TARGETS, HumanPrior
+def chain_pair_rows(inputs: np.ndarray, groups, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ranking pairs of ``fit_ranked`` from chains: inputs (C, 4, D) in STRENGTHS order, groups (C,) → (P, 2, D)
+    (weaker, stronger degradation) and (P, 3) margins: margin × the strength gap in the chain group's rating,
+    alignment unconstrained."""
+    from llmvqa.model.prior import PRIOR_TARGETS
     from llmvqa.train.human_data import CHAIN_RATINGS
 
     px, pm = [], []
-    for c in range(len(d["chtrain_prior"])):
-        inputs = with_term(d["chtrain_prior"][c], q["chtrain"][c], copies)
+    for c in range(len(inputs)):
         for i in range(4):
             for j in range(i + 1, 4):
-                m = np.zeros(3)
-                m[PRIOR_TARGETS.index(CHAIN_RATINGS[d["chtrain_group"][c]])] = margin * (STRENGTHS[j] - STRENGTHS[i])
-                m[2] = np.nan
-                px.append(np.stack([inputs[i], inputs[j]]))
+                m = np.full(3, np.nan)
+                m[:2] = 0.0
+                m[PRIOR_TARGETS.index(CHAIN_RATINGS[groups[c]])] = margin * (STRENGTHS[j] - STRENGTHS[i])
+                px.append(inputs[c, [i, j]])
                 pm.append(m)
-    px, pm = np.stack(px), np.stack(pm)
+    return np.stack(px), np.stack(pm)
+
+
+def setting(d, q, copies: int, post: np.ndarray, weight=3.0, margin=0.35, outside=0.2) -> dict:
+    from llmvqa.evaluation.human import within_source
+    from llmvqa.model.prior import HumanPrior
+
+    px, pm = chain_pair_rows(with_term(d["chtrain_prior"], q["chtrain"], copies), d["chtrain_group"], margin)
     x, y, folds = with_term(d["fetv_prior"], q["fetv"], copies), d["fetv_y"], d["fetv_folds"]
     oof = np.zeros_like(y)
     for f in np.unique(folds):

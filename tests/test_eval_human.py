@@ -418,15 +418,19 @@ def test_directions_markdown_words_the_assumed_direction():
 
 
 # ---------------------------------------------------------------------------- eval/prior_residual.py
-def _prior_residual():
+def _eval_script(name):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "eval" / "prior_residual.py"
-    spec = importlib.util.spec_from_file_location("eval_prior_residual", path)
+    path = Path(__file__).resolve().parent.parent / "eval" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"eval_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _prior_residual():
+    return _eval_script("prior_residual")
 
 
 def _ranked_problem(seed=0, n=40, p=30, tokens=4):
@@ -467,3 +471,44 @@ def test_torch_prior_anchored_residual_stays_off_the_rated_clips():
     assert mod.parse_setting("hidden=16,decay=10") == {"hidden": 16, "decay": 10.0}
     with pytest.raises(SystemExit, match="expected linear"):
         mod.parse_setting("hidden")
+
+
+# ---------------------------------------------------------------------------- eval/degradation_ranker.py
+def _chains(seed=0, n=30):
+    """Chains (n, 4, 3): column 0 falls with the strength, column 1 is content, column 2 rises with the strength."""
+    rng = np.random.default_rng(seed)
+    content = rng.normal(size=(n, 1, 3)) * [1.0, 3.0, 1.0]
+    step = np.array([0.0, 0.35, 0.7, 1.0])[None, :, None] * [-1.0, 0.0, 0.5]
+    return content + step + 0.01 * rng.normal(size=(n, 4, 3))
+
+
+def test_chain_ranker_orders_new_chains_and_keeps_assumed_signs():
+    mod = _eval_script("degradation_ranker")
+    free = mod.ChainRanker(_chains(), np.arange(3))
+    assert mod.chain_share(free(_chains(seed=1))).mean() > 0.95
+    assert free.w[0] > 0 and free.w[2] < 0  # both moving columns rank a chain
+    signed = mod.ChainRanker(_chains(), np.arange(3), signs=np.array([1.0, 0.0, 1.0]))
+    assert signed.w[2] >= 0 and signed.w[0] > 0  # "higher is better" forbids reading column 2 downward
+    assert mod.chain_share(signed(_chains(seed=1))).mean() > 0.95
+    anchors = _chains(seed=2)[:, 0] * [3.0, 1.0, 0.0]  # rated clips that differ along column 0
+    flat = mod.ChainRanker(_chains(), np.arange(3), flat=anchors, flat_weight=100.0)
+    assert flat(anchors).std() < 0.5 * free(anchors).std()
+
+
+def test_degradation_ranker_columns_follow_the_statistics_layout():
+    from llmvqa.model.prior import STAT_INPUTS
+    from llmvqa.statistics import STATISTICS
+
+    mod = _eval_script("degradation_ranker")
+    cols, signs = mod.probe_columns({"tokens": 4})
+    assert list(cols) == list(range(STAT_INPUTS + 4)) and signs is None
+    names = [s.name for s in STATISTICS]
+    cols, signs = mod.probe_columns({"tokens": 4, "stats": 1, "signed": 1, "drop": "noise"})
+    assert names.index("noise") not in cols and names.index("dynamic_degree") not in cols  # dropped / no direction
+    assert signs[names.index("sharpness")] == 1.0 and signs[names.index("jitter")] == -1.0
+    assert max(cols) < STAT_INPUTS
+    assert mod.parse_setting("probe") == {} and mod.parse_setting("stats=1,drop=a+b") == {"stats": 1.0, "drop": "a+b"}
+    with pytest.raises(SystemExit, match="not a statistic"):
+        mod.probe_columns({"tokens": 0, "drop": "sharpnes"})
+    with pytest.raises(SystemExit, match="expected probe"):
+        mod.parse_setting("hidden=3")
