@@ -18,7 +18,10 @@ Ranker settings (``key=value,...``; ``probe`` alone: every probe input):
 - ``signed=1``: each statistic's weight keeps the sign of its assumed direction (``Statistic.higher_is_better``;
   statistics with no direction are left out; token coordinates are free);
 - ``flat=MU``: MU × the ranker's variance over fetv_dev's training-fold clips joins the loss (a ranker that cannot
-  move between the rated clips, so it cannot disagree with people there).
+  move between the rated clips, so it cannot disagree with people there);
+- ``content=ALPHA``: the ranker minus what the content predicts of it: a ridge (penalty ALPHA) from the prior's
+  mean-pooled tokens to the ranker, fitted on undegraded clips (the train chains' clean steps and fetv_dev's
+  training-fold clips), is subtracted, so that what stays is how far a clip lies below clips that look like it.
 Printed: the ranker alone (chain pairs val / test, test by kind, SRCC with fetv_dev's static and temporal ratings,
 its mean per fetv_dev source, synth test SRCC all / inside a source), then one row per ranker and λ.
 """
@@ -104,54 +107,74 @@ def parse_setting(text: str) -> dict:
         if part == "probe":
             continue
         key, _, value = part.partition("=")
-        if key not in ("stats", "drop", "signed", "flat") or not value:
-            raise SystemExit(f"--rankers {text!r}: expected probe or key=value,... with keys stats, drop, signed, flat")
+        if key not in ("stats", "drop", "signed", "flat", "content") or not value:
+            raise SystemExit(f"--rankers {text!r}: expected probe or key=value,... with keys stats, drop, signed, flat, "
+                             "content")
         out[key] = value if key == "drop" else float(value)
     return out
 
 
-def fit_ranker(d: dict, setting: dict, held: np.ndarray | None = None) -> ChainRanker:
-    """The setting's ranker on the train chains; ``flat`` over the fetv_dev clips outside ``held``."""
+def fit_term(d: dict, setting: dict, held: np.ndarray | None = None):
+    """The setting's ranker on the train chains, in units of its spread over the synth train split, as a function
+    of a data key ("fetv", "test", "chval", …) → its values there; ``flat`` and ``content`` see only the fetv_dev
+    clips outside ``held``."""
+    from sklearn.linear_model import Ridge
+
     columns, signs = probe_columns({**setting, "tokens": d["fetv_probe"].shape[1] - d["stat_inputs"]})
-    flat = d["fetv_probe"] if held is None else d["fetv_probe"][~held]
-    return ChainRanker(d["chtrain_probe"], columns, signs, flat=flat, flat_weight=setting.get("flat", 0.0))
+    keep = np.ones(len(d["fetv_probe"]), bool) if held is None else ~held
+    ranker = ChainRanker(d["chtrain_probe"], columns, signs, flat=d["fetv_probe"][keep],
+                         flat_weight=setting.get("flat", 0.0))
+    spread = float(ranker(d["train_probe"]).std())
+    if not setting.get("content"):
+        return lambda key: ranker(d[f"{key}_probe"]) / spread
+    tokens = d["fetv_prior"].shape[1] - d["stat_inputs"]
+    clean_prior = np.concatenate([d["fetv_prior"][keep], d["chtrain_prior"][:, 0]])[:, :tokens]
+    clean_probe = np.concatenate([d["fetv_probe"][keep], d["chtrain_probe"][:, 0]])
+    content = Ridge(alpha=setting["content"]).fit(clean_prior, ranker(clean_probe) / spread)
+
+    def term(key):
+        a = d[f"{key}_prior"]
+        baseline = content.predict(a.reshape(-1, a.shape[-1])[:, :tokens]).reshape(a.shape[:-1])
+        return ranker(d[f"{key}_probe"]) / spread - baseline
+
+    return term
 
 
-def alone(d: dict, ranker: ChainRanker) -> dict:
+def alone(d: dict, term) -> dict:
     from llmvqa.evaluation.human import within_source
 
-    test = chain_share(ranker(d["chtest_probe"]))
-    fetv, y, src = ranker(d["fetv_probe"]), d["fetv_y"], d["fetv_source"]
-    synth = ranker(d["test_probe"])
-    return {"val_chains": float(chain_share(ranker(d["chval_probe"])).mean()), "test_chains": float(test.mean()),
+    test = chain_share(term("chtest"))
+    fetv, y, src = term("fetv"), d["fetv_y"], d["fetv_source"]
+    synth = term("test")
+    return {"val_chains": float(chain_share(term("chval")).mean()), "test_chains": float(test.mean()),
             "by_kind": {k: float(test[d["chtest_kind"] == k].mean()) for k in sorted(set(d["chtest_kind"]))},
             "fetv_static": float(spearmanr(fetv, y[:, 0])[0]), "fetv_temporal": float(spearmanr(fetv, y[:, 1])[0]),
-            "fetv_mean_by_source": {s: float(fetv[src == s].mean() / ranker.spread) for s in sorted(set(src))},
+            "fetv_mean_by_source": {s: float(fetv[src == s].mean()) for s in sorted(set(src))},
             "fetv_static_inside_generator": within_source(fetv, y[:, 0], list(src))["mean_generated"],
             "synth": float(spearmanr(synth, d["test_overall"])[0]),
             "synth_inside_source": within_source(synth, d["test_overall"], list(d["test_src"]))["mean_generated"]}
 
 
-def joined(d: dict, setting: dict, lam: float, pairs: tuple) -> dict:
-    """Score = shipped prior recipe fitted to ratings − λ·ranker, plus λ·ranker; fetv_dev held out by prompt folds."""
+def joined(d: dict, setting: dict, lam: float, pairs: tuple, full) -> dict:
+    """Score = shipped prior recipe fitted to ratings − λ·ranker, plus λ·ranker; fetv_dev held out by prompt folds
+    (``full``: the setting's ``fit_term`` on every clip)."""
     from llmvqa.evaluation.human import within_source
     from llmvqa.model.prior import HumanPrior
 
     x, y, folds = d["fetv_prior"], d["fetv_y"], d["fetv_folds"]
 
-    def fit(keep, ranker):
+    def fit(keep, term):
         target = y[keep].copy()
-        target[:, :2] -= lam * ranker(d["fetv_probe"][keep])[:, None] / ranker.spread
+        target[:, :2] -= lam * term("fetv")[keep][:, None]
         prior = HumanPrior.fit_ranked(x[keep], target, *pairs, weight=3.0, outside=0.2)
         return lambda k: (prior.predict_inputs(d[f"{k}_prior"].reshape(-1, x.shape[1]))[:, :2].mean(1)
-                          .reshape(d[f"{k}_prior"].shape[:-1]) + lam * ranker(d[f"{k}_probe"]) / ranker.spread)
+                          .reshape(d[f"{k}_prior"].shape[:-1]) + lam * term(k))
 
-    full = spread(d, fit_ranker(d, setting))
     oof = np.zeros(len(y))
     for f in np.unique(folds):
         held = folds == f
-        ranker = spread(d, fit_ranker(d, setting, held)) if setting.get("flat") else full
-        oof[held] = fit(~held, ranker)("fetv")[held]
+        term = fit_term(d, setting, held) if setting.get("flat") or setting.get("content") else full
+        oof[held] = fit(~held, term)("fetv")[held]
     score = fit(np.ones(len(y), bool), full)
     synth, car = score("test"), score("car")
     return {"lambda": lam, "static": float(spearmanr(oof, y[:, 0])[0]), "temporal": float(spearmanr(oof, y[:, 1])[0]),
@@ -161,17 +184,14 @@ def joined(d: dict, setting: dict, lam: float, pairs: tuple) -> dict:
             "carphone": [float(car[0]), float(car[1])]}
 
 
-def spread(d: dict, ranker: ChainRanker) -> ChainRanker:
-    ranker.spread = float(ranker(d["train_probe"]).std())
-    return ranker
-
-
 def markdown(rows: list[dict]) -> str:
     lines = ["Degradation ranker alone (fitted to the 240 train-split chains only; fetv_dev mean in units of its spread "
              "over the synth train split)", "",
              "| ranker | chain pairs val / test | fetv static / temporal SRCC (inside a generator) | fetv mean by source "
              "| synth test SRCC all / inside a source | test chains by kind |", "|---|---|---|---|---|---|"]
     for r in rows:
+        if "alone" not in r:
+            continue
         a = r["alone"]
         lines.append(f"| {r['ranker']} | {a['val_chains']:.1%} / {a['test_chains']:.1%} | {a['fetv_static']:.3f} / "
                      f"{a['fetv_temporal']:.3f} ({a['fetv_static_inside_generator']:.3f}) | "
@@ -196,8 +216,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default="cache/features")
     ap.add_argument("--chains", type=int, default=240)
     ap.add_argument("--folds", type=int, default=6)
-    ap.add_argument("--rankers", nargs="+", default=["probe", "drop=dynamic_degree", "stats=1,signed=1", "flat=10"])
-    ap.add_argument("--lambdas", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.4])
+    ap.add_argument("--rankers", nargs="+", default=["probe", "drop=dynamic_degree", "stats=1,signed=1", "flat=10",
+                                                     "content=1000"])
+    ap.add_argument("--lambdas", nargs="+", type=float, default=[0.1, 0.2, 0.4])
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     settings = [parse_setting(s) for s in args.rankers]
@@ -210,11 +231,11 @@ def main(argv=None) -> int:
 
     d = {**load(args), "stat_inputs": STAT_INPUTS}
     pairs = chain_pair_rows(d["chtrain_prior"], d["chtrain_group"], 0.35)
-    rows = []
+    rows = [{"ranker": "none (the shipped prior recipe)", "joined": [joined(d, {}, 0.0, pairs, fit_term(d, {}))]}]
     for text, setting in zip(args.rankers, settings, strict=True):
-        ranker = spread(d, fit_ranker(d, setting))
-        rows.append({"ranker": text, "alone": alone(d, ranker),
-                     "joined": [joined(d, setting, lam, pairs) for lam in args.lambdas]})
+        term = fit_term(d, setting)
+        rows.append({"ranker": text, "alone": alone(d, term),
+                     "joined": [joined(d, setting, lam, pairs, term) for lam in args.lambdas]})
         print(json.dumps({"ranker": text, "test_chains": rows[-1]["alone"]["test_chains"]}), file=sys.stderr)
     from llmvqa.evaluation.report import print_report
 
