@@ -227,3 +227,40 @@ def test_prompt_alignment_prefers_the_prompt_that_describes_the_content(lite0):
     cat, car = "a cat sitting", "a red sports car racing on a highway"
     assert enc.prompt_alignment(cat_basis, cat) > enc.prompt_alignment(cat_basis, car) + 0.2
     assert enc.prompt_alignment(coffee_basis, "a cup of espresso") > enc.prompt_alignment(coffee_basis, cat) + 0.1
+
+
+def test_class_name_table_is_stored_once_and_a_video_without_prompt_loads_no_text_encoder(lite0, tmp_path, monkeypatch):
+    import llmvqa.encoders.semantic as semantic
+
+    class Named(_HashTextEncoder):
+        name = "minilm"  # stands in for the offline MiniLM: its table is stored
+        texts = 0
+
+        def embed(self, texts):
+            Named.texts += len(texts)
+            return super().embed(texts)
+
+    loads: list[str] = []
+    monkeypatch.setenv("LLMVQA_CACHE", str(tmp_path))
+    monkeypatch.setattr(semantic, "load_text_encoder", lambda name, **kw: loads.append(name) or Named())
+    clip = _photo_clip("chelsea")
+    first = SemanticEncoder(backbone=lite0)
+    _, _, basis = first(clip)
+    assert loads == ["minilm"] and Named.texts == 1000  # every class name, once
+    assert len(list((tmp_path / "class_names").glob("*.pt"))) == 1
+    again = SemanticEncoder(backbone=lite0)
+    _, _, basis2 = again(clip)
+    assert loads == ["minilm"] and torch.equal(basis, basis2)  # read from the table: no text encoder loaded
+    assert again.alignment_space == first.alignment_space == "classes:efficientnet_lite0:top5:minilm"
+    given = SemanticEncoder(backbone=lite0, text_encoder=Named())  # the old path, one class at a time
+    assert torch.allclose(given(clip)[2], basis, atol=1e-6)
+    assert again.prompt_alignment(basis2, "a cat") == pytest.approx(first.prompt_alignment(basis, "a cat"))
+    assert loads == ["minilm", "minilm"]  # a prompt loads it
+
+    class Other(_HashTextEncoder):  # a stand-in under another name: used, never stored
+        pass
+
+    monkeypatch.setattr(semantic, "load_text_encoder", lambda name, **kw: Other())
+    monkeypatch.setenv("LLMVQA_CACHE", str(tmp_path / "other"))
+    SemanticEncoder(backbone=lite0)(clip)
+    assert not (tmp_path / "other").exists()

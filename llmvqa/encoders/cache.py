@@ -30,6 +30,12 @@ CACHE_FORMAT = "llmvqa-features/1"
 _CHUNK = 1 << 20
 
 
+def cache_root() -> Path:
+    """Where llmvqa keeps what it builds once per machine: converted backbones, the class-name embedding table
+    (``LLMVQA_CACHE`` or ``~/.cache/llmvqa``)."""
+    return Path(os.environ.get("LLMVQA_CACHE", Path.home() / ".cache" / "llmvqa"))
+
+
 def content_hash(path: str | os.PathLike) -> str:
     """sha256 hex digest of a video's bytes (streamed); for a frame folder, of its sorted file names + bytes."""
     p = Path(path)

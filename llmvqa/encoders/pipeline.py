@@ -50,7 +50,7 @@ class FeatureExtractor:
         self.technical = TechnicalEncoder(tech_cfg, backbone=tech_backbone)
         self.motion = MotionEncoder(self.config.motion, device=self.device)
         self.semantic = SemanticEncoder(sem_cfg, backbone=sem_backbone)
-        _ = self.semantic.text_encoder  # loads lazily otherwise: pay (and time) it here
+        # the text encoder loads with the first prompt (the class names' embeddings: SemanticEncoder.class_table)
         self.load_seconds = time.perf_counter() - t0
 
     def optimize_for_inference(self) -> bool:

@@ -21,6 +21,10 @@ fine prompt fidelity (see DESIGN.md).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from llmvqa.encoders.backbones import EfficientNetLite0Backbone, VisionBackbone, load_vision_backbone
+from llmvqa.encoders.cache import cache_root
 from llmvqa.encoders.technical import select_frames
 from llmvqa.encoders.text import TextEncoder, load_text_encoder
 from llmvqa.errors import ConfigError, ModelError
@@ -115,8 +120,12 @@ class SemanticEncoder:
         self.cfg = cfg or SemanticConfig()
         self._backbone = backbone
         self._text = text_encoder
+        self._own_text = text_encoder is None
+        """Whether the text encoder is this encoder's to load (none was passed in)."""
         self._name_cache: dict[int, torch.Tensor] = {}
         self._class_matrix: torch.Tensor | None = None
+        self._class_table: torch.Tensor | None = None
+        """(C, E) MiniLM embeddings of every class name, read from the disk cache (``class_table``)."""
         self._prompt_cache: dict[str, torch.Tensor] = {}  # prompt → unit embedding (a batch repeats prompts)
 
     @property
@@ -125,27 +134,37 @@ class SemanticEncoder:
             self._backbone = load_vision_backbone(self.cfg.backbone)
         return self._backbone
 
+    def _text_name(self) -> str:
+        """The text encoder the settings ask for ("auto" resolved)."""
+        name = self.cfg.text_encoder
+        if name == "auto":
+            return self.cfg.backbone if self.backbone.joint_space else "minilm"
+        if self.backbone.joint_space and name != self.cfg.backbone:
+            raise ConfigError(
+                "SemanticConfig.text_encoder",
+                f"{name!r} cannot read the image-text space of {self.cfg.backbone!r}",
+                'use "auto" (the backbone\'s own text tower)',
+            )
+        return name
+
     @property
     def text_encoder(self) -> TextEncoder:
         if self._text is None:
-            name = self.cfg.text_encoder
-            if name == "auto":
-                name = self.cfg.backbone if self.backbone.joint_space else "minilm"
-            elif self.backbone.joint_space and name != self.cfg.backbone:
-                raise ConfigError(
-                    "SemanticConfig.text_encoder",
-                    f"{name!r} cannot read the image-text space of {self.cfg.backbone!r}",
-                    'use "auto" (the backbone\'s own text tower)',
-                )
-            self._text = load_text_encoder(name, backbone=self.backbone)
+            self._text = load_text_encoder(self._text_name(), backbone=self.backbone)
         return self._text
+
+    def _default_text(self) -> bool:
+        """Whether the text encoder is the offline MiniLM that this encoder loads itself (not one passed in): then
+        the class names' embeddings can come from the disk cache and a video without a prompt never loads it."""
+        return self._own_text and self._text_name() == "minilm"
 
     @property
     def alignment_space(self) -> str:
         """Names the text space of alignment_basis (store it with the features; bases from different spaces do not compare)."""
         if self.backbone.joint_space:
             return f"joint:{self.backbone.name}"
-        space = f"classes:{self.backbone.name}:top{self.cfg.top_k}:{self.text_encoder.name}"
+        text = self._text.name if self._text is not None else "minilm" if self._default_text() else self.text_encoder.name
+        space = f"classes:{self.backbone.name}:top{self.cfg.top_k}:{text}"
         if self.cfg.class_template != SemanticConfig.class_template:
             space += f":{self.cfg.class_template}"
         return space
@@ -155,8 +174,39 @@ class SemanticEncoder:
         frames = clip.frames if isinstance(clip, Clip) else np.asarray(clip)
         return resized(frames[select_frames(len(frames), self.cfg.nframes_used)], self.cfg.size)
 
+    def class_table(self) -> torch.Tensor | None:
+        """(C, E) MiniLM embeddings of every class name of the backbone, or None when the text encoder is not the
+        default MiniLM. Built once per machine (about 3 s) and kept in ``cache_root()/class_names``, so that reading
+        a video without a prompt needs no text encoder: a feature worker or ``rate clip.mp4`` starts about 3 s
+        sooner. The same embeddings as one class at a time, to float rounding."""
+        if self._class_table is None and self._default_text() and self.backbone.classes:
+            names = [self.cfg.class_template.format(c) for c in self.backbone.classes]
+            key = hashlib.sha256(json.dumps([self.backbone.name, "minilm", names]).encode()).hexdigest()[:20]
+            path = cache_root() / "class_names" / f"{key}.pt"
+            try:
+                table = torch.load(path, weights_only=True)
+                ok = isinstance(table, torch.Tensor) and table.ndim == 2 and len(table) == len(names)
+            except Exception:  # noqa: BLE001 - absent, unreadable or from another torch: built again below
+                ok = False
+            if not ok:
+                text = self.text_encoder
+                table = torch.cat([text.embed(names[i:i + 256]) for i in range(0, len(names), 256)]).float()
+                if getattr(text, "name", None) != "minilm":  # a stand-in (tests): used, never stored
+                    self._class_table = table
+                    return table
+                with contextlib.suppress(OSError):  # a read-only home: the table stays in memory only
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+                    torch.save(table, tmp)
+                    os.replace(tmp, path)
+            self._class_table = table
+        return self._class_table
+
     def _class_name_embeddings(self, ids: list[int]) -> torch.Tensor:
-        """Text embeddings (len(ids), E) of class names, cached per class."""
+        """Text embeddings (len(ids), E) of class names: rows of ``class_table``, or embedded once per class."""
+        table = self.class_table()
+        if table is not None:
+            return table[ids]
         classes = self.backbone.classes
         missing = [i for i in ids if i not in self._name_cache]
         if missing:
@@ -263,6 +313,8 @@ class SemanticEncoder:
                 raise ConfigError("SemanticConfig.alignment_offset",
                                   f"'classes' needs a classifier backbone with class names; {self.cfg.backbone!r} has none",
                                   'set alignment_offset: "none"')
-            names = [self.cfg.class_template.format(c) for c in classes]
-            self._class_matrix = F.normalize(self.text_encoder.embed(names).float(), dim=-1)
+            table = self.class_table()
+            if table is None:
+                table = self.text_encoder.embed([self.cfg.class_template.format(c) for c in classes])
+            self._class_matrix = F.normalize(table.float(), dim=-1)
         return self._class_matrix

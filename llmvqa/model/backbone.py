@@ -18,16 +18,12 @@ from pathlib import Path
 
 import torch
 
+from llmvqa.encoders.cache import cache_root
 from llmvqa.errors import ModelError
 
 GEMMA_OFFLINE = "gemma3-270m"
 VL_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
 """Checkpoints whose language model we use through the VL class (hook for the full VL path)."""
-
-
-def cache_root() -> Path:
-    """Where converted backbones are cached (``LLMVQA_CACHE`` or ``~/.cache/llmvqa``)."""
-    return Path(os.environ.get("LLMVQA_CACHE", Path.home() / ".cache" / "llmvqa"))
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:
