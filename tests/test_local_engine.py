@@ -12,7 +12,7 @@ from test_batch import PickyExtractor, make_videos, read_rows
 
 from llmvqa.commands.batch import run_batch
 from llmvqa.commands.batch_io import collect_jobs
-from llmvqa.engines.local import LocalOptions, ModelSpec, auto_workers, run_local_batch
+from llmvqa.engines.local import FIRST_NICE, FeaturePool, LocalOptions, ModelSpec, auto_workers, run_local_batch
 from llmvqa.errors import LlmvqaError
 
 
@@ -36,6 +36,22 @@ def crashing_extractor():
 
 def broken_extractor():
     raise OSError("weights file truncated")
+
+
+class WhoExtractor(PickyExtractor):
+    """Notes which process read the video, and at what niceness."""
+
+    def extract(self, path):
+        import time
+
+        time.sleep(0.2)  # long enough that a job is still in flight when the next is submitted
+        features = super().extract(path)
+        features.meta["reader"] = f"{os.getpid()}:{os.nice(0)}"
+        return features
+
+
+def who_extractor():
+    return WhoExtractor()
 
 
 def test_workers_give_the_rows_of_the_one_process_loop_in_order(tmp_path):
@@ -197,3 +213,24 @@ def test_a_file_listed_with_several_prompts_is_read_once(tmp_path):
     assert [(r["video"], r["prompt"]) for r in mine] == [(r["video"], r["prompt"]) for r in theirs]
     for m, t in zip(mine, theirs, strict=True):
         assert (m["score"], m["level"]) == (t["score"], t["level"])
+
+
+def test_one_worker_reads_at_low_priority_until_the_others_start(tmp_path):
+    make_videos(tmp_path / "v", n=8, bad=())
+    jobs = collect_jobs(tmp_path / "v")
+    pool = FeaturePool(who_extractor, 3, 1, jobs, one_first=True)
+    try:
+        early = [pool.submit(j).result() for j in jobs[:3]]  # while the model would load: one process only
+        readers = {r[1].meta["reader"] for r in early}
+        assert len(readers) == 1
+        assert int(readers.pop().split(":")[1]) == min(19, os.nice(0) + FIRST_NICE)
+        pool.start_all()
+        pool.start_all()  # once only
+        assert len(pool.executors) == 2
+        futures = [pool.submit(j) for j in jobs[3:]]  # to the group with the fewest in flight: both share them
+        late = {f.result()[1].meta["reader"] for f in futures}
+        niceness = sorted(int(r.split(":")[1]) for r in late)
+        assert niceness[0] == os.nice(0) and niceness[-1] == min(19, os.nice(0) + FIRST_NICE)
+    finally:
+        pool.close()
+    assert pool.in_flight == [0, 0]

@@ -10,7 +10,8 @@ equal to float rounding), the same resume rules and failure rows (``llmvqa.comma
 
 Workers run optimized encoders (``FeatureExtractor.optimize_for_inference``: the same features to
 float rounding) and read a file listed with several prompts once. The model loads here after the
-first video is handed to a worker (``ModelSpec``), so the first result is ready when the model is.
+first videos are handed to one worker (``ModelSpec``), which reads on while the model loads; the other workers
+start once it is loaded.
 
 A worker that dies (a decoder crash, the out-of-memory killer) takes the videos in flight with it:
 the pool is restarted and they are tried again one at a time, so the video that kills its worker
@@ -108,12 +109,17 @@ def _quiet_settings() -> tuple[dict[str, int], list]:
     return {name: logging.getLogger(name).level for name in LIBRARIES}, list(warnings.filters)
 
 
-def _start_worker(make_extractor: Callable[[], Any], threads: int, quiet: tuple[dict[str, int], list]) -> None:
+def _start_worker(make_extractor: Callable[[], Any], threads: int, quiet: tuple[dict[str, int], list],
+                  niceness: int = 0) -> None:
     global _EXTRACTOR, _START_ERROR
     import logging
     import warnings
 
     import torch
+
+    if niceness:
+        with contextlib.suppress(OSError):
+            os.nice(niceness)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle (it stops the pool)
     levels, filters = quiet
@@ -230,9 +236,14 @@ def _ctrl_c_not_inherited():
 
 
 class FeaturePool:
-    """Worker processes that extract features of submitted jobs; restarted when one dies."""
+    """Worker processes that extract features of submitted jobs; restarted when one dies.
 
-    def __init__(self, make_extractor: Callable[[], Any], workers: int, threads: int, jobs: list[Job] = ()):
+    With ``one_first`` the pool starts with one worker, which reads every job submitted until ``start_all`` (while
+    this process loads the model, it takes one CPU and leaves the load the others); ``start_all`` starts the other
+    workers, and each job goes to the group of workers with the fewest jobs in flight."""
+
+    def __init__(self, make_extractor: Callable[[], Any], workers: int, threads: int, jobs: list[Job] = (),
+                 one_first: bool = False):
         self.make_extractor, self.workers, self.threads = make_extractor, workers, threads
         self.prompts: dict[str, list[str | None]] = {}
         """Per file (``Job.key[0]``), the prompts it is listed with: read once, scored with each."""
@@ -247,15 +258,22 @@ class FeaturePool:
         """Per file still to be scored with another prompt, the future of its reading (at most ``KEEP_READINGS``)."""
         self.worked = False
         """Whether any worker has ever finished a job (a pool that breaks before that cannot start at all)."""
-        self.executor = self._new()
+        self.first = 1 if one_first and workers > 1 else workers
+        self.executors, self.in_flight = [self._new(self.first, FIRST_NICE if self.first < workers else 0)], [0]
 
-    def _new(self) -> ProcessPoolExecutor:
+    def start_all(self) -> None:
+        """Start the workers that ``one_first`` held back (nothing when they run)."""
+        if len(self.executors) == 1 and self.first < self.workers:
+            self.executors.append(self._new(self.workers - self.first))
+            self.in_flight.append(0)
+
+    def _new(self, workers: int, niceness: int = 0) -> ProcessPoolExecutor:
         import multiprocessing
 
         # spawn: a forked child of a process whose torch already ran threads can deadlock in OpenMP
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker,
-                                   initargs=(self.make_extractor, self.threads, _quiet_settings()))
+                                   initargs=(self.make_extractor, self.threads, _quiet_settings(), niceness))
 
     def pending(self, job: Job, crashes: int = 0) -> _Pending:
         """The job, with the reading of its file: submitted now, or the one already submitted for another prompt."""
@@ -282,27 +300,33 @@ class FeaturePool:
         prompts = tuple(self.prompts.get(job.key[0]) or [_prompt(job)])
         if _prompt(job) not in prompts:
             prompts += (_prompt(job),)
+        group = min(range(len(self.executors)), key=self.in_flight.__getitem__)
         try:
             with _ctrl_c_not_inherited():  # a worker spawned here ignores Ctrl-C: this process stops the pool
-                future = self.executor.submit(extract_job, job.path, prompts)
+                future = self.executors[group].submit(extract_job, job.path, prompts)
         except BrokenProcessPool as err:
             future = Future()
             future.set_exception(err)
             return future
-        future.add_done_callback(self._note)
+        self.in_flight[group] += 1
+        future.add_done_callback(partial(self._note, self.executors[group], group))
         return future
 
-    def _note(self, future: Future) -> None:
+    def _note(self, executor: ProcessPoolExecutor, group: int, future: Future) -> None:
+        if group < len(self.executors) and self.executors[group] is executor:  # not a pool restarted since
+            self.in_flight[group] -= 1
         if not future.cancelled() and future.exception() is None:
             self.worked = True
 
     def restart(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        self.executor = self._new()
+        self.close()
+        self.first = self.workers
+        self.executors, self.in_flight = [self._new(self.workers)], [0]
         self.reading.clear()  # every reading in flight died with the pool
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for executor in self.executors:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -339,10 +363,13 @@ OPTIMIZE_FROM = 16
 KEEP_READINGS = 256
 """Readings (features) kept for files listed again further on with another prompt; past it a file is read again."""
 
-EARLY_JOBS = 1
-"""Videos handed to the workers before this process loads the model: one, so one worker starts and has the first
-video read by the time the model is loaded (on 2 CPUs, starting every worker at once delays the first result by
-about 2.5 s: measured 7.4 s against 10.0 s); the others start with the next videos."""
+FIRST_NICE = 19
+"""Niceness of the worker that reads while the model loads (``one_first``): it takes only the CPU the load leaves
+idle, and later only what this process's scoring leaves (the other workers run at normal priority)."""
+
+# While this process loads the model, one worker reads the first videos (FeaturePool one_first); the others start
+# once it is loaded. On 2 CPUs, starting every worker at once delayed the first result by about 2.5 s (measured 7.4 s
+# against 10.0 s, session 16), and one worker given a single video sat idle for the rest of the load.
 
 
 def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain: bool = False,
@@ -379,7 +406,7 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     workers = min(workers, len(todo))
     # this process scores while the workers read: the CPUs they leave (at least one thread)
     torch.set_num_threads(max(1, cpu_count() - workers * options.threads))
-    pool = FeaturePool(make_extractor, workers, options.threads, todo)
+    pool = FeaturePool(make_extractor, workers, options.threads, todo, one_first=spec is not None)
     window = 2 * workers + options.batch_size  # videos in flight: workers never wait for this process
     pending: deque[_Pending] = deque()
     queue = iter(todo)
@@ -420,10 +447,10 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     batched = not (explain or dimensions)  # score only: clips are scored together, so worth waiting for
     first = True
     try:
-        fill(EARLY_JOBS if spec else None)  # the workers start on their first videos ...
+        fill()  # the first worker starts on the first videos ...
         if spec:
             assessor = spec.load()  # ... while the model loads here
-        fill()
+            pool.start_all()
         while pending:
             try:
                 head = pending[0].result()
