@@ -210,12 +210,11 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from prior_drop_term import chain_pair_rows, data_arguments, load
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ratings", default="../shared/data/fetv_dev")
-    ap.add_argument("--synth", default="data/synth/manifest.jsonl")
-    ap.add_argument("--cache", default="cache/features")
-    ap.add_argument("--chains", type=int, default=240)
-    ap.add_argument("--folds", type=int, default=6)
+    data_arguments(ap)
     ap.add_argument("--rankers", nargs="+", default=["probe", "drop=dynamic_degree", "stats=1,signed=1", "flat=10",
                                                      "content=1000"])
     ap.add_argument("--lambdas", nargs="+", type=float, default=[0.1, 0.2, 0.4])
@@ -224,9 +223,6 @@ def main(argv=None) -> int:
     settings = [parse_setting(s) for s in args.rankers]
     if not Path(args.synth).is_file():
         raise SystemExit(f"error: {args.synth}: no synth manifest; build it with `bash train.sh` (step 0)")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from prior_drop_term import chain_pair_rows, load
-
     from llmvqa.model.prior import STAT_INPUTS
 
     d = {**load(args), "stat_inputs": STAT_INPUTS}

@@ -95,6 +95,15 @@ def load(args) -> dict:
     return d
 
 
+def data_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags ``load`` reads: fetv_dev, the synth manifest, train chains, prompt folds, the feature cache."""
+    ap.add_argument("--ratings", default="../shared/data/fetv_dev")
+    ap.add_argument("--synth", default="data/synth/manifest.jsonl")
+    ap.add_argument("--chains", type=int, default=240)
+    ap.add_argument("--folds", type=int, default=6)
+    ap.add_argument("--cache", default="cache/features")
+
+
 def drop_models(x, t):
     from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -181,11 +190,7 @@ def setting(d, q, copies: int, post: np.ndarray, weight=3.0, margin=0.35, outsid
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ratings", default="../shared/data/fetv_dev")
-    ap.add_argument("--synth", default="data/synth/manifest.jsonl")
-    ap.add_argument("--chains", type=int, default=240)
-    ap.add_argument("--folds", type=int, default=6)
-    ap.add_argument("--cache", default="cache/features")
+    data_arguments(ap)
     ap.add_argument("--grid", nargs="+", default=["0:0:0", "0:0.5:0.5", "0:1:1", "0:0:1", "0:0:2", "10:0:0", "50:0:0"],
                     help="copies:technical:motion settings (see above)")
     ap.add_argument("--out", default=None)
