@@ -8,7 +8,8 @@
 When the technical and semantic encoders name the same vision backbone, one model is
 loaded and shared. ``timings`` holds the wall seconds of each stage of the last extraction
 (``load`` = probe + decode, then one entry per encoder), ``cpu_timings`` the CPU seconds of
-this process (all threads) for the same stages; ``load_seconds`` is the model loading.
+this process (all threads) for the same stages; ``load_seconds`` is the vision models' loading (the text
+encoder loads with the first prompt: the class names' embeddings come from a table built once per machine).
 """
 
 from __future__ import annotations
