@@ -252,7 +252,7 @@ def test_class_name_table_is_stored_once_and_a_video_without_prompt_loads_no_tex
     _, _, basis2 = again(clip)
     assert loads == ["minilm"] and torch.equal(basis, basis2)  # read from the table: no text encoder loaded
     assert again.alignment_space == first.alignment_space == "classes:efficientnet_lite0:top5:minilm"
-    given = SemanticEncoder(backbone=lite0, text_encoder=Named())  # the old path, one class at a time
+    given = SemanticEncoder(backbone=lite0, text_encoder=Named())  # passed in: built in memory, not read from disk
     assert torch.allclose(given(clip)[2], basis, atol=1e-6)
     assert again.prompt_alignment(basis2, "a cat") == pytest.approx(first.prompt_alignment(basis, "a cat"))
     assert loads == ["minilm", "minilm"]  # a prompt loads it

@@ -90,6 +90,15 @@ class SemanticConfig:
             )
 
 
+def _read_table(path, rows: int) -> torch.Tensor | None:
+    """A stored class-name table of ``rows`` rows, or None (absent, unreadable, from another torch: built again)."""
+    try:
+        table = torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001
+        return None
+    return table if isinstance(table, torch.Tensor) and table.ndim == 2 and len(table) == rows else None
+
+
 def consistency_stats(emb: torch.Tensor) -> dict[str, float]:
     """semantic_consistency and semantic_mutation of per-frame embeddings (T, D).
 
@@ -122,10 +131,9 @@ class SemanticEncoder:
         self._text = text_encoder
         self._own_text = text_encoder is None
         """Whether the text encoder is this encoder's to load (none was passed in)."""
-        self._name_cache: dict[int, torch.Tensor] = {}
         self._class_matrix: torch.Tensor | None = None
         self._class_table: torch.Tensor | None = None
-        """(C, E) MiniLM embeddings of every class name, read from the disk cache (``class_table``)."""
+        """(C, E) text embeddings of every class name (``class_table``)."""
         self._prompt_cache: dict[str, torch.Tensor] = {}  # prompt → unit embedding (a batch repeats prompts)
 
     @property
@@ -163,7 +171,7 @@ class SemanticEncoder:
         """Names the text space of alignment_basis (store it with the features; bases from different spaces do not compare)."""
         if self.backbone.joint_space:
             return f"joint:{self.backbone.name}"
-        text = self._text.name if self._text is not None else "minilm" if self._default_text() else self.text_encoder.name
+        text = "minilm" if self._text is None and self._default_text() else self.text_encoder.name
         space = f"classes:{self.backbone.name}:top{self.cfg.top_k}:{text}"
         if self.cfg.class_template != SemanticConfig.class_template:
             space += f":{self.cfg.class_template}"
@@ -174,55 +182,34 @@ class SemanticEncoder:
         frames = clip.frames if isinstance(clip, Clip) else np.asarray(clip)
         return resized(frames[select_frames(len(frames), self.cfg.nframes_used)], self.cfg.size)
 
-    def class_table(self) -> torch.Tensor | None:
-        """(C, E) MiniLM embeddings of every class name of the backbone, or None when the text encoder is not the
-        default MiniLM. Built once per machine (about 3 s) and kept in ``cache_root()/class_names``, so that reading
-        a video without a prompt needs no text encoder: a feature worker or ``rate clip.mp4`` starts about 3 s
-        sooner. The same embeddings as one class at a time, to float rounding."""
-        if self._class_table is None and self._default_text() and self.backbone.classes:
+    def class_table(self) -> torch.Tensor:
+        """(C, E) text embeddings of every class name of the backbone, built once. With the default MiniLM the table
+        is kept in ``cache_root()/class_names`` (built once per machine, about 3 s), so that reading a video without
+        a prompt loads no text encoder: a feature worker or ``rate clip.mp4`` starts about 3 s sooner."""
+        if self._class_table is None:
             names = [self.cfg.class_template.format(c) for c in self.backbone.classes]
-            key = hashlib.sha256(json.dumps([self.backbone.name, "minilm", names]).encode()).hexdigest()[:20]
-            path = cache_root() / "class_names" / f"{key}.pt"
-            try:
-                table = torch.load(path, weights_only=True)
-                ok = isinstance(table, torch.Tensor) and table.ndim == 2 and len(table) == len(names)
-            except Exception:  # noqa: BLE001 - absent, unreadable or from another torch: built again below
-                ok = False
-            if not ok:
+            path = None
+            if self._default_text():
+                key = hashlib.sha256(json.dumps([self.backbone.name, "minilm", names]).encode()).hexdigest()[:20]
+                path = cache_root() / "class_names" / f"{key}.pt"
+            table = _read_table(path, len(names)) if path else None
+            if table is None:
                 text = self.text_encoder
                 table = torch.cat([text.embed(names[i:i + 256]) for i in range(0, len(names), 256)]).float()
-                if getattr(text, "name", None) != "minilm":  # a stand-in (tests): used, never stored
-                    self._class_table = table
-                    return table
-                with contextlib.suppress(OSError):  # a read-only home: the table stays in memory only
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-                    torch.save(table, tmp)
-                    os.replace(tmp, path)
+                if path and text.name == "minilm":  # a stand-in under another name (tests) is never stored
+                    with contextlib.suppress(OSError):  # a read-only home: the table stays in memory only
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+                        torch.save(table, tmp)
+                        os.replace(tmp, path)
             self._class_table = table
         return self._class_table
-
-    def _class_name_embeddings(self, ids: list[int]) -> torch.Tensor:
-        """Text embeddings (len(ids), E) of class names: rows of ``class_table``, or embedded once per class."""
-        table = self.class_table()
-        if table is not None:
-            return table[ids]
-        classes = self.backbone.classes
-        missing = [i for i in ids if i not in self._name_cache]
-        if missing:
-            texts = [self.cfg.class_template.format(classes[i]) for i in missing]
-            for i, e in zip(missing, self.text_encoder.embed(texts), strict=True):
-                self._name_cache[i] = e
-        return torch.stack([self._name_cache[i] for i in ids])
 
     def class_basis(self, probs: torch.Tensor) -> torch.Tensor:
         """(T, C) class probabilities -> unit (E,) vector: per-frame top-k name mix, averaged."""
         top_p, top_i = probs.topk(min(self.cfg.top_k, probs.shape[-1]), dim=-1)  # (T, k)
         w = top_p / top_p.sum(-1, keepdim=True)  # (T, k)
-        ids = sorted(set(top_i.flatten().tolist()))
-        table = self._class_name_embeddings(ids)  # (U, E)
-        pos = torch.tensor([[ids.index(i) for i in row] for row in top_i.tolist()])  # (T, k)
-        per_frame = (w.unsqueeze(-1) * table[pos]).sum(1)  # (T, E)
+        per_frame = (w.unsqueeze(-1) * self.class_table()[top_i]).sum(1)  # (T, E)
         return F.normalize(per_frame.mean(0), dim=-1)
 
     def __call__(self, clip: Clip | np.ndarray) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
@@ -313,8 +300,5 @@ class SemanticEncoder:
                 raise ConfigError("SemanticConfig.alignment_offset",
                                   f"'classes' needs a classifier backbone with class names; {self.cfg.backbone!r} has none",
                                   'set alignment_offset: "none"')
-            table = self.class_table()
-            if table is None:
-                table = self.text_encoder.embed([self.cfg.class_template.format(c) for c in classes])
-            self._class_matrix = F.normalize(table.float(), dim=-1)
+            self._class_matrix = F.normalize(self.class_table(), dim=-1)
         return self._class_matrix
