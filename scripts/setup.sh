@@ -19,7 +19,7 @@ if ! python -c "import torch" 2>/dev/null; then
 fi
 # deepspeed builds from source: build it against the torch above, not a fresh CUDA one.
 python -c "import deepspeed" 2>/dev/null || DS_BUILD_OPS=0 pip install --no-build-isolation "deepspeed>=0.15"
-pip install -q -e ".[dev]"
+pip install -q -e ".[dev,onnx]"
 # the rest of the design stack the tests exercise (optional for users: extras deepspeed, quant, qwen-vl)
 pip install -q "bitsandbytes>=0.45" "qwen-vl-utils>=0.0.10" "tensorboard>=2.15" "ray[data]>=2.9"
 # BRISQUE's LIVE-trained model files (llmvqa.evaluation.brisque reads them; the package's own code is not used)

@@ -178,6 +178,27 @@ def test_clip_timestamps_follow_indices(tmp_path, frames):
     np.testing.assert_allclose(clip.timestamps, clip.indices / 8.0)
 
 
+def test_decode_threads_change_nothing_but_the_threads(tmp_path, monkeypatch):
+    path = _write_av(tmp_path / "long.mp4", _long_scene(40, seed=2), fps=8, options={"g": "8", "bf": "0"})
+    import decord
+
+    threads, real = [], decord.VideoReader
+
+    def reader(*args, **kwargs):
+        threads.append(kwargs.get("num_threads"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("decord.VideoReader", reader)
+    monkeypatch.setattr(loader, "DECODE_THREADS", loader.DECODE_THREADS)  # restored after the test
+    picked = load_clip(path, nframes=6).frames
+    loader.set_decode_threads(1)
+    one = load_clip(path, nframes=6).frames
+    assert threads == [0, 1]
+    np.testing.assert_array_equal(one, picked)
+    with pytest.raises(ConfigError, match="threads"):
+        loader.set_decode_threads(-1)
+
+
 def test_pyav_seeking_matches_decord(tmp_path):
     """A 10 s clip with 1 s GOPs: PyAV seeks between targets and must land on the same frames as decord."""
     scene = _long_scene(80, seed=3)

@@ -127,6 +127,9 @@ def _start_worker(make_extractor: Callable[[], Any], threads: int, quiet: tuple[
         logging.getLogger(name).setLevel(level)
     warnings.filters[:] = filters
     torch.set_num_threads(threads)
+    from llmvqa.video.loader import set_decode_threads
+
+    set_decode_threads(threads)  # decord would pick several: more CPU per video on CPUs the workers already fill
     try:
         _EXTRACTOR = make_extractor()
     except Exception as err:  # reported by every job, and the run stops with it
