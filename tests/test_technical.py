@@ -8,7 +8,14 @@ import pytest
 import torch
 from conftest import moving_scene
 
-from llmvqa.encoders.technical import TechnicalConfig, TechnicalEncoder, select_frames, technical_stats
+from llmvqa.encoders.technical import (
+    TechnicalConfig,
+    TechnicalEncoder,
+    color_cast,
+    frame_series,
+    select_frames,
+    technical_stats,
+)
 from llmvqa.errors import ConfigError
 from llmvqa.statistics import stats_of_stream
 from llmvqa.video.types import Clip, VideoInfo
@@ -227,3 +234,26 @@ def test_black_frames_give_no_evidence_of_a_cast():
     black[..., 2] = 3  # a faint blue noise floor is not a tint
     s = _stats(black)
     assert s["highlight_cast"] == 0.0 and s["channel_balance"] == 1.0
+
+
+@pytest.mark.parametrize("shape", [(3, 40, 56, 3), (2, 1, 9, 3), (2, 9, 1, 3)])
+def test_color_cast_is_the_gray_edge_formula(shape):
+    rgb = np.random.default_rng(1).integers(0, 255, shape, dtype=np.uint8)
+    x = rgb.astype(np.float64)
+    e = np.zeros(3)
+    for axis in (2, 1):
+        if x.shape[axis] > 1:
+            e += np.abs(np.diff(x, axis=axis)).mean(axis=(0, 1, 2))
+    want = np.hypot(e[0] - e[1], 0.5 * (e[0] + e[1]) - e[2]) / e.mean()
+    assert color_cast(rgb) == pytest.approx(want, rel=1e-9)
+
+
+def test_statistics_read_from_the_frame_series_are_the_measured_ones():
+    frames = moving_scene(num_frames=12, seed=4)
+    enc = TechnicalEncoder(TechnicalConfig(nframes_used=5))
+    measured = enc.stats_only(frames)
+    from_series = enc.stats_only(frames, frame_series(frames))
+    assert from_series == measured  # the same per-frame values averaged: equal, not close
+    series = frame_series(frames)
+    series["noise"] = series["noise"] + 1.0  # it really is read from the series
+    assert enc.stats_only(frames, series)["noise"] == pytest.approx(measured["noise"] + 1.0)

@@ -86,6 +86,9 @@ class FeatureExtractor:
             t, c = time.perf_counter(), time.process_time()
             if stream == "semantic":
                 tokens[stream], s, basis = self.semantic(clip)
+            elif stream == "technical":  # the per-frame series first: the technical statistics average them
+                series = frame_series(clip.frames)
+                tokens[stream], s = self.technical(clip, series)
             else:
                 tokens[stream], s = getattr(self, stream)(clip)
             stats.update(s)
@@ -110,7 +113,7 @@ class FeatureExtractor:
         labels = self.semantic.top_labels(tokens["semantic"])
         if labels:
             meta["labels"] = json.dumps(labels)
-        series = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in frame_series(clip.frames).items()}
+        series = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in series.items()}
         tokens = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tokens.items()}
         basis = basis.detach().to("cpu", torch.float32).contiguous() if basis is not None else None
         stats = {k: float(v) for k, v in stats.items() if k not in PROMPT_STATS}
