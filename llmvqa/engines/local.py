@@ -8,8 +8,9 @@ dimensions or an explanation each clip is rated as ``Assessor.rate`` rates it. R
 the order of the list, as soon as they are scored: the same rows as the one-process loop (scores
 equal to float rounding), the same resume rules and failure rows (``llmvqa.commands.batch``).
 
-Workers run optimized encoders (``FeatureExtractor.optimize_for_inference``: the same features to
-float rounding) and read a file listed with several prompts once. The model loads here after the
+Workers run optimized encoders (``FeatureExtractor.optimize_for_inference``: ONNX Runtime with the ``onnx`` extra,
+else TorchScript; the same features to float rounding), decode on their own thread count, and read a file listed
+with several prompts once. The model loads here after the
 first videos are handed to one worker (``ModelSpec``), which reads on while the model loads; the other workers
 start once it is loaded.
 
@@ -361,7 +362,9 @@ class ModelSpec:
 
 OPTIMIZE_FROM = 16
 """With ``workers=0``, a list of at least this many videos is read with optimized encoders
-(``FeatureExtractor.optimize_for_inference``: 1.6 s to build, 0.13 s less per video); workers always use them."""
+(``FeatureExtractor.optimize_for_inference``: on one thread 0.15 s to open the ONNX Runtime copy (about 1 s the first
+time on a machine, to export it) or 0.35 s to build the TorchScript one, then 0.18 / 0.13 s less per video); workers
+always use them."""
 
 KEEP_READINGS = 256
 """Readings (features) kept for files listed again further on with another prompt; past it a file is read again."""
@@ -392,7 +395,7 @@ def run_local_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain:
     workers = options.workers if options.workers is not None else auto_workers(cpu_count(), explain, dimensions)
     if workers == 0:
         assessor = spec.load() if spec else assessor
-        if len(jobs) >= OPTIMIZE_FROM:  # the faster encoders pay for their 1.6 s after a dozen videos
+        if len(jobs) >= OPTIMIZE_FROM:  # the faster encoders pay for their start-up after a few videos
             getattr(assessor.extractor, "optimize_for_inference", bool)()
         return run_batch(assessor, jobs, out, explain=explain, dimensions=dimensions, progress=progress)
     if make_extractor is None:

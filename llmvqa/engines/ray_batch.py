@@ -60,8 +60,10 @@ class RaterReplica:
         import torch
 
         from llmvqa.assessor import Assessor
+        from llmvqa.video.loader import set_decode_threads
 
         torch.set_num_threads(max(1, threads))
+        set_decode_threads(max(1, threads))  # its own CPUs: decord would pick as many threads as the node has
         self.assessor = Assessor.from_pretrained(model, device=device)
         getattr(self.assessor.extractor, "optimize_for_inference", bool)()
         self.explain, self.dimensions = explain, dimensions
