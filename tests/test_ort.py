@@ -85,3 +85,10 @@ def test_without_onnx_runtime_the_backbone_uses_torchscript(monkeypatch):
     want = backbone.embed(images)
     assert backbone.optimize_for_inference() and backbone.backend == "torchscript"
     assert torch.allclose(backbone.embed(images), want, atol=1e-4)
+
+
+def test_a_cache_that_cannot_be_written_keeps_the_torch_network(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("LLMVQA_CACHE", str(blocker))
+    assert ort.ort_forward(Tiny(0).eval(), "tiny", EXAMPLE) is None
