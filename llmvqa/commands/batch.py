@@ -3,6 +3,7 @@
     llmvqa batch videos/ --out results.csv
     llmvqa batch list.csv --out results.csv --explain          # list: video[,prompt] (CSV or Parquet)
     llmvqa batch list.parquet --out results.parquet --engine ray --replicas 4   # Ray: model replicas in parallel
+    accelerate launch --multi_gpu --num_processes 4 -m llmvqa.cli batch videos/ --out results.csv   # 4 GPUs
 
 Rows are written as each video finishes (CSV: flushed one by one, so a killed run loses at most
 one video and a row torn by the kill is removed on the next run; Parquet: a part file per 16
@@ -13,7 +14,9 @@ row is an error. The local engine reads (decodes and encodes) videos in ``--work
 scores the clips already read, score-only clips in batches (llmvqa.engines.local); ``--workers 0``
 does everything in this process, one video at a time. ``--engine ray`` spreads the videos over
 model replicas on a local Ray or a cluster (``--ray-address``), with the same rows
-(llmvqa.engines.ray_batch; extra: llmvqa[ray]).
+(llmvqa.engines.ray_batch; extra: llmvqa[ray]). Started by a launcher (``accelerate launch``, ``torchrun``), each
+process rates its share of the list on its own GPU and rank 0 merges the rows into --out in list order
+(llmvqa.engines.shards).
 """
 
 from __future__ import annotations
@@ -163,6 +166,17 @@ def run_batch(assessor: Any, jobs: list[Job], out: str | Path, *, explain: bool 
 
 def run(args: argparse.Namespace) -> int:
     jobs = collect_jobs(args.source, args.prompt_column)
+    from llmvqa.engines.shards import launcher_shard, run_sharded
+
+    shard = launcher_shard()  # started by accelerate launch / torchrun: this process's share of the list
+    if shard is not None:
+        if args.engine == "ray":
+            raise LlmvqaError("--engine ray", "spreads the work itself; it does not run under a launcher",
+                              "run llmvqa batch --engine ray as one process, or drop --engine ray")
+        summary = run_sharded(args, jobs, shard)
+        if shard.rank == 0:
+            print(f"results: {args.out}", file=sys.stderr)
+        return 1 if summary.failed else 0
     if args.engine == "ray":
         from llmvqa.engines.ray_batch import RayOptions, run_ray_batch
 

@@ -101,6 +101,20 @@ def _read_list(src: Path) -> tuple[list[dict], list[str]]:
         return list(reader), list(reader.fieldnames or [])
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, str]:
+    """The resume key of an output row (``Job.key`` of the job that wrote it)."""
+    return resume_key(_text(row.get("path")) or _text(row.get("video")), _text(row.get("prompt")))
+
+
+def row_status(rows: Iterable[dict]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(keys whose last row is ok, keys whose last row is an error) of output rows."""
+    status: dict[tuple[str, str], str] = {}
+    for row in rows:
+        if row.get("video"):
+            status[row_key(row)] = _text(row.get("status")) or "ok"
+    return {k for k, v in status.items() if v == "ok"}, {k for k, v in status.items() if v != "ok"}
+
+
 def columns(dimension_names: Iterable[str]) -> list[str]:
     per = [c for n in dimension_names for c in (f"{n}_score", f"{n}_level")]
     return [*BASE_COLUMNS, *per, *TAIL_COLUMNS]
@@ -125,13 +139,7 @@ class ResultSink:
         pass
 
     def _index(self, rows: Iterable[dict]) -> None:
-        status: dict[tuple[str, str], str] = {}
-        for row in rows:
-            if row.get("video"):
-                key = resume_key(_text(row.get("path")) or _text(row["video"]), _text(row.get("prompt")))
-                status[key] = _text(row.get("status")) or "ok"
-        self.done = {k for k, v in status.items() if v == "ok"}
-        self.failed_before = {k for k, v in status.items() if v != "ok"}
+        self.done, self.failed_before = row_status(rows)
 
 
 class CsvSink(ResultSink):
