@@ -360,7 +360,12 @@ class Assessor:
         defects that differ (``llmvqa.compare.Comparison``)."""
         from llmvqa.compare import compare_results
 
-        return compare_results(self.rate(a, prompt=prompt, explain=False), self.rate(b, prompt=prompt, explain=False))
+        return compare_results(self.rate(a, prompt=prompt, explain=False), self.rate(b, prompt=prompt, explain=False),
+                               self.statistics_of())
+
+    def statistics_of(self) -> dict[str, tuple[str, ...]]:
+        """Dimension key → the encoder statistics behind it (``Dimension.statistics``)."""
+        return {d.key: d.statistics for d in self.dimensions}
 
     # ------------------------------------------------------------------ chat
     def chat(self, video: str | Path, messages: list[dict], prompt: str | None = None, *,

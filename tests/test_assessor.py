@@ -343,6 +343,38 @@ def test_compare_names_the_better_clip_and_the_defects_that_differ(tmp_path):
     assert a.compare(p1, p1).better == "tie"  # a clip against itself
 
 
+def test_compare_explains_decisive_dimensions_by_the_statistics_behind_them(tmp_path):
+    from llmvqa.compare import compare_results, render_comparison
+    from llmvqa.levels import LevelRating
+
+    a = make_assessor()
+    p1, p2 = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    p1.write_bytes(b"clip one " * 50)
+    p2.write_bytes(b"clip two, other bytes " * 50)
+    ra, rb = a.rate(p1, explain=False), a.rate(p2, explain=False)
+    ra.evidence, rb.evidence = [], []
+    sure, poor, even = [0.9, 0.1, 0, 0, 0], [0, 0, 0.2, 0.8, 0], [0.2] * 5
+    for r, compression, sharpness, flicker in ((ra, sure, poor, even), (rb, poor, sure, even)):
+        r.dimensions = {"compression": LevelRating.from_probs("compression", compression),
+                        "sharpness": LevelRating.from_probs("sharpness", sharpness),
+                        "flicker": LevelRating.from_probs("flicker", flicker)}
+    ra.statistics.update(blockiness=1.03, sharpness=5.0)
+    rb.statistics.update(blockiness=1.40, sharpness=4.0)  # B less sharp by the measure, yet rated sharper
+    stats_of = a.statistics_of()
+    assert stats_of["compression"] == ("blockiness",)
+    c = compare_results(ra, rb, stats_of)
+    assert c.why[0] == ("B: compression rated lower (P(A better) = 1.00): blockiness 1.4 against 1.03 in A "
+                        "(lower is better)")
+    assert c.why[1] == "A: sharpness rated lower (P(A better) = 0.00)"  # its statistic says otherwise: not quoted
+    assert len(c.why) == 2  # flicker is not decisive
+    assert "Why:" in render_comparison(c)
+    rb.evidence = [{"dimension": "compression", "kind": "blocky", "start": 0.0, "end": 4.0, "strength": 0.5,
+                    "text": "compression blocks fill the picture", "local": False}]
+    c = compare_results(ra, rb, stats_of)  # a measured defect explains it: the statistic is not repeated
+    assert c.why == ["B: compression blocks fill the picture (not in A)", "A: sharpness rated lower (P(A better) = 0.00)"]
+    assert compare_results(ra, rb).why == ["B: compression blocks fill the picture (not in A)"]  # no mapping given
+
+
 def test_a_cancelled_rating_stops_between_stages_before_the_model_runs(video):
     import threading
 

@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     second = Assessor.from_pretrained(args.model_b, device=args.device) if args.model_b else first
     ra = first.rate(args.a, prompt=args.prompt, explain=False)
     rb = second.rate(args.b, prompt=args.prompt, explain=False)
-    result = compare_results(ra, rb)
+    result = compare_results(ra, rb, first.statistics_of())
     emit(result.to_dict(), render_comparison(result), args.json)
     return 0

@@ -215,7 +215,7 @@ def create_app(assessor: Any, config: ServerConfig | None = None) -> FastAPI:
         prompt = str(prompt) if prompt else None
         ra = await with_video(body["a"], None, lambda path: assessor.rate(path, prompt=prompt, explain=False))
         rb = await with_video(body["b"], None, lambda path: assessor.rate(path, prompt=prompt, explain=False))
-        out = compare_results(ra, rb).to_dict()
+        out = compare_results(ra, rb, assessor.statistics_of()).to_dict()
         out["a"], out["b"] = shown_ref(body["a"]), shown_ref(body["b"])
         return out
 
