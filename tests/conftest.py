@@ -26,6 +26,18 @@ def carphone_paths() -> tuple[str, str]:
     return str(pristine), str(distorted)
 
 
+def real_clips(root, n: int = 3, broken: bool = True) -> list:
+    """``n`` short real-footage clips clip0.mp4 … (moving_scene, 96², 8 fps) in ``root``, and a broken.mp4 that
+    claims to be an MP4; the clips' paths."""
+    from llmvqa.video.writer import write_video
+
+    root.mkdir(parents=True, exist_ok=True)
+    paths = [write_video(root / f"clip{i}.mp4", moving_scene(16, 96, seed=i), fps=8) for i in range(n)]
+    if broken:
+        (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    return paths
+
+
 def moving_scene(num_frames: int = 16, size: int = 128, seed: int = 0) -> np.ndarray:
     """A textured real photo (skimage astronaut) panned smoothly: uint8 (T, size, size, 3)."""
     from skimage import data

@@ -324,15 +324,21 @@ def test_p_better_from_two_level_distributions():
     assert p_better(half, sure_fair) == pytest.approx(0.5 * 1 + 0.5 * 0.5)
 
 
-def test_compare_names_the_better_clip_and_the_defects_that_differ(tmp_path):
-    from llmvqa.compare import compare_results, render_comparison
-
+def _two_ratings(tmp_path):
+    """The test assessor, two clip paths and their ratings (without dimensions' evidence)."""
     a = make_assessor()
     p1, p2 = tmp_path / "a.mp4", tmp_path / "b.mp4"
     p1.write_bytes(b"clip one " * 50)
     p2.write_bytes(b"clip two, other bytes " * 50)
     ra, rb = a.rate(p1, explain=False), a.rate(p2, explain=False)
-    ra.evidence = []
+    ra.evidence, rb.evidence = [], []
+    return a, (p1, p2), ra, rb
+
+
+def test_compare_names_the_better_clip_and_the_defects_that_differ(tmp_path):
+    from llmvqa.compare import compare_results, render_comparison
+
+    a, (p1, _), ra, rb = _two_ratings(tmp_path)
     rb.evidence = [{"dimension": "smoothness", "kind": "freeze", "start": 2.0, "end": 2.5, "strength": 0.8,
                     "text": "the picture freezes from 2.0 s to 2.5 s", "local": True}]
     c = compare_results(ra, rb)
@@ -347,12 +353,7 @@ def test_compare_explains_decisive_dimensions_by_the_statistics_behind_them(tmp_
     from llmvqa.compare import compare_results, render_comparison
     from llmvqa.levels import LevelRating
 
-    a = make_assessor()
-    p1, p2 = tmp_path / "a.mp4", tmp_path / "b.mp4"
-    p1.write_bytes(b"clip one " * 50)
-    p2.write_bytes(b"clip two, other bytes " * 50)
-    ra, rb = a.rate(p1, explain=False), a.rate(p2, explain=False)
-    ra.evidence, rb.evidence = [], []
+    a, _, ra, rb = _two_ratings(tmp_path)
     sure, poor, even = [0.9, 0.1, 0, 0, 0], [0, 0, 0.2, 0.8, 0], [0.2] * 5
     for r, compression, sharpness, flicker in ((ra, sure, poor, even), (rb, poor, sure, even)):
         r.dimensions = {"compression": LevelRating.from_probs("compression", compression),

@@ -103,16 +103,12 @@ def test_worker_counts_and_options():
 
 
 def test_real_model_rows_match_the_one_process_loop(tmp_path):
-    from conftest import moving_scene
+    from conftest import real_clips
 
     from llmvqa.assessor import Assessor
-    from llmvqa.video.writer import write_video
 
     root = tmp_path / "clips"
-    root.mkdir()
-    for i in range(3):
-        write_video(root / f"clip{i}.mp4", moving_scene(16, 96, seed=i), fps=8)
-    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    real_clips(root)
     listing = tmp_path / "list.csv"
     with listing.open("w", newline="") as f:
         w = csv.writer(f)

@@ -86,17 +86,13 @@ def _free_port() -> int:
 
 def test_two_launched_processes_rate_one_list_into_one_output(tmp_path):
     """torchrun (what accelerate launch runs) starts 2 CPU processes; their rows equal one process's."""
-    from conftest import moving_scene
+    from conftest import real_clips
 
     from llmvqa.assessor import Assessor
     from llmvqa.commands.batch import run_batch
-    from llmvqa.video.writer import write_video
 
     root = tmp_path / "clips"
-    root.mkdir()
-    for i in range(3):
-        write_video(root / f"clip{i}.mp4", moving_scene(16, 96, seed=i), fps=8)
-    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video")
+    real_clips(root)
     out = tmp_path / "results.csv"
 
     def launch():
