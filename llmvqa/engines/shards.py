@@ -152,12 +152,13 @@ def run_sharded(args: Any, jobs: list[Job], shard: Shard):
             workers = auto_workers(max(1, cpu_count() // shard.local_world), args.explain, args.dimensions)
         options = LocalOptions(workers=workers, batch_size=args.batch_size, threads=args.worker_threads)
         done = done_keys(args.out)
-        mine = [j for j in shard_jobs(jobs, shard) if j.key not in done]
+        share = shard_jobs(jobs, shard)
+        mine = [j for j in share if j.key not in done]
         model = ModelSpec(str(resolve_model_dir(args.model)), device)
         summary = run_local_batch(model, mine, part_path(args.out, shard), explain=args.explain,
                                   dimensions=args.dimensions, options=options,
                                   progress=args.progress and shard.rank == 0)
-        summary.skipped += len(shard_jobs(jobs, shard)) - len(mine)
+        summary.skipped += len(share) - len(mine)
         print(f"rank {shard.rank} of {shard.world}: {summary.text()}", file=sys.stderr)
         dist.barrier()
         if shard.rank == 0:
